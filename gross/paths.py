@@ -1,32 +1,54 @@
-"""Project paths, built from this file's location (never from the working directory)."""
+"""Project paths, built from this file's location (never from the working directory).
 
+Where outputs go depends on the profile: the ``cpu`` and ``paper`` profiles write the
+paper's tables to ``results/`` and figures to ``figures/`` (committed; each file has a
+``.meta.json`` naming the profile that made it); the ``smoke`` profile (used by the
+tests) writes them under ``runs/smoke/`` so a test never overwrites committed results.
+The environment variable ``GROSS_RUNS`` moves the ``runs/`` folder (checkpoints and
+intermediate files exchanged between notebooks).
+"""
+
+import os
 from pathlib import Path
 
-__all__ = ["ROOT", "NOTEBOOKS", "RESULTS", "FIGURES", "RUNS", "DATA", "CONFIGS", "EXECUTED", "run_dir"]
+__all__ = [
+    "ROOT", "NOTEBOOKS", "RESULTS", "FIGURES", "DATA", "CONFIGS", "EXECUTED",
+    "runs_root", "run_dir", "results_dir", "figures_dir",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
 FIGURES = ROOT / "figures"
-RUNS = ROOT / "runs"
 DATA = ROOT / "data"
 CONFIGS = ROOT / "configs"
 EXECUTED = RESULTS / "executed"
 
+#: Profiles whose tables and figures are written to the committed ``results/`` and ``figures/``.
+PUBLISHED_PROFILES = ("cpu", "paper")
+
+
+def runs_root() -> Path:
+    """``runs/`` (or ``$GROSS_RUNS``): checkpoints and files exchanged between notebooks."""
+    return Path(os.environ.get("GROSS_RUNS", ROOT / "runs"))
+
 
 def run_dir(profile: str) -> Path:
-    """Return (and create) the directory where notebooks of ``profile`` exchange files.
+    """Return (and create) ``runs/<profile>``, where notebooks of ``profile`` exchange files."""
+    path = runs_root() / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
-    Parameters
-    ----------
-    profile : str
-        Profile name (``smoke``, ``cpu``, ``paper``).
 
-    Returns
-    -------
-    pathlib.Path
-        ``runs/<profile>``.
-    """
-    path = RUNS / profile
+def results_dir(profile: str) -> Path:
+    """Where tables of ``profile`` go: ``results/`` for cpu/paper, else ``runs/<profile>/results``."""
+    path = RESULTS if profile in PUBLISHED_PROFILES else run_dir(profile) / "results"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures_dir(profile: str) -> Path:
+    """Where figures of ``profile`` go: ``figures/`` for cpu/paper, else ``runs/<profile>/figures``."""
+    path = FIGURES if profile in PUBLISHED_PROFILES else run_dir(profile) / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,0 +1,157 @@
+"""Model surgery: decompose, search space, config switching, export."""
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from gross.decomposition import (
+    decomposable_layers,
+    decompose,
+    default_group_sizes,
+    enumerate_configs,
+    export,
+    get_config,
+    gross_layers,
+    num_configs,
+    search_space,
+    set_config,
+)
+from gross.layers import GroSSConv2d
+
+
+def tiny_net(c=8):
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(3, c, 3, padding=1),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(c, c, 3, padding=1),
+            relu2=nn.ReLU(),
+            down=nn.Conv2d(c, 2 * c, 1),
+            conv3=nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+            fc=nn.Linear(2 * c, 5),
+        )
+    ).double()
+
+
+def test_decomposable_layers_skip_first_and_pointwise():
+    assert decomposable_layers(tiny_net()) == ["conv2", "conv3"]
+    assert decomposable_layers(tiny_net(), layers=["conv3", "conv1"]) == ["conv1", "conv3"]
+
+
+@pytest.mark.parametrize(
+    "layers, match",
+    [(["nope"], "unknown layer 'nope'"), (["down"], "not an ungrouped k×k"), (["fc"], "Linear")],
+)
+def test_decomposable_layers_errors(layers, match):
+    with pytest.raises(ValueError, match=match):
+        decomposable_layers(tiny_net(), layers=layers)
+
+
+def test_default_group_sizes():
+    assert default_group_sizes(32) == (1, 2, 4, 8, 16, 32)
+    assert default_group_sizes(64) == (1, 2, 4, 8, 16, 32, 64)
+    assert default_group_sizes(12) == (1, 2, 4, 8)
+    with pytest.raises(ValueError, match="positive"):
+        default_group_sizes(0)
+
+
+@pytest.fixture(scope="module")
+def decomposed():
+    model = tiny_net()
+    reference = tiny_net()
+    decompose(model, group_sizes=(1, 4, 8, 32), tol=1e-8, max_iter=200)
+    return model, reference
+
+
+def test_decompose_replaces_layers_and_space(decomposed):
+    model, _ = decomposed
+    assert isinstance(model.conv2, GroSSConv2d) and isinstance(model.conv3, GroSSConv2d)
+    assert isinstance(model.conv1, nn.Conv2d) and isinstance(model.down, nn.Conv2d)
+    # sizes that do not divide the width are dropped: conv2 width 8, conv3 width 16
+    assert search_space(model) == OrderedDict(conv2=(1, 4, 8), conv3=(1, 4, 8))
+    assert list(gross_layers(model)) == ["conv2", "conv3"]
+    assert model.conv2.name == "conv2"
+    assert num_configs(search_space(model)) == 9
+    assert len(enumerate_configs(search_space(model))) == 9
+
+
+def test_full_size_reproduces_original(decomposed):
+    """At group size = width with u <= t the BTD is exact, so the network is unchanged."""
+    model, reference = decomposed
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    set_config(model, (8, 8))
+    # conv3: u = t = width = 16 but the largest size offered is 8, so only conv2 is exact.
+    layer = model.conv2
+    y = layer(torch.randn(2, 8, 6, 6, dtype=torch.float64))
+    assert y.shape == (2, 8, 6, 6)
+    h = reference.relu1(reference.conv1(x))
+    torch.testing.assert_close(model.conv2(h), reference.conv2(h), rtol=1e-8, atol=1e-8)
+
+
+def test_set_get_config_and_dict(decomposed):
+    model, _ = decomposed
+    set_config(model, (1, 4))
+    assert get_config(model) == (1, 4)
+    set_config(model, {"conv3": 8})
+    assert get_config(model) == (1, 8)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ((1,), "config has 1 group sizes but the model has 2 decomposed layers"),
+        ((1, 4, 8), "config has 3 group sizes"),
+        ((2, 4), r"group size 2 is not valid for layer 'conv2': allowed sizes are \(1, 4, 8\)"),
+        ({"conv9": 4}, r"unknown layer\(s\) \['conv9'\]"),
+    ],
+)
+def test_set_config_errors(decomposed, config, match):
+    model, _ = decomposed
+    with pytest.raises(ValueError, match=match):
+        set_config(model, config)
+
+
+def test_export_equals_gross_model(decomposed):
+    model, _ = decomposed
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    model.eval()
+    for config in enumerate_configs(search_space(model)):
+        plain = export(model, config)
+        assert not any(isinstance(m, GroSSConv2d) for m in plain.modules())
+        assert plain.conv2.R.groups == 8 // config[0]
+        assert plain.conv3.R.stride == (2, 2)
+        set_config(model, config)
+        torch.testing.assert_close(plain(x), model(x), rtol=1e-10, atol=1e-10)
+
+
+def test_export_does_not_modify_model(decomposed):
+    model, _ = decomposed
+    set_config(model, (4, 4))
+    export(model, (1, 1))
+    assert get_config(model) == (4, 4)
+
+
+def test_decompose_errors():
+    with pytest.raises(ValueError, match="none of the group sizes"):
+        decompose(tiny_net(), group_sizes=(3, 5), max_iter=2)
+    with pytest.raises(ValueError, match="do not divide the bottleneck width 8"):
+        decompose(tiny_net(), group_sizes={"conv2": (3,), "conv3": (1,)}, max_iter=2)
+    with pytest.raises(ValueError, match="no group sizes given for layer 'conv3'"):
+        decompose(tiny_net(), group_sizes={"conv2": (1,)}, max_iter=2)
+    with pytest.raises(ValueError, match="no GroSS layers"):
+        set_config(tiny_net(), (1, 1))
+    flat = nn.Sequential(nn.Conv2d(3, 4, 3))
+    with pytest.raises(ValueError, match="no decomposable convolution"):
+        decompose(flat)
+
+
+def test_decompose_custom_width():
+    model = decompose(tiny_net(), group_sizes=(1, 2, 4), layers=["conv2"], width=4, max_iter=20)
+    assert model.conv2.width == 4
+    assert search_space(model) == OrderedDict(conv2=(1, 2, 4))
+    assert export(model, (2,)).conv2.P.weight.shape == (4, 8, 1, 1)
