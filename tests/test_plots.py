@@ -1,0 +1,311 @@
+"""Tests for gross.plots: every builder returns a Figure with the expected panels and artists
+(checked against the input data), saves to PNG and PDF headless, and rejects bad input."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from gross import plots
+from gross.expansion import expand_grouped_weight
+from gross.grouped import grouped_conv_costs
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _by_gid(ax, gid):
+    return [a for a in ax.get_children() if a.get_gid() == gid]
+
+
+def _offsets(artists):
+    return np.concatenate([a.get_offsets() for a in artists]) if artists else np.empty((0, 2))
+
+
+def _save_both(fig, tmp_path, name):
+    for ext in ("png", "pdf"):
+        path = tmp_path / f"{name}.{ext}"
+        fig.savefig(path)
+        assert path.stat().st_size > 1000
+    with open(tmp_path / f"{name}.png", "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / f"{name}.pdf", "rb") as fh:
+        assert fh.read(5) == b"%PDF-"
+
+
+@pytest.fixture
+def exhaustive_table():
+    """27 configurations of a 3-layer space with MACs increasing in every group size."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for a in (1, 2, 4):
+        for b in (1, 2, 4):
+            for c in (1, 2, 4):
+                macs = 1_000_000 + 10_000 * (a + 2 * b + 3 * c)
+                rows.append({"config": (a, b, c), "macs": macs, "gconv_macs": macs - 900_000,
+                             "accuracy": 80 + 0.1 * (a + b + c) + rng.normal(0, 0.05)})
+    return pd.DataFrame(rows)
+
+
+def _budget(table, config):
+    return float(table.loc[table["config"] == config, "macs"].iloc[0])
+
+
+def _best_within(table, budget):
+    sub = table[table["macs"] <= budget]
+    return sub.loc[sub["accuracy"].idxmax(), "config"]
+
+
+@pytest.fixture
+def bfs_trace(exhaustive_table):
+    """Two searches (baselines 2 2 2 and 4 4 4), two runs each, 3 steps of 2 evaluations."""
+    rows = []
+    for base in ((2, 2, 2), (4, 4, 4)):
+        budget = _budget(exhaustive_table, base)
+        pool = exhaustive_table[exhaustive_table["macs"] <= budget].reset_index(drop=True)
+        for run in range(2):
+            sample = pool.sample(6, random_state=run)
+            for i, (_, r) in enumerate(sample.iterrows()):
+                rows.append({"baseline": " ".join(map(str, base)), "budget": int(budget), "run": run,
+                             "step": i // 2, "config": r["config"], "macs": r["macs"],
+                             "gconv_macs": r["gconv_macs"], "accuracy": r["accuracy"],
+                             "selected": i % 2 == 0})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- backend
+
+
+def _backend_after_import(mplbackend):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
+    if mplbackend:
+        env["MPLBACKEND"] = mplbackend
+    code = "import matplotlib, gross.plots; print(matplotlib.get_backend().lower())"
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="headless switch is Linux-only")
+def test_headless_backend_switch():
+    procs = {name: _backend_after_import(name) for name in (None, "TkAgg",
+                                                            "module://matplotlib_inline.backend_inline")}
+    out = {name: p.communicate(timeout=120)[0].strip().splitlines()[-1] for name, p in procs.items()}
+    assert out[None] == "agg"  # unset backend, no display -> Agg
+    assert out["TkAgg"] == "agg"  # a GUI backend without display -> Agg
+    assert out["module://matplotlib_inline.backend_inline"] == "module://matplotlib_inline.backend_inline"
+
+
+# ----------------------------------------------------------------------------- tutorial figures
+
+
+def test_fig2_expansion_content(tmp_path):
+    fig = plots.fig2_expansion(group_size=1, new_sizes=(2, 4), channels=4, seed=0)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 6  # stored weights (top) and dense equivalents (bottom), 3 sizes
+    top, bottom = fig.axes[:3], fig.axes[3:]
+    w1 = np.ma.filled(top[0].images[0].get_array(), 0.0)
+    assert w1.shape == (4, 1) and np.all(w1 != 0)
+    weight = torch.from_numpy(w1).reshape(4, 1, 1, 1)
+    for ax, h in zip(top[1:], (2, 4)):
+        shown = np.ma.filled(ax.images[0].get_array(), 0.0)
+        np.testing.assert_allclose(shown, expand_grouped_weight(weight, 1, h)[:, :, 0, 0].numpy())
+        assert sum(t.get_text() != "" for t in ax.texts) == 4  # one label per non-zero weight
+    dense = [np.ma.filled(ax.images[0].get_array(), 0.0) for ax in bottom]
+    for d in dense:  # Eq. 4: every expansion is the same dense (here diagonal) convolution
+        np.testing.assert_allclose(d, np.diag(w1[:, 0]))
+    _save_both(fig, tmp_path, "fig2")
+
+
+def test_fig2_without_dense_and_bad_sizes():
+    fig = plots.fig2_expansion(group_size=2, new_sizes=(4, 8), channels=8, dense=False)
+    assert len(fig.axes) == 3
+    assert [ax.images[0].get_array().shape for ax in fig.axes] == [(8, 2), (8, 4), (8, 8)]
+    with pytest.raises(ValueError, match="multiple"):
+        plots.fig2_expansion(group_size=2, new_sizes=(3,), channels=6)
+    with pytest.raises(ValueError, match="group_size"):
+        plots.fig2_expansion(group_size=3, channels=4)
+
+
+def test_grouped_conv_cost_figure(tmp_path):
+    costs = grouped_conv_costs(16, 16, 3, 8, 8)
+    fig = plots.grouped_conv_cost_figure(costs)
+    assert len([ax for ax in fig.axes if ax.get_ylabel()]) == 2
+    for ax, col in zip(fig.axes[:2], ("params", "macs")):
+        lines = ax.get_lines()
+        assert len(lines) == 2  # ideal dense / G and the measured cost
+        np.testing.assert_allclose(lines[1].get_ydata(), costs[col])
+        np.testing.assert_allclose(lines[0].get_ydata(), costs[col].iloc[0] / costs["groups"])
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    _save_both(fig, tmp_path, "costs")
+    with pytest.raises(ValueError, match="missing columns"):
+        plots.grouped_conv_cost_figure(costs.drop(columns="macs"))
+
+
+def test_btd_error_figure(tmp_path):
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame([{"layer": layer, "group_size": s, "repeat": r, "error": 1 / s + rng.normal(0, 0.01)}
+                       for layer in ("conv2", "conv3") for s in (1, 2, 4, 8) for r in range(3)])
+    fig = plots.btd_error_figure(df)
+    (ax,) = fig.axes
+    assert len(ax.containers) == 2  # one errorbar per layer
+    mean = df[df["layer"] == "conv3"].groupby("group_size")["error"].mean()
+    line = ax.containers[1].lines[0]
+    np.testing.assert_allclose(line.get_xdata(), mean.index)
+    np.testing.assert_allclose(line.get_ydata(), mean.to_numpy())
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["conv2", "conv3"]
+    _save_both(fig, tmp_path, "btd")
+    # a single repeat (no std) works too
+    assert len(plots.btd_error_figure(df[df["repeat"] == 0].drop(columns="repeat")).axes) == 1
+
+
+def test_finetuning_curves_wide_and_long(tmp_path):
+    wide = pd.DataFrame({"epoch": [1, 2, 3], "val_acc": [60.0, 65, 70], "val_acc_largest": [62.0, 68, 72],
+                         "val_acc_smallest": [58.0, 62, 68], "train_loss": [1.5, 1.0, 0.8],
+                         "best_val_acc": [60.0, 65, 70]})
+    fig = plots.finetuning_curves(wide)
+    assert len(fig.axes) == 2
+    acc_ax, loss_ax = fig.axes
+    labels = [line.get_label() for line in acc_ax.get_lines()]
+    assert labels == ["mean", "largest", "smallest"]  # best_val_acc is not a val_acc* column
+    np.testing.assert_allclose(acc_ax.get_lines()[1].get_ydata(), wide["val_acc_largest"])
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), wide["train_loss"])
+    _save_both(fig, tmp_path, "ft")
+
+    long = pd.DataFrame({"epoch": [1, 2, 1, 2], "config_label": ["1 1 1", "1 1 1", "4 4 4", "4 4 4"],
+                         "val_acc": [50.0, 55, 60, 66]})
+    fig = plots.finetuning_curves(long)
+    assert len(fig.axes) == 1
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["1 1 1", "4 4 4"]
+    with pytest.raises(ValueError, match="val_acc"):
+        plots.finetuning_curves(pd.DataFrame({"epoch": [1], "train_loss": [1.0]}))
+
+
+# ----------------------------------------------------------------------------- search figures
+
+
+def test_fig3_regions_baselines_found(exhaustive_table, tmp_path):
+    baselines = [(4, 4, 4), (1, 1, 1), (2, 2, 2)]  # unsorted on purpose
+    found = [_best_within(exhaustive_table, _budget(exhaustive_table, b)) for b in baselines]
+    fig = plots.fig3_exhaustive_search(exhaustive_table, baselines, found)
+    (ax,) = fig.axes
+    budgets = sorted(_budget(exhaustive_table, b) for b in baselines)
+    lower = -np.inf
+    total = 0
+    for b, budget in zip(sorted(baselines, key=lambda c: _budget(exhaustive_table, c)), budgets):
+        pts = _offsets(_by_gid(ax, f"region:{' '.join(map(str, b))}"))
+        expected = exhaustive_table[(exhaustive_table["macs"] <= budget) & (exhaustive_table["macs"] > lower)]
+        assert len(pts) == len(expected)
+        assert np.all(pts[:, 0] <= budget) and np.all(pts[:, 0] > lower)
+        lower, total = budget, total + len(pts)
+    grey = _offsets(_by_gid(ax, "configs"))
+    assert total + len(grey) == len(exhaustive_table)
+    assert np.all(grey[:, 0] > budgets[-1])
+    base_pts = _offsets(_by_gid(ax, "baselines"))
+    np.testing.assert_allclose(np.sort(base_pts[:, 0]), budgets)
+    star_pts = _offsets(_by_gid(ax, "found"))
+    assert len(star_pts) == 3
+    for f in found:
+        row = exhaustive_table[exhaustive_table["config"] == f].iloc[0]
+        assert any(np.allclose(p, (row["macs"], row["accuracy"])) for p in star_pts)
+    _save_both(fig, tmp_path, "fig3")
+
+
+def test_fig3_accepts_search_results_and_csv_configs(exhaustive_table):
+    budget = _budget(exhaustive_table, (2, 2, 2))
+    best = _best_within(exhaustive_table, budget)
+    results = [{"baseline": "2 2 2", "budget": int(budget), "config": best, "macs": 0, "accuracy": 0,
+                "baseline_accuracy": 1.0}]
+    results[0].update(macs=float(exhaustive_table.loc[exhaustive_table["config"] == best, "macs"].iloc[0]),
+                      accuracy=float(exhaustive_table.loc[exhaustive_table["config"] == best, "accuracy"].iloc[0]))
+    csv_table = exhaustive_table.assign(config=[str(c) for c in exhaustive_table["config"]])  # "(1, 2, 4)"
+    fig = plots.fig3_exhaustive_search(csv_table, results)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(_offsets(_by_gid(ax, "baselines")), [[budget, 1.0]])
+    np.testing.assert_allclose(_offsets(_by_gid(ax, "found")), [[results[0]["macs"], results[0]["accuracy"]]])
+    # role DataFrame, x = G.Conv MACs
+    roles = pd.DataFrame({"config": [(2, 2, 2), best], "role": ["baseline", "found"]})
+    fig = plots.fig3_exhaustive_search(exhaustive_table, roles, x="gconv_macs")
+    assert fig.axes[0].get_xlabel() == "G.Conv MACs"
+    assert len(_offsets(_by_gid(fig.axes[0], "found"))) == 1
+
+
+def test_fig3_bad_input(exhaustive_table):
+    with pytest.raises(ValueError, match="accuracy"):
+        plots.fig3_exhaustive_search(exhaustive_table.drop(columns="accuracy"), [(1, 1, 1)])
+    with pytest.raises(ValueError, match="not in the table"):
+        plots.fig3_exhaustive_search(exhaustive_table, [(1, 1, 1)], [(8, 8, 8)])
+    with pytest.raises(ValueError, match="MACs of baseline"):
+        plots.fig3_exhaustive_search(exhaustive_table, [(8, 8, 8)])
+    with pytest.raises(ValueError, match="one configuration per baseline"):
+        plots.fig3_exhaustive_search(exhaustive_table, [(1, 1, 1), (2, 2, 2)], [(1, 1, 1)])
+
+
+def test_fig4_bfs_panels_paths_found(bfs_trace, exhaustive_table, tmp_path):
+    fig = plots.fig4_bfs(bfs_trace, [(4, 4, 4), (2, 2, 2)])
+    assert len(fig.axes) == 2
+    for ax, base in zip(fig.axes, ("2 2 2", "4 4 4")):  # ordered by budget
+        part = bfs_trace[bfs_trace["baseline"] == base]
+        assert ax.get_title() == f"baseline {base}"
+        assert len(_offsets(_by_gid(ax, "evaluated"))) == len(part)
+        paths = _by_gid(ax, "path")
+        assert len(paths) == part[part["selected"]]["run"].nunique()
+        np.testing.assert_allclose(paths[0].get_xdata(),
+                                   part[part["selected"] & (part["run"] == 0)].sort_values("step")["macs"])
+        best = part.loc[part["accuracy"].idxmax()]
+        np.testing.assert_allclose(_offsets(_by_gid(ax, "found")), [[best["macs"], best["accuracy"]]])
+        base_cfg = tuple(int(s) for s in base.split())
+        if base_cfg in set(part["config"]):  # baseline circle only when its accuracy is known
+            assert len(_offsets(_by_gid(ax, "baseline"))) == 1
+    _save_both(fig, tmp_path, "fig4")
+
+
+def test_fig4_bfs_with_search_results(bfs_trace):
+    results = pd.DataFrame({"baseline": ["4 4 4", "2 2 2"], "budget": [2_000_000, 1_050_000],
+                            "config": [(1, 1, 1), (1, 1, 2)], "macs": [1_060_000, 1_070_000],
+                            "accuracy": [80.3, 80.4], "baseline_accuracy": [80.5, 80.1]})
+    fig = plots.fig4_bfs(bfs_trace, results)
+    ax_small, ax_large = fig.axes
+    np.testing.assert_allclose(_offsets(_by_gid(ax_small, "baseline")), [[1_050_000, 80.1]])
+    np.testing.assert_allclose(_offsets(_by_gid(ax_large, "found")), [[1_060_000, 80.3]])
+    # default: every baseline of the trace, budgets from its budget column
+    fig = plots.fig4_bfs(bfs_trace)
+    assert [ax.get_title() for ax in fig.axes] == ["baseline 2 2 2", "baseline 4 4 4"]
+    with pytest.raises(ValueError, match="no rows for baseline"):
+        plots.fig4_bfs(bfs_trace[bfs_trace["baseline"] == "2 2 2"], results)
+
+
+def test_fig5_long_and_wide(tmp_path):
+    rng = np.random.default_rng(2)
+    configs = [(a, b) for a in (1, 2, 4) for b in (1, 2, 4)]
+    true = 80 + rng.normal(0, 1, len(configs))
+    wide = pd.DataFrame({"config": configs, "true_acc": true, "gross": true - 1, "none": true - 3,
+                         "partial": true - 2})
+    long = wide.melt(id_vars=["config", "true_acc"], var_name="space", value_name="search_acc")
+    for df in (wide, long):
+        fig = plots.fig5_search_vs_true(df)
+        assert [ax.get_title() for ax in fig.axes] == ["No fine-tuning", "Partial fine-tuning", "GroSS"]
+        for ax, space in zip(fig.axes, ("none", "partial", "gross")):
+            pts = _offsets(_by_gid(ax, "configs"))
+            assert len(pts) == len(configs)
+            np.testing.assert_allclose(np.sort(pts[:, 1] - pts[:, 0]),
+                                       np.sort((wide[space] - wide["true_acc"]).to_numpy()))
+            (identity,) = _by_gid(ax, "identity")
+            np.testing.assert_allclose(identity.get_xdata(), identity.get_ydata())
+    _save_both(fig, tmp_path, "fig5")
+    fig = plots.fig5_search_vs_true(long, spaces=["gross"])
+    assert len(fig.axes) == 1
+    with pytest.raises(ValueError, match="not in df"):
+        plots.fig5_search_vs_true(long, spaces=["random"])
+
+
+def test_save_figure_roundtrip(tmp_path, exhaustive_table):
+    from gross.utils import save_figure
+
+    fig = plots.fig3_exhaustive_search(exhaustive_table, [(2, 2, 2)])
+    png = save_figure(fig, "fig3_test", {"profile": "test"}, directory=tmp_path)
+    assert png.exists() and (tmp_path / "fig3_test.pdf").exists() and (tmp_path / "fig3_test.meta.json").exists()
