@@ -1,0 +1,289 @@
+"""Tests for gross.btd: BTD of a conv weight into a P/R/Q grouped bottleneck."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gross.btd as btd_module
+from gross.btd import METHODS, BTDResult, btd, reconstruct
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # The test machine is shared; oversubscribed OpenMP threads slow small linear
+    # algebra down by more than an order of magnitude.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _weight(u, t, k=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(u, t, k, k, generator=gen, dtype=torch.float64)
+
+
+def _relative_error(weight, result):
+    return float(torch.linalg.vector_norm(weight - reconstruct(result.P, result.R, result.Q)) / weight.norm())
+
+
+def _non_increasing(errors):
+    return all(b <= a for a, b in zip(errors, errors[1:]))
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("u, t, width, s", [(6, 8, None, 2), (10, 6, 12, 3), (8, 8, 4, 4), (5, 7, 7, 1)])
+def test_shapes_dtype_and_device(u, t, width, s):
+    weight = _weight(u, t).float()  # any float dtype in, float64 CPU out
+    result = btd(weight, s, width=width, max_iter=3)
+    w = t if width is None else width
+    assert isinstance(result, BTDResult)
+    assert result.P.shape == (w, t, 1, 1)
+    assert result.R.shape == (w, s, 3, 3)
+    assert result.Q.shape == (u, w, 1, 1)
+    for tensor in result[:3]:
+        assert tensor.dtype == torch.float64 and tensor.device.type == "cpu"
+    assert all(isinstance(e, float) for e in result.errors)
+    assert 1 <= len(result.errors) <= 4
+
+
+def test_non_square_kernel():
+    weight = torch.randn(6, 4, 3, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    result = btd(weight, 2, max_iter=20)
+    assert result.R.shape == (4, 2, 3, 1)
+    assert result.errors[-1] == pytest.approx(_relative_error(weight, result), abs=1e-12)
+
+
+# --------------------------------------------------------------------- error history
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("s", [1, 2, 4])
+def test_error_history_non_increasing_and_matches_factors(method, s):
+    weight = _weight(8, 8, seed=s)
+    max_iter = 300 if method == "als" else 15
+    result = btd(weight, s, tol=1e-7, max_iter=max_iter, method=method)
+    assert len(result.errors) >= 3
+    assert _non_increasing(result.errors), result.errors
+    assert result.errors[-1] < result.errors[0]
+    # The last reported error is the error of the returned factors.
+    assert result.errors[-1] == pytest.approx(_relative_error(weight, result), abs=1e-10)
+
+
+def test_stops_when_decrease_below_tol():
+    weight = _weight(8, 8, seed=3)
+    loose = btd(weight, 2, tol=1e-2)
+    tight = btd(weight, 2, tol=1e-7)
+    assert len(loose.errors) < len(tight.errors)
+    assert loose.errors[-2] - loose.errors[-1] < 1e-2
+    assert all(a - b >= 1e-2 for a, b in zip(loose.errors[:-2], loose.errors[1:-1]))
+    assert tight.errors[-1] <= loose.errors[-1]
+
+
+def test_max_iter_limits_sweeps():
+    result = btd(_weight(8, 8), 2, tol=1e-12, max_iter=4)
+    assert len(result.errors) == 5
+    assert btd(_weight(8, 8), 2, max_iter=0).errors == result.errors[:1]
+
+
+# ------------------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("u, t", [(8, 8), (5, 8)])
+def test_full_block_rank_is_exact(method, u, t):
+    # group size = width = t and u <= t: a single Tucker-2 term of full rank.
+    weight = _weight(u, t, seed=u)
+    result = btd(weight, t, method=method, max_iter=5)
+    assert result.errors[-1] <= 1e-10
+    assert _relative_error(weight, result) <= 1e-10
+
+
+def test_depthwise_of_diagonal_weight_is_exact():
+    # A weight that is exactly a BTD with s = 1 (Q diag(r) P per kernel tap) is
+    # recovered to (near) machine precision.
+    gen = torch.Generator().manual_seed(4)
+    P = torch.randn(6, 6, 1, 1, generator=gen, dtype=torch.float64)
+    R = torch.randn(6, 1, 3, 3, generator=gen, dtype=torch.float64)
+    Q = torch.randn(7, 6, 1, 1, generator=gen, dtype=torch.float64)
+    weight = reconstruct(P, R, Q)
+    result = btd(weight, 1, tol=1e-14, max_iter=3000)
+    assert _relative_error(weight, result) < 1e-6
+
+
+# ------------------------------------------------------------------------ bottleneck
+
+
+def test_reconstruct_matches_independent_sum_over_blocks():
+    gen = torch.Generator().manual_seed(5)
+    width, s, t, u = 6, 2, 5, 4
+    P = torch.randn(width, t, 1, 1, generator=gen, dtype=torch.float64)
+    R = torch.randn(width, s, 3, 3, generator=gen, dtype=torch.float64)
+    Q = torch.randn(u, width, 1, 1, generator=gen, dtype=torch.float64)
+    expected = torch.zeros(u, t, 3, 3, dtype=torch.float64)
+    for o in range(u):
+        for i in range(t):
+            for a in range(width):
+                start = (a // s) * s
+                for b in range(s):
+                    expected[o, i] += Q[o, a, 0, 0] * R[a, b] * P[start + b, i, 0, 0]
+    torch.testing.assert_close(reconstruct(P, R, Q), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "u, t, width, s, stride, padding",
+    [(6, 4, None, 2, 1, 1), (6, 4, None, 1, 2, 1), (5, 8, 12, 4, 2, 0), (8, 8, 4, 2, 1, 2)],
+)
+def test_bottleneck_convs_equal_conv_with_reconstructed_weight(u, t, width, s, stride, padding):
+    weight = _weight(u, t, seed=6)
+    result = btd(weight, s, width=width, max_iter=10)
+    w = t if width is None else width
+    bias = torch.randn(u, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    x = torch.randn(2, t, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    y = F.conv2d(x, result.P)
+    y = F.conv2d(y, result.R, stride=stride, padding=padding, groups=w // s)
+    y = F.conv2d(y, result.Q, bias=bias)
+    dense = F.conv2d(x, reconstruct(result.P, result.R, result.Q), bias=bias, stride=stride, padding=padding)
+    torch.testing.assert_close(y, dense, rtol=1e-10, atol=1e-10)
+    # ... and the BTD approximates the original layer to the reported error.
+    original = F.conv2d(x, weight, bias=bias, stride=stride, padding=padding)
+    assert float((dense - original).norm() / original.norm()) < 1.0
+
+
+# ------------------------------------------------------------------- ALS vs reference
+
+
+@pytest.mark.parametrize("s", [4, 8])
+def test_als_reaches_hooi_error(s):
+    weight = _weight(16, 16, seed=10 + s)
+    hooi = btd(weight, s, method="hooi", tol=1e-5, max_iter=40)
+    als = btd(weight, s, method="als", tol=1e-6)
+    assert _non_increasing(hooi.errors)
+    assert als.errors[-1] <= hooi.errors[-1] + 2e-3
+
+
+def test_cg_core_path_is_monotone_and_reaches_direct_path(monkeypatch):
+    weight = _weight(12, 12, seed=11)
+    direct = btd(weight, 4, tol=1e-6)
+    monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS", 0)
+    cg = btd(weight, 4, tol=1e-6)
+    assert _non_increasing(cg.errors)
+    assert cg.errors[-1] <= direct.errors[-1] + 5e-3
+    assert cg.errors[-1] == pytest.approx(_relative_error(weight, cg), abs=1e-10)
+
+
+# -------------------------------------------------------- exactness of the LS steps
+
+
+def _random_state(u=7, t=6, n=3, s=2, K=4, seed=12):
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(K, u, t, generator=gen, dtype=torch.float64)
+    C = torch.randn(u, n * s, generator=gen, dtype=torch.float64)
+    B = torch.randn(t, n * s, generator=gen, dtype=torch.float64)
+    G = torch.randn(K, n, s, s, generator=gen, dtype=torch.float64)
+    return X, C, B, G
+
+
+def _objective(X, C, B, G):
+    return ((X - btd_module._model(C, B, G)) ** 2).sum()
+
+
+def _gradient(X, C, B, G, wrt):
+    args = {"C": C.clone(), "B": B.clone(), "G": G.clone()}
+    args[wrt].requires_grad_(True)
+    _objective(X, **args).backward()
+    return args[wrt].grad
+
+
+def test_factor_updates_are_least_squares_minimisers():
+    X, C, B, G = _random_state()
+    C_new = btd_module._update_left(X @ B, G, B.t() @ B)
+    assert float(_gradient(X, C_new, B, G, "C").abs().max()) < 1e-9
+    assert float(_gradient(X, C, B, G, "C").abs().max()) > 1e-3  # the test can fail
+    B_new = btd_module._update_right(X.transpose(1, 2) @ C, G, C.t() @ C)
+    assert float(_gradient(X, C, B_new, G, "B").abs().max()) < 1e-9
+
+
+@pytest.mark.parametrize("direct_unknowns, cg_iters", [(10_000, 10), (0, 500)])
+def test_core_solve_matches_explicit_kronecker_least_squares(monkeypatch, direct_unknowns, cg_iters):
+    monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS", direct_unknowns)
+    monkeypatch.setattr(btd_module, "_CG_MAX_ITER", cg_iters)
+    monkeypatch.setattr(btd_module, "_CG_RTOL", 1e-13)
+    X, C, B, G = _random_state()
+    K, n, s, _ = G.shape
+    T = btd_module._core_rhs(C, X @ B, n, s)
+    G_new = btd_module._solve_core(T, C.t() @ C, B.t() @ B, G)
+    # Independent: vec(C D B^T) = (B kron C) vec(D), restricted to the block diagonal.
+    columns = []
+    for r in range(n):
+        for a in range(s):
+            for b in range(s):
+                columns.append(torch.outer(C[:, r * s + a], B[:, r * s + b]).reshape(-1))
+    design = torch.stack(columns, dim=1)
+    expected = torch.linalg.lstsq(design, X.reshape(K, -1).t()).solution.t().reshape(K, n, s, s)
+    torch.testing.assert_close(G_new, expected, rtol=1e-8, atol=1e-8)
+
+
+# ------------------------------------------------------------------------ determinism
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_deterministic_for_fixed_seed(method):
+    weight = _weight(6, 6, seed=13)
+    a = btd(weight, 2, seed=3, max_iter=5, method=method)
+    b = btd(weight, 2, seed=3, max_iter=5, method=method)
+    for x, y in zip(a[:3], b[:3]):
+        assert torch.equal(x, y)
+    assert a.errors == b.errors
+
+
+def test_seed_changes_initialisation():
+    weight = _weight(6, 6, seed=13)
+    a = btd(weight, 2, seed=0, max_iter=0)
+    b = btd(weight, 2, seed=1, max_iter=0)
+    assert not torch.allclose(a.P, b.P)
+
+
+def test_zero_weight():
+    result = btd(torch.zeros(4, 4, 3, 3), 2)
+    assert result.errors == [0.0]
+    assert float(reconstruct(result.P, result.R, result.Q).abs().max()) == 0.0
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"weight": torch.zeros(4, 4, 3)}, "4-D conv weight"),
+        ({"weight": torch.zeros(4, 0, 3, 3)}, "non-empty"),
+        ({"weight": torch.zeros(4, 4, 3, 3, dtype=torch.int64)}, "floating-point"),
+        ({"group_size": 3}, r"group size 3 does not divide the bottleneck width 4: allowed group sizes are \(1, 2, 4\)"),
+        ({"group_size": 0}, "group_size must be a positive integer"),
+        ({"group_size": 2, "width": 0}, "width must be a positive integer"),
+        ({"group_size": 4, "width": 6}, r"allowed group sizes are \(1, 2, 3, 6\)"),
+        ({"tol": 0.0}, "tol must be > 0"),
+        ({"tol": -1e-3}, "tol must be > 0"),
+        ({"max_iter": -1}, "max_iter must be a non-negative integer"),
+        ({"method": "cp"}, r"unknown method 'cp': expected one of \('als', 'hooi'\)"),
+    ],
+)
+def test_btd_value_errors(kwargs, message):
+    args = {"weight": torch.ones(4, 4, 3, 3), "group_size": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        btd(**args)
+
+
+def test_reconstruct_value_errors():
+    P, R, Q = torch.zeros(4, 3, 1, 1), torch.zeros(4, 2, 3, 3), torch.zeros(5, 4, 1, 1)
+    with pytest.raises(ValueError, match="P must be a 4-D conv weight"):
+        reconstruct(P[:, :, 0], R, Q)
+    with pytest.raises(ValueError, match="must be 1x1 conv weights"):
+        reconstruct(torch.zeros(4, 3, 3, 3), R, Q)
+    with pytest.raises(ValueError, match="bottleneck widths disagree"):
+        reconstruct(torch.zeros(6, 3, 1, 1), R, Q)
+    with pytest.raises(ValueError, match="group size 3 must divide"):
+        reconstruct(P, torch.zeros(4, 3, 3, 3), Q)
