@@ -303,7 +303,7 @@ class GroSSConv2d(nn.Module):
             largest, with ``btd_errors[s]`` the final relative BTD error at
             each ``s``.
         """
-        from . import btd as _btd  # imported lazily: heavy (tensorly) and optional for the layer itself
+        from .btd import btd as _run_btd  # imported lazily: heavy (tensorly) and optional for the layer itself
 
         _check_conv(conv)
         width = None if width is None else operator.index(width)
@@ -311,7 +311,7 @@ class GroSSConv2d(nn.Module):
         factors, errors = {}, {}
         weight = conv.weight.detach()
         for s in sizes:
-            result = _btd.btd(weight, s, width=width, **btd_options)
+            result = _run_btd(weight, s, width=width, **btd_options)
             factors[s] = (result.P, result.R, result.Q)
             errs = list(result.errors)
             errors[s] = float(errs[-1]) if errs else float("nan")

@@ -1,0 +1,114 @@
+"""Tests of gross.config: profile loading, merging and validation."""
+
+import tomllib
+
+import pytest
+
+from gross import config, paths
+
+
+def test_every_profile_loads_and_has_the_paper_schema():
+    paper = config.flatten(config.load("paper"))
+    assert set(config.profiles()) >= {"smoke", "cpu", "paper"}
+    for name in config.profiles():
+        cfg = config.load(name)
+        assert cfg["profile"] == name
+        assert set(config.flatten(cfg)) == set(paper)
+
+
+def test_paper_profile_has_the_papers_values():
+    cfg = config.load("paper")
+    assert cfg["four_layer"]["gross_epochs"] == 150
+    assert cfg["four_layer"]["repeats"] == 5
+    assert cfg["four_layer"]["btd_tol"] == 1e-6
+    assert cfg["vgg16"]["btd_tol"] == 1e-5
+    assert cfg["vgg16"]["group_sizes"] == [1, 4, 16, 32]
+    assert (cfg["vgg16"]["bfs_runs"], cfg["vgg16"]["bfs_max_steps"]) == (20, 25)
+    assert cfg["ap"]["n_configs"] == 45 and cfg["ap"]["partial_epochs"] == 5
+    assert cfg["four_layer"]["btd_max_iter"] == 500_000
+    assert config.reductions(cfg) == []
+
+
+def test_profile_overrides_merge_over_paper():
+    with open(paths.CONFIGS / "smoke.toml", "rb") as fh:
+        raw = tomllib.load(fh)
+    cfg = config.load("smoke")
+    assert cfg["four_layer"]["gross_epochs"] == raw["four_layer"]["gross_epochs"]
+    # a key smoke.toml does not set keeps the paper's value
+    assert "config_epochs" not in raw.get("ap", {})
+    assert cfg["vgg16"]["group_sizes"] == config.load("paper")["vgg16"]["group_sizes"]
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown profile 'gpu'.*'cpu'.*'paper'.*'smoke'"):
+        config.load("gpu")
+
+
+def test_unknown_override_key_names_key_and_valid_keys():
+    with pytest.raises(ValueError, match=r"unknown config key 'n_epochs'.*four_layer__gross_epochs"):
+        config.load("smoke", n_epochs=3)
+
+
+def test_unknown_key_in_a_profile_file_is_rejected(tmp_path, monkeypatch):
+    (tmp_path / "paper.toml").write_bytes((paths.CONFIGS / "paper.toml").read_bytes())
+    (tmp_path / "bad.toml").write_text("[four_layer]\ngross_epoch = 3\n")
+    monkeypatch.setattr(paths, "CONFIGS", tmp_path)
+    with pytest.raises(ValueError, match=r"unknown config key 'four_layer.gross_epoch' in configs/bad.toml"):
+        config.load("bad")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"seed": "1"}, r"'seed' must be of type int"),
+        ({"seed": True}, r"'seed' must be of type int"),
+        ({"four_layer__repeats": 2.5}, r"'four_layer.repeats' must be of type int"),
+        ({"data_path": 3}, r"'data.path' must be of type str"),
+        ({"vgg16__group_sizes": [1, "4"]}, r"'vgg16.group_sizes' must be of type int"),
+        ({"four_layer__baselines": 32}, r"'four_layer.baselines' must be of type list"),
+    ],
+)
+def test_type_mismatch_is_rejected(override, message):
+    with pytest.raises(ValueError, match=message):
+        config.load("smoke", **override)
+
+
+def test_value_constraints():
+    with pytest.raises(ValueError, match=r"'data.source' must be one of"):
+        config.load("smoke", data__source="mnist")
+    with pytest.raises(ValueError, match=r"'four_layer.gross_epochs' must be > 0"):
+        config.load("smoke", four_layer__gross_epochs=0)
+    with pytest.raises(ValueError, match=r"'seed' must be >= 0"):
+        config.load("smoke", seed=-1)
+
+
+def test_override_spellings():
+    cfg = config.load("smoke", seed=7, four_layer__repeats=3, data_path="/x", bfs_seeded_runs=4,
+                      vgg16__btd_tol=1)
+    assert cfg["seed"] == 7
+    assert cfg["four_layer"]["repeats"] == 3
+    assert cfg["data"]["path"] == "/x"
+    assert cfg["vgg16"]["bfs_seeded_runs"] == 4
+    # int accepted for a float key, stored as float
+    assert cfg["vgg16"]["btd_tol"] == 1.0 and isinstance(cfg["vgg16"]["btd_tol"], float)
+    # other sections untouched
+    assert cfg["four_layer"]["btd_tol"] == config.load("smoke")["four_layer"]["btd_tol"]
+
+
+def test_ambiguous_override_is_rejected():
+    with pytest.raises(ValueError, match=r"'bfs_runs' is ambiguous.*imagenet.bfs_runs.*vgg16.bfs_runs"):
+        config.load("smoke", bfs_runs=3)
+
+
+def test_load_returns_independent_dicts():
+    a = config.load("smoke")
+    a["vgg16"]["group_sizes"].append(64)
+    assert config.load("smoke")["vgg16"]["group_sizes"] == [1, 4, 16, 32]
+
+
+def test_reductions_diff_against_paper():
+    cfg = config.load("paper", four_layer__gross_epochs=3, device="cpu")
+    assert config.reductions(cfg) == ["four_layer.gross_epochs = 3 (paper: 150)"]
+    smoke = config.reductions(config.load("smoke"))
+    assert "four_layer.repeats = 1 (paper: 5)" in smoke
+    assert not any(r.startswith(("device", "num_threads", "data.eval_batch_size")) for r in smoke)
