@@ -1,0 +1,457 @@
+"""Tests for gross.search: fast evaluation, exhaustive and breadth-first search."""
+
+import itertools
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from gross.data import Dataset, Split
+from gross.decomposition import enumerate_configs, export, get_config, search_space, set_config
+from gross.layers import GroSSConv2d
+from gross.macs import count_macs
+from gross.search import (
+    MacLookup,
+    bfs,
+    bfs_incremental,
+    bfs_incremental_search,
+    bfs_search,
+    config_str,
+    evaluate_configs,
+    evaluate_finetuned,
+    exhaustive,
+    exhaustive_search,
+    forward_configs,
+    model_mac_lookup,
+    neighbours,
+    parse_config,
+    random_configs,
+    sec52_spaces,
+    time_switching_vs_rebuild,
+    time_tree_vs_one_by_one,
+)
+from gross.train import evaluate
+
+INPUT = (3, 8, 8)
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def gross_layer(t, u, sizes, dtype):
+    layer = GroSSConv2d(t, u, 3, sizes, padding=1, dtype=dtype)
+    with torch.no_grad():
+        for p in layer.parameters():  # random difference terms: every group size computes something else
+            p.normal_(0.0, 0.4)
+    layer.clear_cache()
+    return layer
+
+
+def tiny_gross_net(seed=0, dtype=torch.float32):
+    """Flat Sequential with 3 GroSS layers: 3 x 4 x 2 = 24 configurations, 8x8 inputs."""
+    torch.manual_seed(seed)
+    layers = OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1, dtype=dtype),
+        relu1=nn.ReLU(inplace=True),
+        conv2=gross_layer(4, 8, (1, 2, 4), dtype),
+        relu2=nn.ReLU(inplace=True),
+        pool1=nn.MaxPool2d(2),
+        conv3=gross_layer(8, 8, (1, 2, 4, 8), dtype),
+        relu3=nn.ReLU(inplace=True),
+        pool2=nn.MaxPool2d(2),
+        conv4=gross_layer(8, 8, (1, 8), dtype),
+        relu4=nn.ReLU(inplace=True),
+        flatten=nn.Flatten(),
+        fc1=nn.Linear(8 * 2 * 2, 16, dtype=dtype),
+        relu_fc1=nn.ReLU(inplace=True),
+        dropout=nn.Dropout(0.5),
+        fc2=nn.Linear(16, 5, dtype=dtype),
+    )
+    model = nn.Sequential(layers)
+    for name in ("conv2", "conv3", "conv4"):
+        model.get_submodule(name).name = name
+    return model
+
+
+def tiny_data(n=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    split = Split(torch.randint(0, 256, (n, *INPUT), generator=g, dtype=torch.uint8),
+                  torch.randint(0, 5, (n,), generator=g))
+    return Dataset(split, split, split, classes=tuple("abcde"), source="random", mean=(0.4, 0.5, 0.6),
+                   std=(0.3, 0.25, 0.2))
+
+
+class Nested(nn.Module):
+    """Same network, but the GroSS layers are not direct children of a Sequential."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny tensors: one intra-op thread is much faster than two on a busy shared CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_gross_net()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_data()
+
+
+# ----------------------------------------------------------------------------- configurations
+
+
+def test_config_str_roundtrip():
+    assert config_str((8, 16, 64)) == "8 16 64"
+    assert parse_config("8 16 64") == (8, 16, 64)
+    with pytest.raises(ValueError, match="cannot parse"):
+        parse_config("8 x 64")
+
+
+def test_neighbours():
+    space = {"a": (1, 2, 4), "b": (1, 2), "c": (1, 8)}
+    nb = neighbours((2, 1, 8), space)
+    assert len(nb) == 2 + 1 + 1 and len(set(nb)) == len(nb)
+    for c in nb:
+        assert sum(x != y for x, y in zip(c, (2, 1, 8))) == 1
+    assert set(nb) == {c for c in itertools.product(*space.values())
+                       if sum(x != y for x, y in zip(c, (2, 1, 8))) == 1}
+    with pytest.raises(ValueError, match="group size 3 is not valid for layer 'a'"):
+        neighbours((3, 1, 8), space)
+
+
+def test_random_configs():
+    space = {"a": (1, 2, 4), "b": (1, 2, 4, 8), "c": (1, 8)}
+    cs = random_configs(space, n=10, seed=3)
+    assert len(cs) == 10 and len(set(cs)) == 10
+    assert all(c in set(enumerate_configs(space)) for c in cs)
+    assert cs == random_configs(space, n=10, seed=3)
+    assert cs != random_configs(space, n=10, seed=4)
+    assert sorted(random_configs(space, n=24, seed=0)) == sorted(enumerate_configs(space))
+    # large space (VGG-16 sized) works and stays distinct
+    big = random_configs([(1, 4, 16, 32)] * 16, n=45, seed=0)
+    assert len(set(big)) == 45
+    with pytest.raises(ValueError, match="n <= 24"):
+        random_configs(space, n=25)
+    # uniformity: each of the 3 sizes of layer a appears about equally often over many draws
+    counts = np.zeros(3)
+    for seed in range(300):
+        for c in random_configs(space, n=4, seed=seed):
+            counts[(1, 2, 4).index(c[0])] += 1
+    assert np.all(np.abs(counts / counts.sum() - 1 / 3) < 0.05)
+
+
+def test_mac_lookup_equals_count_macs(model):
+    lookup = model_mac_lookup(model, INPUT)
+    assert model_mac_lookup(model, INPUT).base == lookup.base
+    for c in enumerate_configs(search_space(model)):
+        assert lookup(c) == count_macs(model, INPUT, config=c)
+    assert lookup.min_config() == (1, 1, 1)
+
+
+def test_mac_lookup_synthetic():
+    lookup = MacLookup([(1, 2), (1, 4)], lambda c: (100 + 3 * c[0] + 5 * c[1], 3 * c[0] + 5 * c[1]))
+    assert lookup((2, 4)) == (126, 26)
+    assert lookup((1, 1)) == (108, 8)
+
+
+# ----------------------------------------------------------------------------- fast evaluation
+
+
+def test_forward_configs_exact_float64():
+    model = tiny_gross_net(seed=1, dtype=torch.float64)
+    x = torch.randn(7, *INPUT, dtype=torch.float64)
+    configs = enumerate_configs(search_space(model))[::-1] + [(2, 4, 8)]  # any order, duplicates
+    before = get_config(model)
+    outs = forward_configs(model, configs, x, tree=True)
+    model.eval()
+    for c, out in zip(configs, outs):
+        set_config(model, c)
+        with torch.no_grad():
+            ref = model(x)
+        assert torch.equal(out, ref), c
+    set_config(model, before)
+    assert get_config(model) == before
+    # the configurations really differ
+    assert not torch.equal(outs[0], outs[1])
+
+
+def test_evaluate_configs_tree_equals_separate_evaluation(model, data):
+    configs = random_configs(search_space(model), n=24, seed=1) + [(1, 1, 1)]
+    model.train()
+    set_config(model, (2, 4, 8))
+    tree = evaluate_configs(model, configs, data, batch_size=64)
+    assert get_config(model) == (2, 4, 8) and model.training  # restored
+    assert list(tree.columns) == ["config", "accuracy"]
+    assert tree["config"].tolist() == configs
+    flat = evaluate_configs(model, configs, data, batch_size=64, tree=False)
+    nested = evaluate_configs(Nested(model), configs, data, batch_size=64)
+    independent = [evaluate(model, data, config=c, batch_size=64) for c in configs]
+    assert tree["accuracy"].tolist() == independent
+    assert flat["accuracy"].tolist() == independent
+    assert nested["accuracy"].tolist() == independent
+    assert tree["accuracy"].nunique() > 3  # configurations are told apart
+    # explicit mean/std are used (different normalisation -> different accuracies somewhere)
+    other = evaluate_configs(model, configs, data, batch_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert other["accuracy"].tolist() == [
+        evaluate(model, data, config=c, batch_size=64, mean=(0.5,) * 3, std=(0.5,) * 3) for c in configs]
+
+
+def test_channels_last_tree_equals_one_by_one(model, data):
+    configs = enumerate_configs(search_space(model))
+    tree = evaluate_configs(model, configs, data, batch_size=128, channels_last=True)
+    flat = evaluate_configs(model, configs, data, batch_size=128, channels_last=True, tree=False)
+    assert tree["accuracy"].tolist() == flat["accuracy"].tolist()
+    nchw = evaluate_configs(model, configs, data, batch_size=128)
+    # another memory layout may round differently, flipping at most a rare prediction
+    assert np.abs(tree["accuracy"] - nchw["accuracy"]).max() <= 100 * 2 / 300
+
+
+def test_tree_runs_prefix_once_per_batch(model, data):
+    calls = {}
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
+             for n in ("conv1", "conv2", "conv3", "conv4")]
+    try:
+        evaluate_configs(model, enumerate_configs(search_space(model)), data, batch_size=100)  # 3 batches
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls == {"conv1": 3, "conv2": 3 * 3, "conv3": 3 * 12, "conv4": 3 * 24}
+
+
+def test_evaluate_configs_errors(model, data):
+    with pytest.raises(ValueError, match="group size 3 is not valid for layer 'conv2'"):
+        evaluate_configs(model, [(3, 1, 1)], data)
+    with pytest.raises(ValueError, match="2 group sizes"):
+        evaluate_configs(model, [(1, 1)], data)
+    with pytest.raises(ValueError, match="no GroSS layers"):
+        evaluate_configs(nn.Sequential(nn.Conv2d(3, 3, 3)), [(1,)], data)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_configs(model, [(1, 1, 1)], data, batch_size=0)
+
+
+# ----------------------------------------------------------------------------- synthetic search problems
+
+
+SPACE = [(1, 2, 4, 8)] * 4  # 256 configurations
+WEIGHTS = (8, 4, 2, 1)
+
+
+def synthetic_macs(c):
+    gconv = sum(w * s for w, s in zip(WEIGHTS, c))
+    return (1000 + gconv, gconv)
+
+
+def synthetic_accuracy(seed=0):
+    """Accuracy rising with group size, with layer interactions and noise (several local optima)."""
+    rng = np.random.default_rng(seed)
+    noise = {c: rng.normal(0, 0.4) for c in itertools.product(*SPACE)}
+    coef = rng.uniform(0.5, 1.5, 4)
+
+    def acc(c):
+        logs = np.log2(c)
+        return float(70 + coef @ logs - 0.15 * (logs[0] - logs[3]) ** 2 + noise[c])
+
+    return acc
+
+
+class Recorder:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, configs):
+        self.calls.append(list(configs))
+        return [self.fn(c) for c in configs]
+
+
+def test_exhaustive_search_synthetic():
+    acc = synthetic_accuracy()
+    budget_cfg = (4, 4, 4, 4)
+    best, table = exhaustive_search(SPACE, Recorder(acc), synthetic_macs, budget_cfg)
+    assert list(table.columns) == ["config", "macs", "gconv_macs", "accuracy", "within_budget"]
+    assert len(table) == 256
+    budget = synthetic_macs(budget_cfg)[0]
+    feasible = [c for c in itertools.product(*SPACE) if synthetic_macs(c)[0] <= budget]
+    expected = max(feasible, key=acc)
+    assert best["config"] == expected and best["accuracy"] == acc(expected)
+    assert best["macs"] <= budget and best["budget"] == budget and best["baseline"] == "4 4 4 4"
+    assert best["baseline_accuracy"] == acc(budget_cfg)
+    assert table["within_budget"].sum() == len(feasible)
+    # re-use of a table: nothing evaluated again
+    rec = Recorder(acc)
+    best2, _ = exhaustive_search(SPACE, rec, synthetic_macs, 1030, table=table)
+    assert rec.calls == []
+    assert best2["macs"] <= 1030
+
+
+def test_exhaustive_tie_break_prefers_fewer_macs():
+    best, _ = exhaustive_search(SPACE, lambda cs: [50.0] * len(cs), synthetic_macs, 2000)
+    assert best["config"] == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="no configuration has MACs <= the budget 10"):
+        exhaustive_search(SPACE, lambda cs: [50.0] * len(cs), synthetic_macs, 10)
+
+
+def check_bfs_rules(trace, acc, budget, max_steps):
+    """Independent check of the Sec. 3.4 rules on a trace."""
+    assert (trace["macs"] <= budget).all()
+    for run, rows in trace.groupby("run"):
+        start = rows[rows["step"] == 0]
+        assert len(start) == 1 and start["selected"].all()
+        current = start["config"].iloc[0]
+        steps = sorted(set(rows["step"]) - {0})
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) <= max_steps
+        for step in steps:
+            here = rows[rows["step"] == step]
+            expected = [c for c in neighbours(current, SPACE) if synthetic_macs(c)[0] <= budget]
+            assert sorted(here["config"]) == sorted(expected)
+            assert np.allclose(here["accuracy"], [acc(c) for c in here["config"]])
+            best = max(expected, key=lambda c: (acc(c), -synthetic_macs(c)[0]))
+            chosen = here[here["selected"]]
+            if acc(best) > acc(current):
+                assert chosen["config"].tolist() == [best]
+                current = best
+            else:  # no strictly better neighbour: the run stops here
+                assert chosen.empty and step == steps[-1]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bfs_finds_exhaustive_optimum_and_obeys_rules(seed):
+    acc = synthetic_accuracy(seed)
+    baseline = (4, 4, 4, 4)
+    budget = synthetic_macs(baseline)[0]
+    rec = Recorder(acc)
+    best, trace = bfs_search(SPACE, rec, synthetic_macs, baseline, runs=40, max_steps=25, seed=seed)
+    ex_best, _ = exhaustive_search(SPACE, Recorder(acc), synthetic_macs, baseline)
+    assert best["config"] == ex_best["config"]
+    assert best["accuracy"] == ex_best["accuracy"]
+    check_bfs_rules(trace, acc, budget, 25)
+    assert list(trace.columns) == ["baseline", "budget", "run", "step", "config", "macs", "gconv_macs",
+                                   "accuracy", "selected"]
+    # memoised: every configuration evaluated at most once, across all runs
+    evaluated = [c for call in rec.calls for c in call]
+    assert len(evaluated) == len(set(evaluated))
+    assert set(evaluated) == set(trace["config"]) | {baseline}
+    assert best["evaluated"] == trace["config"].nunique()
+
+
+def test_bfs_max_steps_and_determinism():
+    acc = synthetic_accuracy(2)
+    kwargs = dict(runs=5, max_steps=2, seed=7)
+    _, t1 = bfs_search(SPACE, Recorder(acc), synthetic_macs, 1045, **kwargs)
+    _, t2 = bfs_search(SPACE, Recorder(acc), synthetic_macs, 1045, **kwargs)
+    assert t1.equals(t2)
+    assert t1["step"].max() <= 2
+    check_bfs_rules(t1, acc, 1045, 2)
+    _, t3 = bfs_search(SPACE, Recorder(acc), synthetic_macs, 1045, runs=5, max_steps=2, seed=8)
+    assert t3[t3["step"] == 0]["config"].tolist() != t1[t1["step"] == 0]["config"].tolist()
+
+
+def test_bfs_starts_budget_and_errors():
+    acc = synthetic_accuracy(0)
+    best, trace = bfs_search(SPACE, Recorder(acc), synthetic_macs, 1030, runs=2, starts=[(1, 1, 1, 1)])
+    assert trace[(trace["run"] == 0) & (trace["step"] == 0)]["config"].tolist() == [(1, 1, 1, 1)]
+    assert best["macs"] <= 1030 and np.isnan(best["baseline_accuracy"])
+    with pytest.raises(ValueError, match="above the budget"):
+        bfs_search(SPACE, Recorder(acc), synthetic_macs, 1030, starts=[(8, 8, 8, 8)])
+    with pytest.raises(ValueError, match="no configuration has MACs <= the budget 1000"):
+        bfs_search(SPACE, Recorder(acc), synthetic_macs, 1000)
+    # constant accuracy: no neighbour is strictly better, every run stops after one step
+    _, flat = bfs_search(SPACE, lambda cs: [1.0] * len(cs), synthetic_macs, 1060, runs=3)
+    assert flat["step"].max() == 1 and flat["selected"].sum() == 3
+
+
+def test_bfs_incremental_seeds_from_previous_search():
+    acc = synthetic_accuracy(3)
+    rec = Recorder(acc)
+    baselines = [(8, 8, 8, 8), (2, 2, 2, 2), (4, 4, 4, 4)]
+    best, trace = bfs_incremental_search(SPACE, rec, synthetic_macs, baselines, runs=12, seed=0)
+    assert best["baseline"].tolist() == ["2 2 2 2", "4 4 4 4", "8 8 8 8"]
+    assert (best["macs"] <= best["budget"]).all()
+    evaluated = [c for call in rec.calls for c in call]
+    assert len(evaluated) == len(set(evaluated))  # memo shared across the searches
+    for prev, cur in (("2 2 2 2", "4 4 4 4"), ("4 4 4 4", "8 8 8 8")):
+        p = trace[trace["baseline"] == prev].drop_duplicates("config")
+        top = sorted(zip(p["accuracy"], p["macs"], p["config"]), key=lambda t: (-t[0], t[1], t[2]))[:10]
+        c = trace[trace["baseline"] == cur]
+        starts = c[c["step"] == 0].sort_values("run")["config"].tolist()
+        assert starts[:10] == [t[2] for t in top]
+    # the same seeds and baselines give the same result, whatever their order
+    best2, trace2 = bfs_incremental_search(SPACE, Recorder(acc), synthetic_macs, baselines[::-1], runs=12, seed=0)
+    assert trace.equals(trace2) and best.equals(best2)
+
+
+# ----------------------------------------------------------------------------- model-level search
+
+
+def test_exhaustive_on_model_matches_independent(model, data):
+    best, table = exhaustive(model, data, (2, 2, 8), batch_size=128)
+    budget = count_macs(model, INPUT, config=(2, 2, 8)).total
+    rows = []
+    for c in enumerate_configs(search_space(model)):
+        m = count_macs(model, INPUT, config=c)
+        rows.append((c, m.total, evaluate(model, data, config=c, batch_size=128)))
+    assert table["accuracy"].tolist() == [r[2] for r in rows]
+    assert table["macs"].tolist() == [r[1] for r in rows]
+    feasible = [r for r in rows if r[1] <= budget]
+    top = max(feasible, key=lambda r: (r[2], -r[1]))
+    assert best["accuracy"] == top[2] and best["macs"] <= budget
+    assert best["baseline_accuracy"] == evaluate(model, data, config=(2, 2, 8), batch_size=128)
+
+
+def test_bfs_on_model(model, data):
+    best, trace = bfs(model, data, (2, 2, 8), runs=3, max_steps=4, seed=0, batch_size=150)
+    budget = count_macs(model, INPUT, config=(2, 2, 8)).total
+    assert best["budget"] == budget and (trace["macs"] <= budget).all()
+    for c, a in zip(trace["config"], trace["accuracy"]):
+        assert a == evaluate(model, data, config=c, batch_size=150)
+    b1, t1 = bfs(model, data, budget, runs=2, start=(1, 1, 1), seed=0)
+    assert t1["config"].iloc[0] == (1, 1, 1)
+    best_df, trace_df = bfs_incremental(model, data, [(2, 2, 8), (1, 1, 1)], runs=3, seed=0)
+    assert best_df["baseline"].tolist() == ["1 1 1", "2 2 8"]
+
+
+# ----------------------------------------------------------------------------- Sec. 5.2 and timing
+
+
+def test_evaluate_finetuned_and_sec52_with_fake_finetune(model, data, tmp_path):
+    seen = []
+
+    def fake_finetune(m, config, d, recipe, run_dir=None, resume=False, device=None):
+        seen.append((config, run_dir))
+        return export(m, config), pd.DataFrame()
+
+    class R:
+        mean, std = data.mean, data.std
+
+    configs = [(1, 2, 8), (4, 8, 1)]
+    df = evaluate_finetuned(model, configs, data, R(), run_dir=tmp_path, finetune=fake_finetune)
+    assert df["accuracy"].tolist() == [evaluate(model, data, config=c) for c in configs]
+    assert seen[0] == ((1, 2, 8), tmp_path / "config_1_2_8")
+    spaces = sec52_spaces(model, model, configs, data, R(), finetune=fake_finetune)
+    assert list(spaces.columns) == ["config", "no_finetune", "partial", "gross"]
+    assert spaces["partial"].tolist() == spaces["gross"].tolist() == df["accuracy"].tolist()
+
+
+def test_timing_helpers_report_equal_accuracies(model, data):
+    configs = enumerate_configs(search_space(model))[:6]
+    t = time_tree_vs_one_by_one(model, configs, data)
+    assert t.loc[0, "max_abs_diff"] == 0 and t.loc[0, "n_configs"] == 6 and t.loc[0, "n_images"] == 300
+    assert t.loc[0, "ratio"] == pytest.approx(t.loc[0, "one_by_one_s"] / t.loc[0, "tree_s"])
+    r = time_switching_vs_rebuild(model, configs, data)
+    assert r.loc[0, "max_abs_diff"] == 0 and r.loc[0, "rebuild_s"] > 0
