@@ -29,6 +29,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .expansion import _as_positive_int as _positive_int
+
 __all__ = [
     "grouped_conv_loop",
     "block_diagonal_weight",
@@ -39,15 +41,6 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- helpers
 
-
-def _positive_int(value, what: str) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}") from None
-    if value <= 0:
-        raise ValueError(f"{what} must be a positive integer, got {value}")
-    return value
 
 
 def _pair(value, what: str, minimum: int = 1) -> tuple[int, int]:
