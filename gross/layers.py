@@ -386,9 +386,12 @@ class GroSSConv2d(nn.Module):
         s = self._resolve(s)
         order = self.group_sizes.index(s) + 1
         Ps, Rs, Qs = self._terms(order)
-        if torch.is_grad_enabled():
+        terms = (*Ps, *Rs, *Qs)
+        if torch.is_grad_enabled() or any(t.is_inference() for t in terms):
+            # inference tensors (made under torch.inference_mode) have no version
+            # counter, so a cache could not notice in-place updates: build afresh.
             return self._build(order, Ps, Rs, Qs)
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in (*Ps, *Rs, *Qs))
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in terms)
         hit = self._cache.get(s)
         if hit is not None and hit[0] == key:
             return hit[1]

@@ -40,10 +40,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_replace(write, path: Path, mode: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)
@@ -157,6 +164,7 @@ def save_figure(fig, name: str, meta: dict | None = None, directory: Path | None
         target = directory / f"{name}.{ext}"
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=f".{ext}")
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         try:
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
             os.replace(tmp, target)

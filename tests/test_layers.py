@@ -366,3 +366,22 @@ def test_from_conv_reproduces_btd_at_every_size():
         torch.testing.assert_close(layer(x), F.conv2d(x, dense, conv.bias, padding=1), rtol=1e-8, atol=1e-8)
     # more groups → at least as large an approximation error
     assert layer.btd_errors[1] >= layer.btd_errors[4] - 1e-9
+
+
+def test_forward_and_export_of_a_copy_made_in_inference_mode():
+    """Tensors created under torch.inference_mode have no version counter: no cache, still exact."""
+    torch.manual_seed(0)
+    layer = GroSSConv2d(8, 8, 3, (1, 2, 8), padding=1).double()
+    with torch.no_grad():
+        for t in layer.p:
+            t.normal_()
+    x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
+    with torch.inference_mode():
+        clone = copy.deepcopy(layer)
+        clone.group_size = 2
+        y = clone(x)
+        exported = clone.to_bottleneck(2)(x)
+    layer.group_size = 2
+    with torch.no_grad():
+        torch.testing.assert_close(y, layer(x), rtol=0, atol=0)
+    torch.testing.assert_close(exported, y, rtol=1e-12, atol=1e-12)
