@@ -64,7 +64,7 @@ def test_default_group_sizes():
 def decomposed():
     model = tiny_net()
     reference = tiny_net()
-    decompose(model, group_sizes=(1, 4, 8, 32), tol=1e-8, max_iter=200)
+    decompose(model, group_sizes=(1, 4, 8, 32), tol=1e-8, max_iter=20)
     return model, reference
 
 
