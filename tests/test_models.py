@@ -166,3 +166,13 @@ def test_children_are_ordered_dict_named():
     model = four_layer_net()
     assert isinstance(model._modules, (dict, OrderedDict))
     assert model.conv3 is model[6]
+
+
+def test_vgg16_cifar_convs_use_he_fan_out_init():
+    torch.manual_seed(0)
+    model = vgg16_cifar()
+    for conv in (model.conv1, model.conv7, model.conv13):
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        expected = (2.0 / (k * conv.out_channels)) ** 0.5
+        assert conv.weight.std().item() == pytest.approx(expected, rel=0.1)
+        assert torch.count_nonzero(conv.bias) == 0
