@@ -334,12 +334,11 @@ def _update_left(XB: Tensor, G: Tensor, BB: Tensor) -> Tensor:
 
 
 def _update_right(XtC: Tensor, G: Tensor, CC: Tensor) -> Tensor:
-    """Exact LS update of ``B`` given ``XtC[k] = X_k^T C``, the core and ``CC = C^T C``."""
-    K, n, s, _ = G.shape
-    rhs = torch.einsum("ktna,knab->tnb", XtC.reshape(K, -1, n, s), G).reshape(-1, n * s)
-    Y = torch.einsum("knab,namc->knbmc", G, CC.reshape(n, s, n, s))
-    gram = torch.einsum("knbmc,kmcd->nbmd", Y, G).reshape(n * s, n * s)
-    return _psd_solve(gram, rhs.t()).t()
+    """Exact LS update of ``B`` given ``XtC[k] = X_k^T C``, the core and ``CC = C^T C``.
+
+    By symmetry this is the ``C`` update with every block core transposed.
+    """
+    return _update_left(XtC, G.transpose(2, 3), CC)
 
 
 def _core_operator(CC4: Tensor, BB4: Tensor, G: Tensor) -> Tensor:
