@@ -42,6 +42,8 @@ _HOOI_INNER_ITERATIONS = 10
 # Core systems with at most this many unknowns (width * s) per kernel tap are solved
 # directly (Cholesky of the normal matrix); larger ones by warm-started PCG.
 _DIRECT_CORE_UNKNOWNS = 256
+# Diagonal cores (group size 1): the normal matrix is C^T C o B^T B, (width, width).
+_DIRECT_CORE_UNKNOWNS_DIAGONAL = 4096
 _CG_MAX_ITER = 10
 _CG_RTOL = 1e-10
 # Below this squared relative error the cheap (expanded) error formula loses
@@ -140,6 +142,7 @@ def btd(
     max_iter: int = 500_000,
     seed: int = 0,
     method: str = "als",
+    ridge: float = 0.0,
 ) -> BTDResult:
     """Block Term Decomposition of a conv weight into a grouped bottleneck.
 
@@ -168,20 +171,30 @@ def btd(
         ``"als"``: fast alternating least squares over all factors and the
         block-diagonal core. ``"hooi"``: reference block-coordinate descent, each
         block a tensorly ``partial_tucker`` (HOOI) of the residual of the others.
+    ridge : float, default 0.0
+        Tikhonov weight ``lambda`` of the ALS core: minimise
+        ``||X - X_hat||^2 + lambda ||G||^2`` (blocks of ``P`` and ``Q`` have
+        orthonormal columns, so ``||G||`` is the scale of the bottleneck). ``0`` is
+        the plain least-squares BTD of the paper. Run to a tight ``tol``, the plain
+        BTD can drift into a degenerate solution (blocks that grow large and cancel;
+        ``||R||`` tens of times ``||X||``) that makes GroSS fine-tuning diverge; a
+        small ridge (``1e-3``) prevents it at a small cost in error. ALS only.
 
     Returns
     -------
     BTDResult
         ``P (width, t, 1, 1)``, ``R (width, s, kh, kw)``, ``Q (u, width, 1, 1)``
         (float64, CPU) and the non-increasing relative-error history ``errors``
-        (initialisation first, then one entry per sweep).
+        (initialisation first, then one entry per sweep; with ``ridge > 0`` the
+        regularised objective, not the error, is the non-increasing quantity).
 
     Raises
     ------
     ValueError
         On a weight that is not 4-D or empty, a group size or width that is not a
         positive integer, a group size that does not divide the width, a
-        non-positive ``tol``, a negative ``max_iter`` or an unknown ``method``.
+        non-positive ``tol``, a negative ``max_iter``, an unknown ``method`` or a
+        negative ``ridge`` (or a positive one with ``method="hooi"``).
 
     Notes
     -----
@@ -213,13 +226,20 @@ def btd(
         raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
+        raise ValueError(f"ridge must be a non-negative number, got {ridge!r}")
+    if ridge and method != "als":
+        raise ValueError(f"ridge={ridge!r} is supported by method='als' only (the reference HOOI is unregularised); use ridge=0 "
+            "(config: btd_ridge = 0) with method='hooi'")
 
     kh, kw = weight.shape[2], weight.shape[3]
     # (K, u, t): one (u, t) matrix per kernel tap.
     X = weight.detach().to(torch.float64).permute(2, 3, 0, 1).reshape(kh * kw, u, t).contiguous()
     n = width // group_size
-    solver = _als if method == "als" else _hooi
-    C, B, G, errors = solver(X, n, group_size, tol, max_iter, seed)
+    if method == "als":
+        C, B, G, errors = _als(X, n, group_size, tol, max_iter, seed, float(ridge))
+    else:
+        C, B, G, errors = _hooi(X, n, group_size, tol, max_iter, seed)
     P, R, Q = _to_bottleneck(C, B, G, kh, kw)
     return BTDResult(P.cpu(), R.cpu(), Q.cpu(), [float(e) for e in errors])
 
@@ -290,17 +310,18 @@ def _init_factors(X: Tensor, n: int, s: int, seed: int):
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
     def basis(unfolding: Tensor) -> Tensor:
+        # Eigenvectors on the CPU (signs and order of eigh differ between devices), so a
+        # seed gives the same initialisation on every device.
         dim = unfolding.shape[0]
-        evals, evecs = torch.linalg.eigh(unfolding @ unfolding.t())
+        evals, evecs = torch.linalg.eigh((unfolding @ unfolding.t()).cpu())
         order = torch.argsort(evals, descending=True)
         m = min(width, dim)
         U = evecs[:, order[:m]]
-        rot = torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=X.dtype))[0].to(X.device)
-        U = U @ rot
+        U = U @ torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=X.dtype))[0]
         if m < width:
-            extra = torch.randn(dim, width - m, generator=gen, dtype=X.dtype).to(X.device)
+            extra = torch.randn(dim, width - m, generator=gen, dtype=X.dtype)
             U = torch.cat([U, extra / dim**0.5], dim=1)
-        return U
+        return U.to(X.device)
 
     C = basis(X.permute(1, 0, 2).reshape(u, K * t))
     B = basis(X.permute(2, 0, 1).reshape(t, K * u))
@@ -325,11 +346,20 @@ def _orthonormalise(F: Tensor, G: Tensor, side: str):
 
 
 def _update_left(XB: Tensor, G: Tensor, BB: Tensor) -> Tensor:
-    """Exact LS update of ``C`` given ``XB[k] = X_k B``, the core and ``BB = B^T B``."""
+    """Exact LS update of ``C`` given ``XB[k] = X_k B``, the core and ``BB = B^T B``.
+
+    Solves ``C gram = rhs`` with ``rhs = sum_k X_k B D_k^T`` and
+    ``gram = sum_k D_k B^T B D_k^T`` (``D_k = blockdiag(G[k])``).
+    """
     K, n, s, _ = G.shape
-    rhs = torch.einsum("kunb,knab->una", XB.reshape(K, -1, n, s), G).reshape(-1, n * s)
-    Y = torch.einsum("knab,nbmd->knamd", G, BB.reshape(n, s, n, s))
-    gram = torch.einsum("knamd,kmcd->namc", Y, G).reshape(n * s, n * s)
+    if s == 1:  # diagonal cores: Hadamard products, O(K width^2) with no small-matrix batches
+        g = G.reshape(K, n)
+        rhs = (XB * g.unsqueeze(1)).sum(0)
+        gram = BB * (g.t() @ g)
+    else:
+        rhs = torch.einsum("kunb,knab->una", XB.reshape(K, -1, n, s), G).reshape(-1, n * s)
+        Y = torch.einsum("knab,nbmd->knamd", G, BB.reshape(n, s, n, s))
+        gram = torch.einsum("knamd,kmcd->namc", Y, G).reshape(n * s, n * s)
     return _psd_solve(gram, rhs.t()).t()
 
 
@@ -341,16 +371,22 @@ def _update_right(XtC: Tensor, G: Tensor, CC: Tensor) -> Tensor:
     return _update_left(XtC, G.transpose(2, 3), CC)
 
 
-def _core_operator(CC4: Tensor, BB4: Tensor, G: Tensor) -> Tensor:
-    """Normal operator of the core LS: block-diagonal part of ``C^T C D_k B^T B``."""
-    Y = torch.einsum("kmcd,mdnb->kmcnb", G, BB4)
-    return torch.einsum("namc,kmcnb->knab", CC4, Y)
+def _core_operator(CC: Tensor, BB: Tensor, G: Tensor) -> Tensor:
+    """Normal operator of the core LS: block-diagonal part of ``C^T C D_k B^T B`` per tap.
+
+    ``CC = C^T C`` and ``BB = B^T B`` are ``(width, width)``; returns ``(K, n, s, s)``.
+    """
+    K, n, s, _ = G.shape
+    if s == 1:  # (C^T C o B^T B) g_k
+        return (G.reshape(K, n) @ (CC * BB)).reshape(K, n, 1, 1)
+    Y = torch.einsum("kmcd,mdnb->kmcnb", G, BB.reshape(n, s, n, s))
+    return torch.einsum("namc,kmcnb->knab", CC.reshape(n, s, n, s), Y)
 
 
-def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor) -> Tensor:
-    """Core minimising ``sum_k ||X_k - C D_k B^T||`` given ``T = blockdiag(C^T X_k B)``.
+def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor, ridge: float = 0.0) -> Tensor:
+    """Core minimising ``sum_k ||X_k - C D_k B^T||^2 + ridge ||G||^2`` given ``T = blockdiag(C^T X_k B)``.
 
-    Single block: closed form with pseudo-inverses. Few unknowns: Cholesky of the
+    Single block: closed form (pseudo-inverses; eigenbases with a ridge). Few unknowns: Cholesky of the
     (``width*s``)-square normal matrix shared by all kernel taps. Otherwise
     block-Jacobi preconditioned CG warm-started at ``G0`` (its iterates never
     increase the objective).
@@ -359,10 +395,19 @@ def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor) -> Tensor:
     idx = torch.arange(n, device=T.device)
     CC4 = CC.reshape(n, s, n, s)
     BB4 = BB.reshape(n, s, n, s)
-    if n == 1:
+    if n == 1 and ridge == 0:
         return (_sym_pinv(CC) @ T[:, 0] @ _sym_pinv(BB)).unsqueeze(1)
+    if n == 1:  # (CC (x) BB + ridge I) vec(G) = vec(T) in the eigenbases of CC and BB
+        ec, Uc = torch.linalg.eigh(CC)
+        eb, Ub = torch.linalg.eigh(BB)
+        core = (Uc.t() @ T[:, 0] @ Ub) / (ec.clamp_min(0)[:, None] * eb.clamp_min(0)[None, :] + ridge)
+        return (Uc @ core @ Ub.t()).unsqueeze(1)
+    if s == 1 and n <= _DIRECT_CORE_UNKNOWNS_DIAGONAL:  # one (n, n) system for all taps
+        sol = _psd_solve(CC * BB + ridge * torch.eye(n, dtype=CC.dtype, device=CC.device), T.reshape(K, n).t())
+        return sol.t().reshape(K, n, 1, 1)
     if n * s * s <= _DIRECT_CORE_UNKNOWNS:
         N = torch.einsum("namc,nbmd->nabmcd", CC4, BB4).reshape(n * s * s, n * s * s)
+        N = N + ridge * torch.eye(n * s * s, dtype=N.dtype, device=N.device)
         sol = _psd_solve(N, T.reshape(K, -1).t())
         return sol.t().reshape(K, n, s, s)
     # Block-Jacobi preconditioner: inverse of (C_r^T C_r) (x) (B_r^T B_r) per block.
@@ -376,7 +421,7 @@ def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor) -> Tensor:
         return (a * b).sum(dim=(1, 2, 3), keepdim=True)
 
     G = G0.clone()
-    r = T - _core_operator(CC4, BB4, G)
+    r = T - _core_operator(CC, BB, G) - ridge * G
     z = precond(r)
     p = z
     rz = dot(r, z)
@@ -385,7 +430,7 @@ def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor) -> Tensor:
     for _ in range(_CG_MAX_ITER):
         if bool((dot(r, r) <= _CG_RTOL**2 * bnorm2).all()):
             break
-        Ap = _core_operator(CC4, BB4, p)
+        Ap = _core_operator(CC, BB, p) + ridge * p
         pAp = dot(p, Ap)
         alpha = torch.where(pAp > tiny, rz / pAp.clamp_min(tiny), 0.0)
         G = G + alpha * p
@@ -401,13 +446,23 @@ def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor) -> Tensor:
 def _core_rhs(C: Tensor, XB: Tensor, n: int, s: int) -> Tensor:
     """``T[k, r] = C_r^T X_k B_r`` (the block-diagonal part of ``C^T X_k B``)."""
     K, u, _ = XB.shape
+    if s == 1:
+        return (XB * C.unsqueeze(0)).sum(1).reshape(K, n, 1, 1)
     return torch.einsum("una,kunb->knab", C.reshape(u, n, s), XB.reshape(K, u, n, s))
 
 
-def _evaluate(X, C, B, G, norm2):
-    """``X B`` and the relative error of the model ``(C, B, G)``."""
+def _objective(err: float, G: Tensor, ridge: float, norm2: Tensor) -> float:
+    """Relative regularised objective ``sqrt(err^2 + ridge ||G||^2 / ||X||^2)`` (``err`` when no ridge)."""
+    if ridge == 0:
+        return err
+    return (err**2 + ridge * float((G * G).sum() / norm2)) ** 0.5
+
+
+def _evaluate(X, C, B, G, norm2, XB=None):
+    """``X B`` (computed unless given) and the relative error of the model ``(C, B, G)``."""
     K, n, s, _ = G.shape
-    XB = X @ B
+    if XB is None:
+        XB = X @ B
     CC, BB = C.t() @ C, B.t() @ B
     T = _core_rhs(C, XB, n, s)
     return XB, _error_from_normal(X, C, B, G, T, CC, BB, norm2)
@@ -416,25 +471,34 @@ def _evaluate(X, C, B, G, norm2):
 def _error_from_normal(X, C, B, G, T, CC, BB, norm2) -> float:
     """Relative error from ``||X||^2 - 2 <T, G> + <A(G), G>`` (direct when small)."""
     n, s = G.shape[1], G.shape[2]
-    AG = _core_operator(CC.reshape(n, s, n, s), BB.reshape(n, s, n, s), G)
+    AG = _core_operator(CC, BB, G)
     err2 = float((norm2 - 2 * (T * G).sum() + (AG * G).sum()) / norm2)
     if err2 < _DIRECT_ERROR_BELOW:
         return _relative_error(X, C, B, G, norm2.sqrt())
     return err2**0.5
 
 
-def _core_step(X, C, B, G, norm2):
+def _core_step(X, C, B, G, norm2, ridge=0.0):
     """Exact core update; returns the new core, ``X B`` and the relative error."""
     K, n, s, _ = G.shape
     XB = X @ B
     CC, BB = C.t() @ C, B.t() @ B
     T = _core_rhs(C, XB, n, s)
-    G = _solve_core(T, CC, BB, G)
+    G = _solve_core(T, CC, BB, G, ridge)
     err = _error_from_normal(X, C, B, G, T, CC, BB, norm2)
     return G, XB, err
 
 
-def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int):
+def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge: float = 0.0):
+    """ALS sweeps; ``errors`` holds relative errors, the stopping rules use the objective.
+
+    The objective is ``sqrt(err^2 + ridge ||G||^2 / ||X||^2)``, which equals the
+    relative error when ``ridge == 0``. Each factor and core update is its exact
+    minimiser; the per-block orthonormalisation of ``C`` and ``B`` leaves the fit
+    unchanged (and makes ``||G||`` the scale of the model) but can change ``||G||``,
+    so with a ridge a sweep that does not decrease the objective ends the iteration,
+    keeping the best factors.
+    """
     norm2 = (X * X).sum()
     if float(norm2) == 0.0:
         K, u, t = X.shape
@@ -442,8 +506,9 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int):
         return zeros(u, n * s), zeros(t, n * s), zeros(K, n, s, s), [0.0]
     C, B = _init_factors(X, n, s, seed)
     G = X.new_zeros(X.shape[0], n, s, s)
-    G, XB, err = _core_step(X, C, B, G, norm2)
+    G, XB, err = _core_step(X, C, B, G, norm2, ridge)
     errors = [err]
+    objective = [_objective(err, G, ridge, norm2)]
     step = _EXTRAPOLATION[0]
     for _ in range(max_iter):
         previous = (C, B, G, XB)
@@ -451,24 +516,28 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int):
         C, G = _orthonormalise(C, G, "left")
         B = _update_right(X.transpose(1, 2) @ C, G, C.t() @ C)
         B, G = _orthonormalise(B, G, "right")
-        G, XB, err = _core_step(X, C, B, G, norm2)
-        if not err <= errors[-1]:  # numerical noise at convergence (or NaN): keep the best
+        G, XB, err = _core_step(X, C, B, G, norm2, ridge)
+        obj = _objective(err, G, ridge, norm2)
+        if not obj <= objective[-1]:  # numerical noise at convergence (or NaN): keep the best
             C, B, G, XB = previous
             break
         if step > 0:
-            # Extrapolate the factors along the last sweep and re-solve the core; keep the
-            # result only if it is better than the plain ALS sweep.
+            # Extrapolate the factors along the last sweep; keep the result only if it is
+            # better than the plain ALS sweep. X B is linear in B, so X B_e needs no new
+            # pass over the tensor: X B_e = X B + step (X B - X B_prev).
             Ce = C + step * (C - previous[0])
             Be = B + step * (B - previous[1])
             Ge = G + step * (G - previous[2])
-            XBe, err_e = _evaluate(X, Ce, Be, Ge, norm2)
-            if err_e < err:
-                C, B, G, XB, err = Ce, Be, Ge, XBe, err_e
+            XBe, err_e = _evaluate(X, Ce, Be, Ge, norm2, XB=XB + step * (XB - previous[3]))
+            obj_e = _objective(err_e, Ge, ridge, norm2)
+            if obj_e < obj:
+                C, B, G, XB, err, obj = Ce, Be, Ge, XBe, err_e, obj_e
                 step = min(step * _EXTRAPOLATION[1], _EXTRAPOLATION[3])
             else:
                 step = max(step / _EXTRAPOLATION[2], _EXTRAPOLATION[0])
         errors.append(err)
-        if errors[-2] - errors[-1] < tol:
+        objective.append(obj)
+        if objective[-2] - objective[-1] < tol:
             break
     return C, B, G, errors
 

@@ -167,11 +167,13 @@ def test_als_reaches_hooi_error(s):
     assert als.errors[-1] <= hooi.errors[-1] + 2e-3
 
 
-def test_cg_core_path_is_monotone_and_reaches_direct_path(monkeypatch):
+@pytest.mark.parametrize("s", [1, 4])
+def test_cg_core_path_is_monotone_and_reaches_direct_path(monkeypatch, s):
     weight = _weight(12, 12, seed=11)
-    direct = btd(weight, 4, tol=1e-6)
+    direct = btd(weight, s, tol=1e-6)
     monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS", 0)
-    cg = btd(weight, 4, tol=1e-6)
+    monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS_DIAGONAL", 0)
+    cg = btd(weight, s, tol=1e-6)
     assert _non_increasing(cg.errors)
     assert cg.errors[-1] <= direct.errors[-1] + 5e-3
     assert cg.errors[-1] == pytest.approx(_relative_error(weight, cg), abs=1e-10)
@@ -200,8 +202,9 @@ def _gradient(X, C, B, G, wrt):
     return args[wrt].grad
 
 
-def test_factor_updates_are_least_squares_minimisers():
-    X, C, B, G = _random_state()
+@pytest.mark.parametrize("n, s", [(3, 2), (5, 1), (1, 3)])
+def test_factor_updates_are_least_squares_minimisers(n, s):
+    X, C, B, G = _random_state(n=n, s=s)
     C_new = btd_module._update_left(X @ B, G, B.t() @ B)
     assert float(_gradient(X, C_new, B, G, "C").abs().max()) < 1e-9
     assert float(_gradient(X, C, B, G, "C").abs().max()) > 1e-3  # the test can fail
@@ -209,23 +212,30 @@ def test_factor_updates_are_least_squares_minimisers():
     assert float(_gradient(X, C, B_new, G, "B").abs().max()) < 1e-9
 
 
+@pytest.mark.parametrize("ridge", [0.0, 0.3])
+@pytest.mark.parametrize("n, s", [(3, 2), (5, 1), (1, 3)])
 @pytest.mark.parametrize("direct_unknowns, cg_iters", [(10_000, 10), (0, 500)])
-def test_core_solve_matches_explicit_kronecker_least_squares(monkeypatch, direct_unknowns, cg_iters):
+def test_core_solve_matches_explicit_kronecker_least_squares(monkeypatch, direct_unknowns, cg_iters, n, s, ridge):
     monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS", direct_unknowns)
+    monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS_DIAGONAL", direct_unknowns)
     monkeypatch.setattr(btd_module, "_CG_MAX_ITER", cg_iters)
     monkeypatch.setattr(btd_module, "_CG_RTOL", 1e-13)
-    X, C, B, G = _random_state()
-    K, n, s, _ = G.shape
+    X, C, B, G = _random_state(n=n, s=s)
+    K = G.shape[0]
     T = btd_module._core_rhs(C, X @ B, n, s)
-    G_new = btd_module._solve_core(T, C.t() @ C, B.t() @ B, G)
-    # Independent: vec(C D B^T) = (B kron C) vec(D), restricted to the block diagonal.
+    G_new = btd_module._solve_core(T, C.t() @ C, B.t() @ B, G, ridge)
+    # Independent: vec(C D B^T) = (B kron C) vec(D), restricted to the block diagonal;
+    # the ridge as extra rows sqrt(ridge) I with zero targets.
     columns = []
     for r in range(n):
         for a in range(s):
             for b in range(s):
                 columns.append(torch.outer(C[:, r * s + a], B[:, r * s + b]).reshape(-1))
     design = torch.stack(columns, dim=1)
-    expected = torch.linalg.lstsq(design, X.reshape(K, -1).t()).solution.t().reshape(K, n, s, s)
+    targets = X.reshape(K, -1).t()
+    design = torch.cat([design, ridge**0.5 * torch.eye(design.shape[1], dtype=design.dtype)])
+    targets = torch.cat([targets, targets.new_zeros(design.shape[1], K)])
+    expected = torch.linalg.lstsq(design, targets).solution.t().reshape(K, n, s, s)
     torch.testing.assert_close(G_new, expected, rtol=1e-8, atol=1e-8)
 
 
@@ -272,6 +282,8 @@ def test_zero_weight():
         ({"tol": -1e-3}, "tol must be > 0"),
         ({"max_iter": -1}, "max_iter must be a non-negative integer"),
         ({"method": "cp"}, r"unknown method 'cp': expected one of \('als', 'hooi'\)"),
+        ({"ridge": -1e-3}, "ridge must be a non-negative number, got -0.001"),
+        ({"ridge": 1e-3, "method": "hooi"}, r"ridge=0.001 is supported by method='als' only"),
     ],
 )
 def test_btd_value_errors(kwargs, message):
@@ -290,3 +302,28 @@ def test_reconstruct_value_errors():
         reconstruct(torch.zeros(6, 3, 1, 1), R, Q)
     with pytest.raises(ValueError, match="group size 3 must divide"):
         reconstruct(P, torch.zeros(4, 3, 3, 3), Q)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize("method", METHODS)
+def test_cuda_weight_gives_the_cpu_decomposition(method):  # pragma: no cover
+    weight = _weight(8, 8)
+    cpu = btd(weight, 2, max_iter=5, method=method)
+    gpu = btd(weight.cuda(), 2, max_iter=5, method=method)
+    assert all(t.device.type == "cpu" for t in gpu[:3])
+    assert gpu.errors == pytest.approx(cpu.errors, abs=1e-9)
+    torch.testing.assert_close(reconstruct(*gpu[:3]), reconstruct(*cpu[:3]), atol=1e-8, rtol=1e-8)
+
+
+def test_ridge_bounds_the_core_of_a_degenerating_decomposition():
+    # A rank-deficient-looking random tensor run to a tight tolerance: the plain BTD
+    # lets blocks grow and cancel; the ridge keeps the core near the tensor's scale.
+    weight = _weight(12, 12, seed=3)
+    plain = btd(weight, 1, tol=1e-9, max_iter=3000)
+    ridged = btd(weight, 1, tol=1e-9, max_iter=3000, ridge=1e-3)
+    ratio = lambda r: float(r.R.norm() / weight.norm())  # noqa: E731
+    assert ratio(ridged) < ratio(plain)
+    assert ratio(ridged) < 5
+    assert ridged.errors[-1] >= plain.errors[-1] - 1e-12  # the ridge costs (a little) error
+    assert ridged.errors[-1] < plain.errors[-1] + 0.05
+    assert ridged.errors[-1] == pytest.approx(_relative_error(weight, ridged), abs=1e-10)
