@@ -23,7 +23,7 @@ from typing import Any
 
 from . import paths
 
-__all__ = ["REFERENCE_PROFILE", "profiles", "load", "reductions", "flatten"]
+__all__ = ["REFERENCE_PROFILE", "profiles", "load", "parse_overrides", "reductions", "flatten"]
 
 #: The profile that defines the schema and the paper's values.
 REFERENCE_PROFILE = "paper"
@@ -38,6 +38,7 @@ _CHOICES = {
 _NON_NEGATIVE = {
     ("seed",), ("num_threads",), ("data", "split_seed"), ("ap", "seed"), ("ap", "repeat"),
     ("vgg16", "n_train"), ("vgg16", "n_val"), ("vgg16", "bfs_seeded_runs"), ("imagenet", "n_val"),
+    ("four_layer", "btd_ridge"), ("vgg16", "btd_ridge"),
 }
 
 
@@ -155,6 +156,30 @@ def _resolve_override(name: str, schema_flat: dict) -> tuple:
             f"use section__key, one of {valid}"
         )
     raise ValueError(f"unknown config key {name!r}; valid keys are {valid}")
+
+
+def parse_overrides(items) -> dict:
+    """Parse command-line ``KEY=VALUE`` overrides into keyword arguments for :func:`load`.
+
+    ``VALUE`` uses TOML syntax (``3``, ``1e-5``, ``"cpu"``, ``[4, 16]``, ``true``); a
+    value that is not valid TOML is taken as a string (``device=cpu``). Keys are checked
+    by :func:`load`.
+
+    Raises
+    ------
+    ValueError
+        An item without ``=`` or with an empty key.
+    """
+    out = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} must look like KEY=VALUE, e.g. four_layer__repeats=2")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def load(profile: str, **overrides) -> dict:

@@ -135,7 +135,7 @@ def decompose(
     width : int or mapping, optional
         Bottleneck width (default: each layer's input channels).
     **btd_options
-        Passed to :func:`gross.btd.btd` (``tol``, ``max_iter``, ``seed``, ``method``).
+        Passed to :func:`gross.btd.btd` (``tol``, ``max_iter``, ``seed``, ``method``, ``ridge``).
 
     Returns
     -------

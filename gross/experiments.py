@@ -247,6 +247,8 @@ def _settings(cfg: Mapping, name: str, stage: str) -> dict:
     if stage == "base":
         return out
     out.update(btd_tol=sec["btd_tol"], btd_max_iter=sec["btd_max_iter"], btd_method=sec["btd_method"])
+    if sec["btd_ridge"]:  # listed only when used, so files made before the option existed stay valid
+        out["btd_ridge"] = sec["btd_ridge"]
     if name == "vgg16":
         out["group_sizes"] = list(sec["group_sizes"])
     if stage == "init":
@@ -371,6 +373,16 @@ def data_summary(cfg: Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _check_models(models: Sequence[str]) -> tuple[str, ...]:
+    """Validate a ``models`` argument (a non-empty subset of :data:`MODELS`)."""
+    models = (models,) if isinstance(models, str) else tuple(models)
+    if not models:
+        raise ValueError(f"models must name at least one of {MODELS}")
+    for name in models:
+        _check_name(name)
+    return models
+
+
 def _check_name(name: str) -> None:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: expected one of {MODELS}")
@@ -465,13 +477,16 @@ def base_model(cfg: Mapping, name: str, train: bool = True) -> nn.Module:
     return model
 
 
-def base_models(cfg: Mapping) -> StepResult:
-    """Train (or load) both base networks; table ``base_models`` (accuracy, MACs, epochs, time)."""
+def base_models(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
+    """Train (or load) both base networks; table ``base_models`` (accuracy, MACs, epochs, time).
+
+    ``models`` restricts the step to some of :data:`MODELS` (default: both).
+    """
     from .macs import count_macs
 
     t0 = time.perf_counter()
     rows = []
-    for name in MODELS:
+    for name in _check_models(models):
         model = base_model(cfg, name)
         state = _load(_base_path(cfg, name))
         rows.append({
@@ -517,7 +532,7 @@ def gross_decompose(cfg: Mapping, name: str, repeat: int = 0, compute: bool = Tr
     model = base_model(cfg, name, train=False)
     t0 = time.perf_counter()
     decompose(model, group_sizes=_group_sizes(cfg, name), tol=sec["btd_tol"], max_iter=sec["btd_max_iter"],
-              method=sec["btd_method"], seed=int(cfg["seed"]) + int(repeat))
+              method=sec["btd_method"], ridge=sec["btd_ridge"], seed=int(cfg["seed"]) + int(repeat))
     wall = time.perf_counter() - t0
     _save_gross_file(model, path, settings, wall_time_s=wall)
     model.eval()
@@ -570,17 +585,19 @@ def load_gross(cfg: Mapping, name: str, repeat: int = 0, tuned: bool = True) -> 
     return _load_gross_file(cfg, name, path, _settings(cfg, name, "gross"))
 
 
-def btd_error_table(cfg: Mapping) -> StepResult:
+def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     """Decompose both networks (all repeats) and tabulate the BTD error per layer and group size.
 
     Writes table ``btd_errors`` (columns ``model, repeat, layer, group_size, error,
     decomposition_s``) and figure ``fig_btd_error`` (one panel per model).
+
+    ``models`` restricts the step to some of :data:`MODELS` (default: both).
     """
     from . import plots
 
     t0 = time.perf_counter()
     rows = []
-    for name in MODELS:
+    for name in _check_models(models):
         for r in range(_n_repeats(cfg, name)):
             gross_decompose(cfg, name, r)
             state = _load(_init_path(cfg, name, r))
@@ -591,7 +608,8 @@ def btd_error_table(cfg: Mapping) -> StepResult:
     df = pd.DataFrame(rows)
     wall = time.perf_counter() - t0
     save_table(cfg, df, "btd_errors", "both", wall)
-    fig = _panels([plots.btd_error_figure(df[df["model"] == n]) for n in MODELS], MODELS)
+    names = list(_check_models(models))
+    fig = _panels([plots.btd_error_figure(df[df["model"] == n]) for n in names], names)
     save_figure(cfg, fig, "fig_btd_error", "both", wall)
     return StepResult(tables={"btd_errors": df}, figures={"fig_btd_error": fig})
 
@@ -692,13 +710,15 @@ def _uniform(space: Mapping, s: int) -> tuple:
 # ----------------------------------------------------------------------------- 02: fine-tuning
 
 
-def finetune_gross_models(cfg: Mapping) -> StepResult:
+def finetune_gross_models(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     """GroSS fine-tuning of every decomposition (4-layer: all repeats; VGG-16: one).
 
     Saves ``runs/<profile>/<name>_gross_<repeat>.pt``; training checkpoints every
     epoch and resumes. The validation accuracy of the smallest and largest uniform
     configurations is tracked every epoch. Writes table ``finetune_history`` and
     figure ``fig_finetuning_curves``.
+
+    ``models`` restricts the step to some of :data:`MODELS` (default: both).
     """
     from . import plots
     from .train import finetune_gross
@@ -706,7 +726,7 @@ def finetune_gross_models(cfg: Mapping) -> StepResult:
     t0 = time.perf_counter()
     histories = []
     device = resolve_device(cfg)
-    for name in MODELS:
+    for name in _check_models(models):
         data = prepare_data(cfg, name)
         for r in range(_n_repeats(cfg, name)):
             path = _tuned_path(cfg, name, r)
@@ -754,17 +774,19 @@ def _uniform_configs(space: Mapping) -> list[tuple]:
     return list(dict.fromkeys(_uniform(space, s) for s in sizes))
 
 
-def uniform_before_after(cfg: Mapping) -> StepResult:
+def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     """GroSS validation accuracy of every uniform configuration straight after decomposition and after fine-tuning.
 
     Writes table ``uniform_before_after`` (``model, repeat, config, before, after,
     improved``), the check of issue 7 that fine-tuning does not lose accuracy.
+
+    ``models`` restricts the step to some of :data:`MODELS` (default: both).
     """
     from .search import evaluate_configs
 
     t0 = time.perf_counter()
     rows = []
-    for name in MODELS:
+    for name in _check_models(models):
         data = prepare_data(cfg, name)
         for r in range(_n_repeats(cfg, name)):
             init, tuned = load_gross(cfg, name, r, tuned=False), load_gross(cfg, name, r)
@@ -832,15 +854,17 @@ def _true_repeats(cfg, name) -> int:
     return int(cfg[name]["true_repeats"])
 
 
-def individual_finetunes(cfg: Mapping) -> StepResult:
+def individual_finetunes(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     """Individual fine-tunes of the uniform baseline configurations of both networks (and 1s).
 
     These are the "true" accuracies of the baselines of Tables 2 and 3 (re-used by
     notebooks 03 and 04). Writes table ``individual_finetunes``.
+
+    ``models`` restricts the step to some of :data:`MODELS` (default: both).
     """
     t0 = time.perf_counter()
     rows = []
-    for name in MODELS:
+    for name in _check_models(models):
         space = search_space(load_gross(cfg, name, 0, tuned=False))
         sizes = list(cfg[name]["baselines"]) + [1]
         for c in dict.fromkeys(_uniform(space, s) for s in sizes):

@@ -294,7 +294,7 @@ class GroSSConv2d(nn.Module):
             Bottleneck width; defaults to ``conv.in_channels``.
         **btd_options
             Passed to :func:`gross.btd.btd` (``tol``, ``max_iter``, ``seed``,
-            ``method``).
+            ``method``, ``ridge``).
 
         Returns
         -------

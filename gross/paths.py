@@ -5,7 +5,10 @@ paper's tables to ``results/`` and figures to ``figures/`` (committed; each file
 ``.meta.json`` naming the profile that made it); the ``smoke`` profile (used by the
 tests) writes them under ``runs/smoke/`` so a test never overwrites committed results.
 The environment variable ``GROSS_RUNS`` moves the ``runs/`` folder (checkpoints and
-intermediate files exchanged between notebooks).
+intermediate files exchanged between notebooks); ``GROSS_OUTPUTS`` sends the tables
+and figures of every profile to ``$GROSS_OUTPUTS/results`` and ``$GROSS_OUTPUTS/figures``
+instead (e.g. a partial ``paper`` run on another machine that must not mix with the
+committed ``cpu`` results).
 """
 
 import os
@@ -40,15 +43,27 @@ def run_dir(profile: str) -> Path:
     return path
 
 
+def _outputs(profile: str, kind: str, published: Path) -> Path:
+    if os.environ.get("GROSS_OUTPUTS"):
+        return Path(os.environ["GROSS_OUTPUTS"]) / kind
+    return published if profile in PUBLISHED_PROFILES else run_dir(profile) / kind
+
+
 def results_dir(profile: str) -> Path:
-    """Where tables of ``profile`` go: ``results/`` for cpu/paper, else ``runs/<profile>/results``."""
-    path = RESULTS if profile in PUBLISHED_PROFILES else run_dir(profile) / "results"
+    """Where tables of ``profile`` go: ``results/`` for cpu/paper, else ``runs/<profile>/results``.
+
+    ``$GROSS_OUTPUTS/results`` when that environment variable is set.
+    """
+    path = _outputs(profile, "results", RESULTS)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def figures_dir(profile: str) -> Path:
-    """Where figures of ``profile`` go: ``figures/`` for cpu/paper, else ``runs/<profile>/figures``."""
-    path = FIGURES if profile in PUBLISHED_PROFILES else run_dir(profile) / "figures"
+    """Where figures of ``profile`` go: ``figures/`` for cpu/paper, else ``runs/<profile>/figures``.
+
+    ``$GROSS_OUTPUTS/figures`` when that environment variable is set.
+    """
+    path = _outputs(profile, "figures", FIGURES)
     path.mkdir(parents=True, exist_ok=True)
     return path

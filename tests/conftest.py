@@ -3,8 +3,8 @@
 - ``MPLBACKEND=Agg`` so figures never need a display.
 - torch uses ``GROSS_TEST_THREADS`` threads (default: at most 2); the unit tests use tiny
   tensors, where more threads only add contention on shared CI machines.
-- ``GROSS_RUNS`` points at a session temporary folder, so no test writes into the
-  repository's ``runs/``; the ``gross_runs`` fixture gives a test its own fresh folder.
+- ``GROSS_RUNS`` points at a session temporary folder (and ``GROSS_OUTPUTS`` is unset),
+  so no test writes into the repository's ``runs/`` or a caller's output folder; the ``gross_runs`` fixture gives a test its own fresh folder.
 """
 
 import os
@@ -19,9 +19,13 @@ torch.set_num_threads(int(os.environ.get("GROSS_TEST_THREADS", min(2, os.cpu_cou
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_runs(tmp_path_factory):
-    """Point ``$GROSS_RUNS`` at a session temporary folder for the whole test run."""
+    """Point ``$GROSS_RUNS`` at a session temporary folder for the whole test run.
+
+    ``$GROSS_OUTPUTS`` is unset, so smoke-profile tables never land in a caller's output folder.
+    """
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GROSS_RUNS", str(tmp_path_factory.mktemp("runs")))
+        mp.delenv("GROSS_OUTPUTS", raising=False)
         yield
 
 

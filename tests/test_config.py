@@ -112,3 +112,15 @@ def test_reductions_diff_against_paper():
     smoke = config.reductions(config.load("smoke"))
     assert "four_layer.repeats = 1 (paper: 5)" in smoke
     assert not any(r.startswith(("device", "num_threads", "data.eval_batch_size")) for r in smoke)
+
+
+def test_parse_overrides_reads_toml_values():
+    parsed = config.parse_overrides(["four_layer__repeats=2", "btd_tol = 1e-5", "device=cpu", 'data_path="x y"',
+                                     "baselines=[4, 16]", "ap__drops=[0,1]"])
+    assert parsed == {"four_layer__repeats": 2, "btd_tol": 1e-5, "device": "cpu", "data_path": "x y",
+                      "baselines": [4, 16], "ap__drops": [0, 1]}
+    cfg = config.load("smoke", **config.parse_overrides(["four_layer__repeats=3"]))
+    assert cfg["four_layer"]["repeats"] == 3
+    for bad in ("repeats", "=3"):
+        with pytest.raises(ValueError, match="must look like KEY=VALUE"):
+            config.parse_overrides([bad])

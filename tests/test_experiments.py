@@ -67,6 +67,29 @@ def test_expected_paths_split_tables_and_figures(runs):
     assert runs / "smoke" / "figures" / "fig3_exhaustive_search.meta.json" in files
 
 
+def test_gross_outputs_redirects_every_profile(tmp_path, monkeypatch, runs):
+    monkeypatch.setenv("GROSS_OUTPUTS", str(tmp_path / "elsewhere"))
+    for profile in ("cpu", "paper", "smoke"):
+        assert paths.results_dir(profile) == tmp_path / "elsewhere" / "results"
+        assert paths.figures_dir(profile) == tmp_path / "elsewhere" / "figures"
+    monkeypatch.delenv("GROSS_OUTPUTS")
+    assert paths.results_dir("paper") == paths.RESULTS
+    assert paths.results_dir("smoke") == runs / "smoke" / "results"
+
+
+def test_models_argument_is_validated(cfg):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet'"):
+        ex.base_models(cfg, models=("resnet",))
+    with pytest.raises(ValueError, match=r"at least one of \('four_layer', 'vgg16'\)"):
+        ex.finetune_gross_models(cfg, models=())
+
+
+def test_models_argument_restricts_the_step(cfg, runs):
+    df = ex.base_models(cfg, models="four_layer").tables["base_models"]
+    assert list(df["model"]) == ["four_layer"]
+    assert not (runs / "smoke" / "vgg16_base.pt").exists()
+
+
 def test_recipe_scales_epochs_and_seeds(cfg):
     r = ex.recipe(cfg, "four_layer", "gross", seed=5)
     assert r.epochs == cfg["four_layer"]["gross_epochs"] and r.seed == 5

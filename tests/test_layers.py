@@ -385,3 +385,25 @@ def test_forward_and_export_of_a_copy_made_in_inference_mode():
     with torch.no_grad():
         torch.testing.assert_close(y, layer(x), rtol=0, atol=0)
     torch.testing.assert_close(exported, y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_forward_backward_equal_cpu():  # pragma: no cover
+    conv = make_conv(8, 12, 3, stride=2, padding=1)
+    sizes = (1, 2, 4, 8)
+    layer = GroSSConv2d.from_factors(conv, random_factors(conv, sizes))
+    gpu = copy.deepcopy(layer).cuda()
+    x = torch.randn(2, 8, 9, 9, dtype=DT, generator=torch.Generator().manual_seed(1))
+    for s in sizes:
+        layer.group_size = gpu.group_size = s
+        layer.zero_grad()
+        gpu.zero_grad()
+        y, yg = layer(x), gpu(x.cuda())
+        torch.testing.assert_close(yg.cpu(), y)
+        y.square().sum().backward()
+        yg.square().sum().backward()
+        for (name, a), (_, b) in zip(layer.named_parameters(), gpu.named_parameters()):
+            assert (a.grad is None) == (b.grad is None), name
+            if a.grad is not None:
+                torch.testing.assert_close(b.grad.cpu(), a.grad, msg=name)
+    torch.testing.assert_close(gpu.to_bottleneck(4).cpu()(x), layer.to_bottleneck(4)(x))

@@ -91,6 +91,7 @@ def _backend_after_import(mplbackend):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="headless switch is Linux-only")
 def test_headless_backend_switch():
+    pytest.importorskip("matplotlib_inline")  # Jupyter's inline backend (installed by make env)
     procs = {name: _backend_after_import(name) for name in (None, "TkAgg",
                                                             "module://matplotlib_inline.backend_inline")}
     out = {name: p.communicate(timeout=120)[0].strip().splitlines()[-1] for name, p in procs.items()}

@@ -26,6 +26,13 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_by_default(monkeypatch):
+    """Tests compare bit-for-bit with CPU models: keep the default device on CPU even where CUDA
+    exists (CUDA kernels are not bitwise deterministic); CUDA is tested explicitly below."""
+    monkeypatch.setattr(T, "default_device", lambda: torch.device("cpu"))
+
+
 # ----------------------------------------------------------------------------- helpers
 def tiny_net(bn: bool = False, seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
@@ -382,3 +389,14 @@ def test_training_on_an_image_folder_dataset(tmp_path):
     hist = T.train_base(model, ds, T.RECIPES["vgg16_imagenet_config"].replace(epochs=1, batch_size=3, lr=0.01),
                         progress=False)
     assert len(hist) == 1 and 0 <= hist["val_acc"].iloc[0] <= 100
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_training_runs(data):  # pragma: no cover
+    model = tiny_net()
+    history = T.train_base(model, data, recipe(epochs=3), device="cuda")
+    assert len(history) == 3 and np.isfinite(history["train_loss"]).all()
+    gross_model = grossify(tiny_net(seed=1))
+    history = T.finetune_gross(gross_model, data, recipe(epochs=2, lr=0.01), device="cuda")
+    assert len(history) == 2 and np.isfinite(history["train_loss"]).all()
+    assert all(p.device.type == "cuda" for p in gross_model.parameters())
