@@ -24,6 +24,7 @@ __all__ = [
     "get_config",
     "set_config",
     "export",
+    "per_layer",
     "enumerate_configs",
     "num_configs",
 ]
@@ -171,23 +172,46 @@ def get_config(model: nn.Module) -> tuple[int, ...]:
     return tuple(m.group_size for m in gross_layers(model).values())
 
 
+def per_layer(values, names: Sequence[str], what: str, kind: str = "decomposed layers",
+              unit: str = "entries") -> "OrderedDict[str, object]":
+    """Per-layer values given as a sequence (one per layer, in order) or a mapping (a subset).
+
+    Parameters
+    ----------
+    values : sequence or mapping of str to value
+    names : sequence of str
+        The layers, in order.
+    what, kind, unit : str
+        Used in error messages: ``"{what} has 2 {unit} but the model has 3 {kind} [...]"``.
+
+    Returns
+    -------
+    OrderedDict
+        ``name -> value`` in ``names`` order (only the named layers for a mapping).
+
+    Raises
+    ------
+    ValueError
+        A mapping naming an unknown layer, or a sequence of the wrong length.
+    """
+    names = list(names)
+    if isinstance(values, Mapping):
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            raise ValueError(f"unknown layer(s) {unknown} in {what}; {kind} are {names}")
+        return OrderedDict((n, values[n]) for n in names if n in values)
+    values = tuple(values)
+    if len(values) != len(names):
+        raise ValueError(f"{what} has {len(values)} {unit} but the model has {len(names)} {kind} {names}")
+    return OrderedDict(zip(names, values))
+
+
 def _normalise_config(model: nn.Module, config) -> "OrderedDict[str, int]":
     space = search_space(model)
     if not space:
         raise ValueError("the model has no GroSS layers; call gross.decompose(model) first")
-    if isinstance(config, Mapping):
-        unknown = [k for k in config if k not in space]
-        if unknown:
-            raise ValueError(f"unknown layer(s) {unknown} in config; decomposed layers are {list(space)}")
-        chosen = OrderedDict((n, int(config.get(n, m.group_size))) for n, m in gross_layers(model).items())
-    else:
-        config = tuple(config)
-        if len(config) != len(space):
-            raise ValueError(
-                f"config has {len(config)} group sizes but the model has {len(space)} decomposed layers "
-                f"{list(space)}"
-            )
-        chosen = OrderedDict(zip(space, (int(s) for s in config)))
+    given = per_layer(config, list(space), "config", unit="group sizes")
+    chosen = OrderedDict((n, int(given.get(n, m.group_size))) for n, m in gross_layers(model).items())
     for name, s in chosen.items():
         if s not in space[name]:
             raise ValueError(f"group size {s} is not valid for layer {name!r}: allowed sizes are {space[name]}")

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from gross.decomposition import decomposable_layers, get_config, gross_layers, set_config
+from gross.decomposition import decomposable_layers, get_config, gross_layers, per_layer, set_config
 from gross.layers import GroSSConv2d
 
 __all__ = [
@@ -123,17 +123,9 @@ def _bottleneck_rows(name, in_shape, out_shape, t, u, width, s, kernel, bias):
 def _resolve_widths(names: list[str], modules: Mapping[str, nn.Module], width) -> dict[str, int]:
     if width is None:
         return {n: modules[n].in_channels for n in names}
-    if isinstance(width, Mapping):
-        unknown = [k for k in width if k not in names]
-        if unknown:
-            raise ValueError(f"unknown layer(s) {unknown} in width; decomposable layers are {names}")
-        out = {n: int(width.get(n, modules[n].in_channels)) for n in names}
-    elif isinstance(width, Sequence) and not isinstance(width, str):
-        if len(width) != len(names):
-            raise ValueError(
-                f"width has {len(width)} entries but the model has {len(names)} decomposable layers {names}"
-            )
-        out = {n: int(w) for n, w in zip(names, width)}
+    if isinstance(width, Mapping) or (isinstance(width, Sequence) and not isinstance(width, str)):
+        given = per_layer(width, names, "width", kind="decomposable layers")
+        out = {n: int(given.get(n, modules[n].in_channels)) for n in names}
     else:
         out = {n: int(width) for n in names}
     bad = {n: w for n, w in out.items() if w < 1}
@@ -146,23 +138,11 @@ def _resolve_plain_config(model: nn.Module, config, width) -> "OrderedDict[str, 
     """``name -> (group size, width)`` for the decomposable convs of a plain model."""
     names = decomposable_layers(model)
     modules = dict(model.named_modules())
-    if isinstance(config, Mapping):
-        unknown = [k for k in config if k not in names]
-        if unknown:
-            raise ValueError(f"unknown layer(s) {unknown} in config; decomposable layers are {names}")
-        chosen = [(n, int(config[n])) for n in names if n in config]
-    else:
-        config = tuple(config)
-        if len(config) != len(names):
-            raise ValueError(
-                f"config has {len(config)} group sizes but the model has {len(names)} "
-                f"decomposable layers {names}"
-            )
-        chosen = [(n, int(s)) for n, s in zip(names, config)]
+    chosen = per_layer(config, names, "config", kind="decomposable layers", unit="group sizes")
     widths = _resolve_widths(names, modules, width)
     out: "OrderedDict[str, tuple[int, int]]" = OrderedDict()
-    for name, s in chosen:
-        w = widths[name]
+    for name, s in chosen.items():
+        s, w = int(s), widths[name]
         if s < 1 or w % s:
             raise ValueError(
                 f"group size {s} is not valid for layer {name!r} with bottleneck width {w}: "

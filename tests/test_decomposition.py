@@ -155,3 +155,15 @@ def test_decompose_custom_width():
     assert model.conv2.width == 4
     assert search_space(model) == OrderedDict(conv2=(1, 2, 4))
     assert export(model, (2,)).conv2.P.weight.shape == (4, 8, 1, 1)
+
+
+def test_per_layer_values_from_sequences_and_mappings():
+    from gross.decomposition import per_layer
+
+    names = ["a", "b", "c"]
+    assert list(per_layer((1, 2, 3), names, "config").items()) == [("a", 1), ("b", 2), ("c", 3)]
+    assert list(per_layer({"c": 4, "a": 2}, names, "width").items()) == [("a", 2), ("c", 4)]
+    with pytest.raises(ValueError, match=r"config has 2 group sizes but the model has 3 decomposed layers \['a', 'b', 'c'\]"):
+        per_layer((1, 2), names, "config", unit="group sizes")
+    with pytest.raises(ValueError, match=r"unknown layer\(s\) \['d'\] in width; decomposable layers are"):
+        per_layer({"d": 1}, names, "width", kind="decomposable layers")
