@@ -143,6 +143,7 @@ def btd(
     seed: int = 0,
     method: str = "als",
     ridge: float = 0.0,
+    n_init: int = 1,
 ) -> BTDResult:
     """Block Term Decomposition of a conv weight into a grouped bottleneck.
 
@@ -179,6 +180,10 @@ def btd(
         BTD can drift into a degenerate solution (blocks that grow large and cancel;
         ``||R||`` tens of times ``||X||``) that makes GroSS fine-tuning diverge; a
         small ridge (``1e-3``) prevents it at a small cost in error. ALS only.
+    n_init : int, default 1
+        ALS only: run from ``n_init`` initialisations (seeds ``seed, seed + 1, ...``) and
+        keep the one with the lowest final objective. ALS finds local minima; a few
+        starts cost little for small layers (see the README for measurements).
 
     Returns
     -------
@@ -194,7 +199,8 @@ def btd(
         On a weight that is not 4-D or empty, a group size or width that is not a
         positive integer, a group size that does not divide the width, a
         non-positive ``tol``, a negative ``max_iter``, an unknown ``method`` or a
-        negative ``ridge`` (or a positive one with ``method="hooi"``).
+        negative ``ridge`` (or a positive one with ``method="hooi"``) or an ``n_init``
+        that is not a positive integer (or above 1 with ``method="hooi"``).
 
     Notes
     -----
@@ -228,6 +234,10 @@ def btd(
         raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
     if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0:
         raise ValueError(f"ridge must be a non-negative number, got {ridge!r}")
+    if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
+        raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
+    if n_init > 1 and method != "als":
+        raise ValueError(f"n_init={n_init} is supported by method='als' only")
     if ridge and method != "als":
         raise ValueError(f"ridge={ridge!r} is supported by method='als' only (the reference HOOI is unregularised); use ridge=0 "
             "(config: btd_ridge = 0) with method='hooi'")
@@ -237,7 +247,13 @@ def btd(
     X = weight.detach().to(torch.float64).permute(2, 3, 0, 1).reshape(kh * kw, u, t).contiguous()
     n = width // group_size
     if method == "als":
-        C, B, G, errors = _als(X, n, group_size, tol, max_iter, seed, float(ridge))
+        best = None
+        for start in range(n_init):
+            run = _als(X, n, group_size, tol, max_iter, seed + start, float(ridge))
+            objective = _objective(run[3][-1], run[2], float(ridge), (X * X).sum())
+            if best is None or objective < best[0]:
+                best = (objective, run)
+        C, B, G, errors = best[1]
     else:
         C, B, G, errors = _hooi(X, n, group_size, tol, max_iter, seed)
     P, R, Q = _to_bottleneck(C, B, G, kh, kw)

@@ -283,6 +283,8 @@ def test_zero_weight():
         ({"max_iter": -1}, "max_iter must be a non-negative integer"),
         ({"method": "cp"}, r"unknown method 'cp': expected one of \('als', 'hooi'\)"),
         ({"ridge": -1e-3}, "ridge must be a non-negative number, got -0.001"),
+        ({"n_init": 0}, "n_init must be a positive integer, got 0"),
+        ({"n_init": 2, "method": "hooi"}, r"n_init=2 is supported by method='als' only"),
         ({"ridge": 1e-3, "method": "hooi"}, r"ridge=0.001 is supported by method='als' only"),
     ],
 )
@@ -327,3 +329,11 @@ def test_ridge_bounds_the_core_of_a_degenerating_decomposition():
     assert ridged.errors[-1] >= plain.errors[-1] - 1e-12  # the ridge costs (a little) error
     assert ridged.errors[-1] < plain.errors[-1] + 0.05
     assert ridged.errors[-1] == pytest.approx(_relative_error(weight, ridged), abs=1e-10)
+
+
+def test_n_init_keeps_the_best_start():
+    weight = _weight(10, 8, seed=21)
+    singles = [btd(weight, 2, tol=1e-6, seed=sd) for sd in (5, 6, 7)]
+    best = btd(weight, 2, tol=1e-6, seed=5, n_init=3)
+    assert best.errors[-1] == min(r.errors[-1] for r in singles)
+    assert best.errors == min(singles, key=lambda r: r.errors[-1]).errors
