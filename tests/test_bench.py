@@ -23,9 +23,7 @@ def quick(tmp_path_factory):
 
 
 def test_quick_suite_writes_every_benchmark(quick):
-    table, out, seconds = quick
-    # ~10 s on an idle 2-core machine; the bound leaves room for a busy shared one
-    assert seconds < 120, f"--quick took {seconds:.0f} s; it must stay well under a minute on an idle machine"
+    table, out, _ = quick  # (its wall time is not asserted: timings belong to the benchmarks, not the tests)
     assert list(table.columns) == bench.COLUMNS
     assert set(table["benchmark"]) == set(bench.BENCHMARKS)
     on_disk = pd.read_csv(out / "benchmarks.csv")
