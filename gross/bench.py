@@ -444,20 +444,16 @@ def bench_tree(settings: Settings, device) -> list[dict]:
     kwargs = dict(split="val", batch_size=settings.eval_batch, device=device)
     warm = data.val[: min(64, len(data.val))]
     evaluate_configs(model, configs[:4], warm, **kwargs)  # warm-up
-    tree_runs, tree_df = [], None
-    for _ in range(settings.tree_repeats):
-        start = time.perf_counter()
-        tree_df = evaluate_configs(model, configs, data, tree=True, **kwargs)
-        _sync(device)
-        tree_runs.append(time.perf_counter() - start)
     subset = configs if settings.tree_flat_configs >= len(configs) else \
         random_configs(space, n=settings.tree_flat_configs, seed=settings.seed)
-    flat_runs, flat_df = [], None
-    for _ in range(settings.tree_repeats):
-        start = time.perf_counter()
-        flat_df = evaluate_configs(model, subset, data, tree=False, **kwargs)
-        _sync(device)
-        flat_runs.append(time.perf_counter() - start)
+    last = {}  # the accuracies of the last timed run of each way
+
+    def run(way, chosen, tree):
+        last[way] = evaluate_configs(model, chosen, data, tree=tree, **kwargs)
+
+    tree_runs = time_call(lambda: run("tree", configs, True), settings.tree_repeats, warmup=0, device=device)
+    flat_runs = time_call(lambda: run("flat", subset, False), settings.tree_repeats, warmup=0, device=device)
+    tree_df, flat_df = last["tree"], last["flat"]
     scale = len(configs) / len(subset)
     tree_acc = dict(zip(tree_df["config"], tree_df["accuracy"]))
     diff = max(abs(tree_acc[c] - a) for c, a in zip(flat_df["config"], flat_df["accuracy"]))

@@ -247,10 +247,10 @@ def btd(
     X = weight.detach().to(torch.float64).permute(2, 3, 0, 1).reshape(kh * kw, u, t).contiguous()
     n = width // group_size
     if method == "als":
-        best = None
+        best, norm2 = None, (X * X).sum()
         for start in range(n_init):
             run = _als(X, n, group_size, tol, max_iter, seed + start, float(ridge))
-            objective = _objective(run[3][-1], run[2], float(ridge), (X * X).sum())
+            objective = _objective(run[3][-1], run[2], float(ridge), norm2)
             if best is None or objective < best[0]:
                 best = (objective, run)
         C, B, G, errors = best[1]

@@ -595,9 +595,10 @@ def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     """
     from . import plots
 
+    names = list(_check_models(models))
     t0 = time.perf_counter()
     rows = []
-    for name in _check_models(models):
+    for name in names:
         for r in range(_n_repeats(cfg, name)):
             gross_decompose(cfg, name, r)
             state = _load(_init_path(cfg, name, r))
@@ -608,7 +609,6 @@ def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     df = pd.DataFrame(rows)
     wall = time.perf_counter() - t0
     save_table(cfg, df, "btd_errors", "both", wall)
-    names = list(_check_models(models))
     fig = _panels([plots.btd_error_figure(df[df["model"] == n]) for n in names], names)
     save_figure(cfg, fig, "fig_btd_error", "both", wall)
     return StepResult(tables={"btd_errors": df}, figures={"fig_btd_error": fig})
