@@ -189,15 +189,6 @@ def _num_configs(sizes) -> int:
     return math.prod(len(s) for s in sizes)
 
 
-def _decode(index: int, sizes) -> Config:
-    """Configuration number ``index`` in ``itertools.product`` order (last layer fastest)."""
-    out = []
-    for allowed in reversed(sizes):
-        index, r = divmod(int(index), len(allowed))
-        out.append(allowed[r])
-    return tuple(reversed(out))
-
-
 def random_configs(space, n: int = 45, seed=0) -> list[Config]:
     """``n`` distinct configurations drawn uniformly at random (Sec. 5.2).
 
@@ -213,7 +204,9 @@ def random_configs(space, n: int = 45, seed=0) -> list[Config]:
     Returns
     -------
     list of tuple of int
-        In drawing order (a uniformly random subset of size ``n``).
+        In drawing order (a uniformly random subset of size ``n``). Draws are nested:
+        with the same seed, the first ``m`` of ``n >= m`` configurations are exactly the
+        ``m``-draw, so a larger study re-uses (memoised) results of a smaller one.
     """
     sizes = _space_sizes(space)
     total = _num_configs(sizes)
@@ -222,10 +215,10 @@ def random_configs(space, n: int = 45, seed=0) -> list[Config]:
     if n > total:
         raise ValueError(f"cannot draw {n} distinct configurations from a space of {total}; use n <= {total}")
     rng = np.random.default_rng(seed)
-    if total < 2**62:
-        return [_decode(i, sizes) for i in rng.choice(total, size=n, replace=False)]
+    # sequential uniform draws with rejection of repeats: a uniformly random subset in
+    # random order, nested in n by construction (~total * ln(total) draws when n = total)
     out, seen = [], set()
-    while len(out) < n:  # astronomically large space: duplicates are practically impossible
+    while len(out) < n:
         c = tuple(int(a[rng.integers(len(a))]) for a in sizes)
         if c not in seen:
             seen.add(c)

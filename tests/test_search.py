@@ -144,6 +144,8 @@ def test_random_configs():
     assert cs == random_configs(space, n=10, seed=3)
     assert cs != random_configs(space, n=10, seed=4)
     assert sorted(random_configs(space, n=24, seed=0)) == sorted(enumerate_configs(space))
+    for m in (0, 1, 5, 10):  # nested draws: the m-draw is the prefix of the n-draw
+        assert random_configs(space, n=m, seed=3) == cs[:m]
     # large space (VGG-16 sized) works and stays distinct
     big = random_configs([(1, 4, 16, 32)] * 16, n=45, seed=0)
     assert len(set(big)) == 45
