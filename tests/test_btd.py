@@ -220,6 +220,7 @@ def test_core_solve_matches_explicit_kronecker_least_squares(monkeypatch, direct
     monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS_DIAGONAL", direct_unknowns)
     monkeypatch.setattr(btd_module, "_CG_MAX_ITER", cg_iters)
     monkeypatch.setattr(btd_module, "_CG_RTOL", 1e-13)
+    monkeypatch.setattr(btd_module, "_CG_REFINEMENTS", 8)  # float32 CG corrections refined to float64 accuracy
     X, C, B, G = _random_state(n=n, s=s)
     K = G.shape[0]
     T = btd_module._core_rhs(C, X @ B, n, s)
