@@ -58,6 +58,8 @@ def test_quick_rows_are_consistent(quick):
     assert "difference tree vs one by one 0" in tree["note"]  # same accuracies either way
     btd_total = table[(table["benchmark"] == "btd") & table["case"].str.endswith("total")]
     assert len(btd_total) == 2
+    vgg_total = btd_total[btd_total["case"].str.startswith("vgg16")].iloc[0]
+    assert "stopped at the cap of 1 sweeps" in vgg_total["note"]  # quick caps every VGG-16 BTD at 1 sweep
 
 
 def test_time_call_counts_and_measures():
