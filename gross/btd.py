@@ -44,7 +44,11 @@ _HOOI_INNER_ITERATIONS = 10
 _DIRECT_CORE_UNKNOWNS = 256
 # Diagonal cores (group size 1): the normal matrix is C^T C o B^T B, (width, width).
 _DIRECT_CORE_UNKNOWNS_DIAGONAL = 4096
-_CG_MAX_ITER = 10
+# CG iterations per core update. The solve is warm-started at the previous core, so an
+# inexact update suffices: on random 128-, 256- and 512-channel layers (s = 4, 16, 32,
+# tol 1e-5) 4 iterations per sweep reached final errors within +-0.001 of 10 iterations
+# (lower in 5 of 6 cases) in 10-25 % less time.
+_CG_MAX_ITER = 4
 _CG_RTOL = 1e-10
 # Rounds of (full-precision residual -> float32 PCG correction) per core update.
 _CG_REFINEMENTS = 1
@@ -499,13 +503,13 @@ def _objective(err: float, G: Tensor, ridge: float, norm2: Tensor) -> float:
 
 
 def _evaluate(X, C, B, G, norm2, XB=None):
-    """``X B`` (computed unless given) and the relative error of the model ``(C, B, G)``."""
+    """``X B`` (computed unless given), ``B^T B`` and the relative error of the model ``(C, B, G)``."""
     K, n, s, _ = G.shape
     if XB is None:
         XB = X @ B
     CC, BB = C.t() @ C, B.t() @ B
     T = _core_rhs(C, XB, n, s)
-    return XB, _error_from_normal(X, C, B, G, T, CC, BB, norm2)
+    return XB, BB, _error_from_normal(X, C, B, G, T, CC, BB, norm2)
 
 
 def _error_from_normal(X, C, B, G, T, CC, BB, norm2) -> float:
@@ -518,15 +522,16 @@ def _error_from_normal(X, C, B, G, T, CC, BB, norm2) -> float:
     return err2**0.5
 
 
-def _core_step(X, C, B, G, norm2, ridge=0.0):
-    """Exact core update; returns the new core, ``X B`` and the relative error."""
+def _core_step(X, C, B, G, norm2, ridge=0.0, CC=None):
+    """Core update; returns the new core, ``X B``, ``B^T B`` and the relative error (``CC = C^T C`` if known)."""
     K, n, s, _ = G.shape
     XB = X @ B
-    CC, BB = C.t() @ C, B.t() @ B
+    CC = C.t() @ C if CC is None else CC
+    BB = B.t() @ B
     T = _core_rhs(C, XB, n, s)
     G = _solve_core(T, CC, BB, G, ridge)
     err = _error_from_normal(X, C, B, G, T, CC, BB, norm2)
-    return G, XB, err
+    return G, XB, BB, err
 
 
 def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge: float = 0.0):
@@ -546,17 +551,18 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge:
         return zeros(u, n * s), zeros(t, n * s), zeros(K, n, s, s), [0.0]
     C, B = _init_factors(X, n, s, seed)
     G = X.new_zeros(X.shape[0], n, s, s)
-    G, XB, err = _core_step(X, C, B, G, norm2, ridge)
+    G, XB, BB, err = _core_step(X, C, B, G, norm2, ridge)
     errors = [err]
     objective = [_objective(err, G, ridge, norm2)]
     step = _EXTRAPOLATION[0]
     for _ in range(max_iter):
         previous = (C, B, G, XB)
-        C = _update_left(XB, G, B.t() @ B)
+        C = _update_left(XB, G, BB)
         C, G = _orthonormalise(C, G, "left")
-        B = _update_right(X.transpose(1, 2) @ C, G, C.t() @ C)
+        CC = C.t() @ C
+        B = _update_right(X.transpose(1, 2) @ C, G, CC)
         B, G = _orthonormalise(B, G, "right")
-        G, XB, err = _core_step(X, C, B, G, norm2, ridge)
+        G, XB, BB, err = _core_step(X, C, B, G, norm2, ridge, CC=CC)
         obj = _objective(err, G, ridge, norm2)
         if not obj <= objective[-1]:  # numerical noise at convergence (or NaN): keep the best
             C, B, G, XB = previous
@@ -568,10 +574,10 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge:
             Ce = C + step * (C - previous[0])
             Be = B + step * (B - previous[1])
             Ge = G + step * (G - previous[2])
-            XBe, err_e = _evaluate(X, Ce, Be, Ge, norm2, XB=XB + step * (XB - previous[3]))
+            XBe, BBe, err_e = _evaluate(X, Ce, Be, Ge, norm2, XB=XB + step * (XB - previous[3]))
             obj_e = _objective(err_e, Ge, ridge, norm2)
             if obj_e < obj:
-                C, B, G, XB, err, obj = Ce, Be, Ge, XBe, err_e, obj_e
+                C, B, G, XB, BB, err, obj = Ce, Be, Ge, XBe, BBe, err_e, obj_e
                 step = min(step * _EXTRAPOLATION[1], _EXTRAPOLATION[3])
             else:
                 step = max(step / _EXTRAPOLATION[2], _EXTRAPOLATION[0])
