@@ -19,10 +19,10 @@ Two solvers are provided. ``method="hooi"`` is the reference the paper describes
 (block-coordinate descent with tensorly, each block a ``partial_tucker`` (HOOI) of the
 residual of the other blocks). ``method="als"`` (default) is an alternating
 least-squares solver that updates all ``C`` at once, all ``B`` at once and then the
-block-diagonal core, each an exact least-squares minimiser (the core by a
-warm-started preconditioned conjugate gradient when it is too large for a direct
-solve); one sweep costs about two passes over the tensor instead of one HOOI per
-block.
+block-diagonal core, the factors by exact least squares and the core exactly when a
+direct solve is cheap, otherwise by a few warm-started preconditioned conjugate-gradient
+iterations (in float32, as a correction to the float64 residual); one sweep costs about
+two passes over the tensor instead of one HOOI per block.
 """
 
 from __future__ import annotations
@@ -538,8 +538,8 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge:
     """ALS sweeps; ``errors`` holds relative errors, the stopping rules use the objective.
 
     The objective is ``sqrt(err^2 + ridge ||G||^2 / ||X||^2)``, which equals the
-    relative error when ``ridge == 0``. Each factor and core update is its exact
-    minimiser; the per-block orthonormalisation of ``C`` and ``B`` leaves the fit
+    relative error when ``ridge == 0``. Each factor update is its exact minimiser and
+    each core update is exact or a few CG steps towards it (see :func:`_solve_core`); the per-block orthonormalisation of ``C`` and ``B`` leaves the fit
     unchanged (and makes ``||G||`` the scale of the model) but can change ``||G||``,
     so with a ridge a sweep that does not decrease the objective ends the iteration,
     keeping the best factors.
