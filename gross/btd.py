@@ -441,14 +441,19 @@ def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor, ridge: float = 0.
     Cinv = _sym_pinv(CC4[idx, :, idx, :]).to(low)  # (n, s, s): inverse of (C_r^T C_r) (x) (B_r^T B_r) per block
     Binv = _sym_pinv(BB4[idx, :, idx, :]).to(low)
     CCl, BBl = CC.to(low), BB.to(low)
-    stop2 = _CG_RTOL**2 * (T * T).sum(dim=(1, 2, 3), keepdim=True)
+    stop2 = _CG_RTOL**2 * _tap_dot(T, T)
     G = G0
     for _ in range(_CG_REFINEMENTS):
         r = T - _core_operator(CC, BB, G) - ridge * G
-        if bool(((r * r).sum(dim=(1, 2, 3), keepdim=True) <= stop2).all()):
+        if bool((_tap_dot(r, r) <= stop2).all()):
             break
         G = G + _pcg(CCl, BBl, r.to(low), ridge, Cinv, Binv, stop2.to(low)).to(T.dtype)
     return G
+
+
+def _tap_dot(a: Tensor, b: Tensor) -> Tensor:
+    """One inner product per kernel tap of two ``(K, n, s, s)`` cores, shape ``(K, 1, 1, 1)``."""
+    return (a * b).sum(dim=(1, 2, 3), keepdim=True)
 
 
 def _pcg(CC: Tensor, BB: Tensor, rhs: Tensor, ridge: float, Cinv: Tensor, Binv: Tensor, stop2: Tensor) -> Tensor:
@@ -462,25 +467,22 @@ def _pcg(CC: Tensor, BB: Tensor, rhs: Tensor, ridge: float, Cinv: Tensor, Binv: 
     def precond(Rk: Tensor) -> Tensor:
         return Cinv.unsqueeze(0) @ Rk @ Binv.unsqueeze(0)
 
-    def dot(a: Tensor, b: Tensor) -> Tensor:  # one inner product per kernel tap
-        return (a * b).sum(dim=(1, 2, 3), keepdim=True)
-
     d = torch.zeros_like(rhs)
     r = rhs
     z = precond(r)
     p = z
-    rz = dot(r, z)
+    rz = _tap_dot(r, z)
     tiny = torch.finfo(rhs.dtype).tiny
     for _ in range(_CG_MAX_ITER):
-        if bool((dot(r, r) <= stop2).all()):
+        if bool((_tap_dot(r, r) <= stop2).all()):
             break
         Ap = _core_operator(CC, BB, p) + ridge * p
-        pAp = dot(p, Ap)
+        pAp = _tap_dot(p, Ap)
         alpha = torch.where(pAp > tiny, rz / pAp.clamp_min(tiny), 0.0)
         d = d + alpha * p
         r = r - alpha * Ap
         z = precond(r)
-        rz_new = dot(r, z)
+        rz_new = _tap_dot(r, z)
         beta = torch.where(rz > tiny, rz_new / rz.clamp_min(tiny), 0.0)
         p = z + beta * p
         rz = rz_new
@@ -514,7 +516,6 @@ def _evaluate(X, C, B, G, norm2, XB=None):
 
 def _error_from_normal(X, C, B, G, T, CC, BB, norm2) -> float:
     """Relative error from ``||X||^2 - 2 <T, G> + <A(G), G>`` (direct when small)."""
-    n, s = G.shape[1], G.shape[2]
     AG = _core_operator(CC, BB, G)
     err2 = float((norm2 - 2 * (T * G).sum() + (AG * G).sum()) / norm2)
     if err2 < _DIRECT_ERROR_BELOW:
@@ -539,8 +540,9 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge:
 
     The objective is ``sqrt(err^2 + ridge ||G||^2 / ||X||^2)``, which equals the
     relative error when ``ridge == 0``. Each factor update is its exact minimiser and
-    each core update is exact or a few CG steps towards it (see :func:`_solve_core`); the per-block orthonormalisation of ``C`` and ``B`` leaves the fit
-    unchanged (and makes ``||G||`` the scale of the model) but can change ``||G||``,
+    each core update is exact or a few CG steps towards it (see :func:`_solve_core`);
+    the per-block orthonormalisation of ``C`` and ``B`` leaves the fit unchanged (and
+    makes ``||G||`` the scale of the model) but can change ``||G||``,
     so with a ridge a sweep that does not decrease the objective ends the iteration,
     keeping the best factors.
     """
