@@ -6,24 +6,50 @@ Other profiles (``smoke``, ``cpu``) override a subset. :func:`load` merges
 every value has the type of the paper's value (an int is accepted for a float;
 list elements are checked against the paper's element type).
 
+The loaded configuration is a read-only :class:`Config` mapping that **records every
+key read** while :func:`recording` is active: the pipeline (:mod:`gross.pipeline`)
+computes the fingerprint of each stored artefact and the reductions line of each
+table from the keys its step actually read, so no list of "keys a step depends on"
+is kept by hand.
+
 Examples
 --------
->>> from gross.config import load
+>>> from gross.config import load, recording
 >>> cfg = load("smoke", seed=3, four_layer__repeats=2)
->>> cfg["seed"], cfg["four_layer"]["repeats"]
+>>> with recording() as reads:
+...     cfg["seed"], cfg["four_layer"]["repeats"]
 (3, 2)
+>>> sorted(reads)
+['four_layer.repeats', 'seed']
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import contextvars
 import copy
+import functools
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import paths
 
-__all__ = ["REFERENCE_PROFILE", "profiles", "load", "parse_overrides", "reductions", "flatten"]
+__all__ = [
+    "REFERENCE_PROFILE",
+    "NO_EFFECT",
+    "Config",
+    "profiles",
+    "load",
+    "load_notebook",
+    "check_notebook_parameters",
+    "parse_overrides",
+    "recording",
+    "lookup",
+    "reductions",
+    "flatten",
+]
 
 #: The profile that defines the schema and the paper's values.
 REFERENCE_PROFILE = "paper"
@@ -42,10 +68,9 @@ _NON_NEGATIVE = {
 }
 
 
-# Keys that do not change any result (not listed by :func:`reductions`).
-_NOT_REDUCTIONS = {
-    ("device",), ("num_threads",), ("data", "path"), ("data", "eval_batch_size"), ("imagenet", "root"),
-}
+#: Keys that do not change any number (where or how fast it runs): never part of an
+#: artefact's fingerprint, never listed by :func:`reductions`.
+NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root"})
 
 
 def profiles() -> list[str]:
@@ -182,7 +207,127 @@ def parse_overrides(items) -> dict:
     return out
 
 
-def load(profile: str, **overrides) -> dict:
+# ----------------------------------------------------------------------------- recording reads
+
+_RECORDERS: contextvars.ContextVar[tuple] = contextvars.ContextVar("gross_config_recorders", default=())
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[set]:
+    """Collect the dotted keys (``"four_layer.btd_tol"``) of every :class:`Config` read in the block.
+
+    Recordings nest: a read is added to every active recording.
+    """
+    reads: set = set()
+    token = _RECORDERS.set(_RECORDERS.get() + (reads,))
+    try:
+        yield reads
+    finally:
+        _RECORDERS.reset(token)
+
+
+def _record(key: str) -> None:
+    for reads in _RECORDERS.get():
+        reads.add(key)
+
+
+class Config(Mapping):
+    """A resolved, read-only profile: top-level keys and one nested :class:`Config` per section.
+
+    Reading a value (``cfg["four_layer"]["btd_tol"]``, ``.get``, ``.items()``) adds its
+    dotted key to every active :func:`recording`. ``cfg["profile"]`` is the profile
+    name (not a setting). :meth:`to_dict` returns a plain nested dict without recording.
+    """
+
+    def __init__(self, data: Mapping, prefix: str = ""):
+        self._prefix = prefix
+        self._data = {k: Config(v, f"{prefix}{k}.") if isinstance(v, Mapping) else v for k, v in data.items()}
+
+    def __getitem__(self, key: str):
+        if key not in self._data:
+            raise KeyError(f"no config key {self._prefix + key!r}; this section has {sorted(self._data)}")
+        value = self._data[key]
+        if not isinstance(value, Config) and self._prefix + key != "profile":
+            _record(self._prefix + key)
+        return copy.copy(value) if isinstance(value, list) else value
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Config({self.to_dict()!r})"
+
+    def to_dict(self) -> dict:
+        """A plain nested dict copy (reads nothing, so records nothing)."""
+        return {k: v.to_dict() if isinstance(v, Config) else copy.copy(v) for k, v in self._data.items()}
+
+
+def lookup(cfg: Mapping, key: str):
+    """The value of dotted ``key`` (``"four_layer.btd_tol"``) in ``cfg`` (recorded like any read).
+
+    Raises
+    ------
+    KeyError
+        A key that is not in ``cfg``.
+    """
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+# ----------------------------------------------------------------------------- list-valued settings
+
+
+@functools.lru_cache(maxsize=None)
+def _valid_sizes(model: str) -> tuple[int, ...]:
+    """Group sizes some decomposed layer of a paper network has (powers of two up to its widest layer)."""
+    from .decomposition import default_group_sizes, planned_space
+    from .models import four_layer_net, vgg16_cifar
+
+    net = four_layer_net() if model == "four_layer" else vgg16_cifar()
+    widest = max(max(s) for s in planned_space(net).values())
+    return default_group_sizes(widest)
+
+
+def _require_subset(name: str, values: Sequence, valid: Sequence, what: str) -> None:
+    bad = [v for v in values if v not in valid]
+    if bad:
+        raise ValueError(f"config key {name!r} has invalid entries {bad}: {what} are {list(valid)}")
+
+
+def _check_lists(cfg: Mapping) -> None:
+    """Entries of list-valued (and size-valued) settings, checked against what they select from."""
+    sizes4 = _valid_sizes("four_layer")
+    _require_subset("four_layer.baselines", cfg["four_layer"]["baselines"], sizes4,
+                    "the 4-layer network's group sizes")
+    _require_subset("four_layer.depthwise", [cfg["four_layer"]["depthwise"]], sizes4,
+                    "the 4-layer network's group sizes")
+    _require_subset("vgg16.group_sizes", cfg["vgg16"]["group_sizes"], _valid_sizes("vgg16"),
+                    "VGG-16's possible group sizes (powers of two up to 512)")
+    _require_subset("vgg16.baselines", cfg["vgg16"]["baselines"], cfg["vgg16"]["group_sizes"],
+                    "the sizes in vgg16.group_sizes")
+    _require_subset("imagenet.models", cfg["imagenet"]["models"], ("vgg16", "resnet18"), "the ImageNet models")
+    _require_subset("imagenet.baselines", cfg["imagenet"]["baselines"], cfg["imagenet"]["group_sizes"],
+                    "the sizes in imagenet.group_sizes")
+    for key in ("four_layer.baselines", "vgg16.group_sizes", "vgg16.baselines", "imagenet.models",
+                "ap.drops"):
+        values = lookup(cfg, key)
+        if not values or len(set(values)) != len(values):
+            raise ValueError(f"config key {key!r} must be a non-empty list without repeats, got {values!r}")
+    ap, repeats = cfg["ap"], cfg["four_layer"]["repeats"]
+    if ap["k"] > ap["n_configs"] or max(ap["drops"]) + ap["k"] > ap["n_configs"]:
+        raise ValueError(f"ap.k = {ap['k']} with ap.drops = {ap['drops']} needs at least "
+                         f"{max(ap['drops']) + ap['k']} configurations, but ap.n_configs = {ap['n_configs']}")
+    if ap["repeat"] >= repeats:
+        raise ValueError(f"ap.repeat = {ap['repeat']} must be below four_layer.repeats = {repeats} "
+                         f"(valid: 0..{repeats - 1})")
+
+
+def load(profile: str, **overrides) -> Config:
     """Load a profile, merged over the paper's settings and validated.
 
     Parameters
@@ -199,15 +344,16 @@ def load(profile: str, **overrides) -> dict:
 
     Returns
     -------
-    dict
-        The resolved config: top-level keys plus one dict per section
+    Config
+        The resolved config: top-level keys plus one section per table of the TOML
         (``cfg["four_layer"]["gross_epochs"]``), and ``cfg["profile"]``.
 
     Raises
     ------
     ValueError
         Unknown profile (lists the valid ones), unknown or ambiguous key (lists the
-        valid keys), a value of the wrong type, or a value out of range.
+        valid keys), a value of the wrong type or out of range, or a list with an entry
+        that is not among the values it selects from (e.g. ``four_layer.baselines = [3]``).
     """
     schema = _read(REFERENCE_PROFILE)
     schema_flat = flatten(schema)
@@ -222,19 +368,23 @@ def load(profile: str, **overrides) -> dict:
         _merge(cfg, nested, schema_flat, "overrides")
     for key, value in flatten(cfg).items():
         _check_constraints(key, value)
+    _check_lists(cfg)
     cfg["profile"] = profile
-    return cfg
+    return Config(cfg)
 
 
-def reductions(cfg: Mapping, reference: str = REFERENCE_PROFILE) -> list[str]:
+def reductions(cfg: Mapping, keys=None, reference: str = REFERENCE_PROFILE) -> list[str]:
     """Human-readable differences between ``cfg`` and the paper profile.
 
-    Computed by diffing against ``configs/paper.toml``, so it cannot go stale.
+    Computed by diffing against ``configs/paper.toml``, so it cannot go stale. Reads
+    nothing through the recording (safe inside a step).
 
     Parameters
     ----------
     cfg : mapping
         A resolved config from :func:`load`.
+    keys : iterable of str, optional
+        Only these dotted keys (e.g. the keys a step read, see :func:`recording`).
     reference : str, default "paper"
         Profile to compare with.
 
@@ -243,11 +393,101 @@ def reductions(cfg: Mapping, reference: str = REFERENCE_PROFILE) -> list[str]:
     list of str
         e.g. ``["four_layer.gross_epochs = 1 (paper: 150)", ...]``; empty for the paper profile.
     """
-    ref = flatten(load(reference))
+    ref = flatten(load(reference).to_dict())
+    wanted = None if keys is None else set(keys)
     out = []
-    for key, value in flatten(cfg).items():
-        if key == ("profile",) or key in _NOT_REDUCTIONS:
+    for key, value in flatten(cfg.to_dict() if isinstance(cfg, Config) else cfg).items():
+        name = _dotted(key)
+        if key == ("profile",) or name in NO_EFFECT or (wanted is not None and name not in wanted):
             continue
         if key in ref and ref[key] != value:
-            out.append(f"{_dotted(key)} = {value!r} (paper: {ref[key]!r})")
+            out.append(f"{name} = {value!r} (paper: {ref[key]!r})")
     return out
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+_INJECTED_MARK = "# Parameters"  # first line of the cell papermill injects (tag ``injected-parameters``)
+
+
+def _assigned_names(source: str) -> list[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def check_notebook_parameters(history: Sequence[str], passed: Sequence[str] = ()) -> list[str]:
+    """Check the parameters a notebook received against those its ``parameters`` cell declares.
+
+    Parameters
+    ----------
+    history : sequence of str
+        The sources of the cells run so far, in order (IPython's ``In``): the
+        ``parameters`` cell (annotated assignments) and, under papermill, the injected
+        cell starting with ``# Parameters``.
+    passed : sequence of str
+        The parameters the notebook hands to :func:`load` / uses as notebook settings;
+        every declared parameter must be among them.
+
+    Returns
+    -------
+    list of str
+        The declared parameter names (empty when no parameters cell has run).
+
+    Raises
+    ------
+    ValueError
+        A parameter injected by papermill that the parameters cell does not declare
+        (names it and the valid ones), or a declared parameter the notebook does not pass on.
+    """
+    declared, injected = [], []
+    for source in history:
+        source = source or ""
+        if source.lstrip().startswith(_INJECTED_MARK):
+            injected = _assigned_names(source)
+        elif not declared and source.strip():
+            tree = ast.parse(source) if _assigned_names(source) else None
+            if tree is not None and all(isinstance(n, ast.AnnAssign) for n in tree.body):
+                declared = _assigned_names(source)
+    unknown = [n for n in injected if n not in declared]
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {unknown}: this notebook's parameters are {declared}")
+    unused = [n for n in declared if n not in set(passed) | {"profile"}]
+    if declared and unused:
+        raise ValueError(f"notebook parameter(s) {unused} are declared but not passed to gross.config; "
+                         f"pass every parameter of {declared}")
+    return declared
+
+
+def load_notebook(history: Sequence[str], profile: str, local: Mapping | None = None, **overrides) -> Config:
+    """:func:`load` for a notebook's configuration cell, after :func:`check_notebook_parameters`.
+
+    Parameters
+    ----------
+    history : sequence of str
+        IPython's ``In`` (the cells run so far).
+    profile : str
+        The notebook's ``profile`` parameter.
+    local : mapping, optional
+        Parameters of the notebook itself that are not config keys (e.g. the sizes of
+        notebook 00's examples); checked as declared, returned as ``cfg.notebook_parameters``.
+    **overrides
+        The notebook's config parameters, passed to :func:`load`.
+
+    Examples
+    --------
+    In a notebook, right after the ``parameters`` cell::
+
+        cfg = gross.config.load_notebook(In, profile, seed=seed, device=device)
+    """
+    local = dict(local or {})
+    check_notebook_parameters(history, list(overrides) + list(local))
+    cfg = load(profile, **overrides)
+    cfg.notebook_parameters = local
+    return cfg

@@ -27,6 +27,8 @@ __all__ = [
     "per_layer",
     "enumerate_configs",
     "num_configs",
+    "planned_space",
+    "skeleton",
 ]
 
 
@@ -264,3 +266,40 @@ def num_configs(space: Mapping[str, Sequence[int]]) -> int:
         n *= len(sizes)
     return n
 
+
+
+def planned_space(model: nn.Module, group_sizes=None, layers: Sequence[str] | None = None,
+                  width: int | Mapping[str, int] | None = None) -> "OrderedDict[str, tuple[int, ...]]":
+    """The search space :func:`decompose` would give ``model`` (no decomposition is run).
+
+    Parameters are those of :func:`decompose`; ``model`` is not modified.
+    """
+    out = OrderedDict()
+    for name in decomposable_layers(model, layers):
+        conv = model.get_submodule(name)
+        w = width.get(name) if isinstance(width, Mapping) else width
+        out[name] = _resolve_sizes(name, conv.in_channels if w is None else int(w), group_sizes)
+    return out
+
+
+def skeleton(model: nn.Module, space: Mapping[str, Sequence[int]]) -> nn.Module:
+    """Replace the convolutions named in ``space`` by untrained GroSS layers (in place).
+
+    The layers get the given group sizes and the convolution's shape but no BTD: the
+    result is the architecture of a decomposed model, ready for ``load_state_dict``
+    of one saved after :func:`decompose` (bottleneck width = input channels).
+
+    Raises
+    ------
+    ValueError
+        A name in ``space`` that is not a decomposable convolution of ``model``.
+    """
+    for name in decomposable_layers(model, list(space)):
+        conv = model.get_submodule(name)
+        layer = GroSSConv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                            _resolve_sizes(name, conv.in_channels, {name: space[name]}),
+                            stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                            bias=conv.bias is not None)
+        layer.name = name
+        _set_submodule(model, name, layer)
+    return model

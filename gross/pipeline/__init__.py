@@ -1,0 +1,93 @@
+"""The experiment pipeline behind notebooks 00-05: one module per paper result.
+
+=====================  ==================================================  ===========================
+module                 steps (outputs declared with :func:`outputs.step`)  notebook
+=====================  ==================================================  ===========================
+:mod:`.tutorial`       ``conv_costs``, ``expansion_figure``, ``psi_check``  00_grouped_convolutions
+:mod:`.base`           ``base_models``                                     01_decomposition
+:mod:`.decomposition`  ``btd_error_table``, ``mac_table``                  01_decomposition
+:mod:`.finetune`       ``finetune_gross_models``, ``uniform_before_after``,  02_finetuning
+                       ``individual_finetunes``
+:mod:`.table2`         ``exhaustive_search`` (Table 2, Fig. 3)             03_exhaustive_search
+:mod:`.table3`         ``bfs_vgg16`` (Table 3, Fig. 4)                     04_breadth_first_search
+:mod:`.table4`         ``imagenet_bfs`` (Table 4, optional)                04_breadth_first_search
+:mod:`.table5`         ``ap_comparison`` (Table 5, Fig. 5)                 05_ap_comparison
+:mod:`.timing`         ``inference_timing``                                05_ap_comparison
+=====================  ==================================================  ===========================
+
+Support modules: :mod:`.store` (``runs/<profile>/`` artefacts with fingerprints, the
+run lock), :mod:`.outputs` (step declarations, table and figure writer,
+:data:`EXPECTED_OUTPUTS`), :mod:`.common` (config → device, data, recipes,
+networks), :mod:`.rows` (rows of Tables 2-3), :mod:`.reproduce` (``make reproduce``).
+
+Artefacts in ``runs/<profile>/`` (each with the settings it read and their fingerprint):
+
+===============================================  =============================  ===================
+file                                             written by                     notebook
+===============================================  =============================  ===================
+``<model>_base.pt``                              :func:`.base.base_state`       01_decomposition
+``<model>_gross_init_<repeat>.pt``               :func:`.decomposition.gross_decompose`  01
+``<model>_gross_<repeat>.pt``                    :func:`.finetune.finetune_gross`  02_finetuning
+``true/<model>/<kind>_<config>_r<repeat>.json``  :func:`.finetune.true_accuracy`  02, 03, 04, 05
+``checkpoints/...``                              training checkpoints (resume)  all
+===============================================  =============================  ===================
+
+Choices where the paper is silent (documented in the outputs too)
+------------------------------------------------------------------
+* Searches (exhaustive and breadth-first) and every model selection use the
+  **validation** split. The GroSS and true accuracies printed in Tables 2 and 3 are
+  **test** accuracies of the (GroSS or individually fine-tuned) model at the
+  configuration; Table 5 / Fig. 5 compare **validation** accuracies (Sec. 5.2).
+* Table 2's exhaustive search ranks configurations by their GroSS validation
+  accuracy **averaged over the repeats**; the GroSS and true accuracies of each row
+  are mean (std) over repeats.
+* A fine-tuned model is the one after the last epoch of its schedule.
+* The base networks are trained once ("Full" reports that single network).
+* True repeat ``r`` fine-tunes the decomposition of GroSS repeat ``r mod repeats``
+  with seed ``seed + r``.
+* The VBMF row is grouped with the cheapest uniform baseline whose MACs are not
+  below its own (as in Tables 2 and 3).
+* Uniform baselines at a group size a layer does not have (reduced-width VGG-16)
+  use the layer's largest size instead.
+"""
+
+from __future__ import annotations
+
+from .outputs import STEPS, Step, StepResult, expected_outputs, expected_paths, step
+
+__all__ = ["STEPS", "Step", "StepResult", "step", "expected_outputs", "expected_paths", "EXPECTED_OUTPUTS",
+           "PIPELINE", "run_pipeline"]
+
+
+def _import_steps() -> None:
+    """Import every step module (their :func:`step` decorators fill :data:`STEPS`)."""
+    from . import base, decomposition, finetune, table2, table3, table4, table5, timing, tutorial  # noqa: F401
+
+
+_import_steps()
+
+#: Files each notebook writes, derived from the step declarations (:func:`expected_outputs`).
+EXPECTED_OUTPUTS: dict[str, list[str]] = expected_outputs()
+
+
+def _pipeline():
+    from . import base, decomposition, finetune, table2, table3, table5, timing
+
+    return (base.base_models, decomposition.btd_error_table, decomposition.mac_table,
+            finetune.finetune_gross_models, finetune.uniform_before_after, finetune.individual_finetunes,
+            table2.exhaustive_search, table3.bfs_vgg16, table5.ap_comparison, timing.inference_timing)
+
+
+#: The steps of notebooks 01-05 in notebook order (what the notebooks call, minus display).
+PIPELINE = _pipeline()
+
+
+def run_pipeline(cfg, steps=PIPELINE) -> dict:
+    """Run ``steps`` in order on ``cfg`` (after :func:`.common.setup`); their results by step name.
+
+    The notebooks call the same functions one by one; this is for scripts and tests.
+    """
+    from .common import setup
+
+    setup(cfg)
+    return {s.__name__: s(cfg) for s in steps}

@@ -1,0 +1,207 @@
+"""Pipeline steps and the output writer: every step declares the tables and figures it writes.
+
+A *step* is a function ``step(cfg, ...) -> StepResult`` decorated with :func:`step`,
+which names its notebook and its outputs. The decorator runs the step inside a
+:func:`gross.config.recording`, then writes each declared output of the result:
+
+* tables: ``<name>.csv`` (tidy), ``<name>.md`` (first line: the profile and the
+  reductions vs the paper among the keys the step read, then the notes) and
+  ``<name>.meta.json`` (provenance, the keys read, the reductions, wall time);
+* figures: ``<name>.png``, ``<name>.pdf`` and ``<name>.meta.json``.
+
+:func:`expected_outputs` lists the files of every notebook from these
+declarations (nothing is kept by hand).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .. import config as _config
+from .. import paths, utils
+
+__all__ = [
+    "NOTEBOOK_ORDER",
+    "Step",
+    "StepResult",
+    "STEPS",
+    "step",
+    "expected_outputs",
+    "expected_paths",
+    "write_table",
+    "write_figure",
+]
+
+#: Pipeline notebooks in ``make reproduce`` order (stems of ``notebooks/0*.ipynb``).
+NOTEBOOK_ORDER = ("00_grouped_convolutions", "01_decomposition", "02_finetuning", "03_exhaustive_search",
+                  "04_breadth_first_search", "05_ap_comparison")
+
+_TABLE_EXT = (".csv", ".md", ".meta.json")
+_FIGURE_EXT = (".png", ".pdf", ".meta.json")
+
+
+@dataclasses.dataclass
+class StepResult:
+    """Tables and figures produced by one step, by output name (declared ones already written).
+
+    ``notes`` apply to every output; ``output_notes`` (name -> notes) replace them for
+    one output. ``reads`` is filled by :func:`step`: the dotted config keys the step read.
+    """
+
+    tables: dict = dataclasses.field(default_factory=dict)
+    figures: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
+    output_notes: dict = dataclasses.field(default_factory=dict)
+    reads: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """Declaration of a step: its notebook and the outputs it writes (``optional``: only sometimes)."""
+
+    name: str
+    notebook: str
+    tables: tuple = ()
+    figures: tuple = ()
+    optional: bool = False
+
+
+#: Every declared step, by function name (filled by :func:`step` when its module is imported).
+STEPS: dict[str, Step] = {}
+
+
+def step(notebook: str, tables: Sequence[str] = (), figures: Sequence[str] = (),
+         optional: bool = False) -> Callable:
+    """Declare a pipeline step of ``notebook`` writing ``tables`` and ``figures``.
+
+    The decorated function must return a :class:`StepResult` holding every declared
+    output (or ``None`` when ``optional``, e.g. Table 4 without ImageNet).
+
+    Raises
+    ------
+    ValueError
+        At call time, when the result lacks a declared output.
+    """
+    if notebook not in NOTEBOOK_ORDER:
+        raise ValueError(f"unknown notebook {notebook!r}: expected one of {NOTEBOOK_ORDER}")
+
+    def decorate(func):
+        decl = Step(func.__name__, notebook, tuple(tables), tuple(figures), optional)
+        STEPS[func.__name__] = decl
+
+        @functools.wraps(func)
+        def run(cfg, *args, **kwargs):
+            t0 = time.perf_counter()
+            with _config.recording() as reads:
+                result = func(cfg, *args, **kwargs)
+            if result is None and optional:
+                return None
+            _write_declared(cfg, decl, result, sorted(reads), time.perf_counter() - t0)
+            return result
+
+        run.declaration = decl
+        return run
+
+    return decorate
+
+
+def _write_declared(cfg, decl: Step, result: StepResult, reads: list, wall: float) -> None:
+    missing = [n for n in decl.tables if n not in result.tables]
+    missing += [n for n in decl.figures if n not in result.figures]
+    if missing:
+        raise ValueError(f"step {decl.name} declares outputs {missing} but did not return them")
+    result.reads = reads
+    for name in decl.tables:
+        write_table(cfg, result.tables[name], name, reads, wall, result.output_notes.get(name, result.notes))
+    for name in decl.figures:
+        write_figure(cfg, result.figures[name], name, reads, wall, result.output_notes.get(name, result.notes))
+
+
+def _meta(cfg, reads: Sequence[str], wall_time_s: float | None, notes: Sequence[str]) -> dict:
+    from .common import resolve_device
+
+    with _config.recording():  # provenance reads are not the step's
+        device = resolve_device(cfg)
+    extra = getattr(cfg, "notebook_parameters", None)
+    return utils.provenance(
+        cfg["profile"], cfg.to_dict(), device, wall_time_s=wall_time_s, settings_read=list(reads),
+        reductions_vs_paper=_config.reductions(cfg, keys=reads), notes=list(notes),
+        **({"notebook_parameters": extra} if extra else {}),
+    )
+
+
+def write_table(cfg: Mapping, df: pd.DataFrame, name: str, reads: Sequence[str], wall_time_s: float | None = None,
+                notes: Sequence[str] = ()) -> Path:
+    """Write table ``name`` of this profile (CSV, Markdown with the reductions line, ``.meta.json``).
+
+    Parameters
+    ----------
+    cfg : Config
+    df : DataFrame
+    name : str
+    reads : sequence of str
+        The config keys the step read: only their reductions vs the paper are listed.
+    wall_time_s : float, optional
+    notes : sequence of str
+        Printed under the reductions line and kept in the ``.meta.json``.
+
+    Returns
+    -------
+    Path
+        The CSV.
+    """
+    directory = paths.results_dir(cfg["profile"])
+    meta = _meta(cfg, reads, wall_time_s, notes)
+    csv = utils.save_table(df, name, meta, directory=directory)
+    md = directory / f"{name}.md"
+    reds = meta["reductions_vs_paper"]
+    head = f"Profile `{cfg['profile']}`: " + (
+        "reduced vs the paper: " + "; ".join(reds) if reds else "the paper's settings") + "."
+    lines = [head] + [f"Note: {n}" for n in notes]
+    utils.atomic_write_text("\n\n".join(lines) + "\n\n" + md.read_text(), md)
+    return csv
+
+
+def write_figure(cfg: Mapping, fig, name: str, reads: Sequence[str], wall_time_s: float | None = None,
+                 notes: Sequence[str] = ()) -> Path:
+    """Write figure ``name`` of this profile (PNG, PDF, ``.meta.json`` with the reductions); returns the PNG."""
+    return utils.save_figure(fig, name, _meta(cfg, reads, wall_time_s, notes),
+                             directory=paths.figures_dir(cfg["profile"]))
+
+
+def expected_outputs(include_optional: bool = False) -> dict[str, list[str]]:
+    """Files every notebook writes, derived from the step declarations.
+
+    Tables are relative to :func:`gross.paths.results_dir`, figures to
+    :func:`gross.paths.figures_dir` (see :func:`expected_paths`). Outputs of optional
+    steps (Table 4, written only with an ImageNet root) are left out unless asked for.
+    """
+    from . import _import_steps
+
+    _import_steps()
+    out: dict[str, list[str]] = {nb: [] for nb in NOTEBOOK_ORDER}
+    for decl in STEPS.values():
+        if decl.optional and not include_optional:
+            continue
+        out[decl.notebook] += [n + e for n in decl.tables for e in _TABLE_EXT]
+        out[decl.notebook] += [n + e for n in decl.figures for e in _FIGURE_EXT]
+    return out
+
+
+def expected_paths(profile: str) -> dict[str, list[Path]]:
+    """:func:`expected_outputs` as absolute paths for ``profile``."""
+    from . import _import_steps
+
+    _import_steps()
+    res, fig = paths.results_dir(profile), paths.figures_dir(profile)
+    figures = {n for d in STEPS.values() for n in d.figures}
+    out = {}
+    for nb, files in expected_outputs().items():
+        out[nb] = [(fig if f.split(".")[0] in figures else res) / f for f in files]
+    return out
