@@ -2,7 +2,7 @@
 #
 #   make env                  virtualenv .venv with the pinned dependencies + Jupyter kernel "gross"
 #   make reproduce            run every notebook in order (PROFILE=cpu by default)
-#   make reproduce PROFILE=smoke|cpu|paper
+#   make reproduce PROFILE=smoke|cpu|paper [WAIT=1]   (one run per runs/<profile>/ at a time)
 #   make test                 unit tests + smoke run of every notebook
 #   make lab | bench | clean | help
 #
@@ -19,8 +19,6 @@ KERNEL  := gross
 
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.gross-env.stamp
-NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
-EXECUTED  := results/executed/$(PROFILE)
 PIP_INSTALL := $(PY) -m pip install --quiet --progress-bar off
 # pip warns once per package about this machine's partial local indexes; harmless, so hidden.
 PIP_NOISE := is ignored: it is neither a file nor a directory
@@ -30,13 +28,16 @@ PIP_NOISE := is ignored: it is neither a file nor a directory
 export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
-# GROSS_DATA (CIFAR-10 archive/folder) and GROSS_RUNS (runs/ folder) reach the notebooks
-# whether given in the environment or on the make command line.
+# GROSS_DATA (CIFAR-10 archive/folder), GROSS_RUNS (runs/ folder) and GROSS_OUTPUTS (tables, figures
+# and executed notebooks) reach the notebooks whether given in the environment or on the make command line.
 ifdef GROSS_DATA
 export GROSS_DATA
 endif
 ifdef GROSS_RUNS
 export GROSS_RUNS
+endif
+ifdef GROSS_OUTPUTS
+export GROSS_OUTPUTS
 endif
 
 .PHONY: help env reproduce test lab bench clean distclean
@@ -45,6 +46,7 @@ help: ## Show this help
 	@echo "GroSS reproduction. Targets:"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "Variables: PROFILE=smoke|cpu|paper (default cpu), GROSS_DATA=path to CIFAR-10 (offline),"
+	@echo "           GROSS_RUNS=runs folder, GROSS_OUTPUTS=tables/figures/executed notebooks, WAIT=1,"
 	@echo "           PYTHON=python3 (interpreter for the venv), PYTEST_ARGS, BENCH_ARGS"
 
 env: $(STAMP) ## Create .venv (pinned deps, editable gross, Jupyter kernel "gross"); idempotent
@@ -64,17 +66,9 @@ $(STAMP): requirements.txt pyproject.toml
 	@echo "environment ready: $(VENV) (kernel '$(KERNEL)')"
 
 reproduce: $(STAMP) ## Run notebooks/0*.ipynb in order with papermill (PROFILE=cpu); stops at the first failure
-	@test -n "$(NOTEBOOKS)" || { echo "no notebooks found in notebooks/"; exit 1; }
-	@mkdir -p $(EXECUTED)
-	@for nb in $(NOTEBOOKS); do \
-	  echo "==> $$nb  (profile $(PROFILE); executed copy: $(EXECUTED)/$$(basename $$nb))"; \
-	  start=$$(date +%s); \
-	  $(VENV)/bin/papermill "$$nb" "$(EXECUTED)/$$(basename $$nb)" -k $(KERNEL) \
-	    -p profile $(PROFILE) --cwd notebooks --log-output --no-progress-bar \
-	    || { echo "FAILED: $$nb (see the failing cell above; the partial notebook is $(EXECUTED)/$$(basename $$nb))"; exit 1; }; \
-	  echo "    done in $$(( $$(date +%s) - start )) s"; \
-	done
-	@echo "all notebooks ran (profile $(PROFILE)); tables in results/, figures in figures/ (smoke: runs/smoke/)"
+	@# gross.pipeline.reproduce holds a lock on runs/<profile>/ (a second run on the same folder refuses;
+	@# WAIT=1 waits instead) and writes executed copies under $$GROSS_OUTPUTS / $$GROSS_RUNS when set.
+	$(PY) -m gross.pipeline.reproduce --profile $(PROFILE) $(if $(WAIT),--wait) --kernel $(KERNEL)
 
 test: $(STAMP) ## Unit tests + papermill smoke run of every notebook
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -8,7 +8,8 @@ The environment variable ``GROSS_RUNS`` moves the ``runs/`` folder (checkpoints 
 intermediate files exchanged between notebooks); ``GROSS_OUTPUTS`` sends the tables
 and figures of every profile to ``$GROSS_OUTPUTS/results`` and ``$GROSS_OUTPUTS/figures``
 instead (e.g. a partial ``paper`` run on another machine that must not mix with the
-committed ``cpu`` results).
+committed ``cpu`` results). Executed copies of the notebooks (``make reproduce``) follow
+the same variables (:func:`executed_dir`).
 """
 
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "ROOT", "NOTEBOOKS", "RESULTS", "FIGURES", "DATA", "CONFIGS", "EXECUTED",
-    "runs_root", "run_dir", "results_dir", "figures_dir",
+    "runs_root", "run_dir", "results_dir", "figures_dir", "executed_dir",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,5 +66,22 @@ def figures_dir(profile: str) -> Path:
     ``$GROSS_OUTPUTS/figures`` when that environment variable is set.
     """
     path = _outputs(profile, "figures", FIGURES)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def executed_dir(profile: str) -> Path:
+    """Where executed copies of the notebooks of ``profile`` go (created).
+
+    ``$GROSS_OUTPUTS/executed/<profile>`` when ``GROSS_OUTPUTS`` is set, else
+    ``$GROSS_RUNS/<profile>/executed`` when ``GROSS_RUNS`` is set, else
+    ``results/executed/<profile>``.
+    """
+    if os.environ.get("GROSS_OUTPUTS"):
+        path = Path(os.environ["GROSS_OUTPUTS"]) / "executed" / profile
+    elif os.environ.get("GROSS_RUNS"):
+        path = run_dir(profile) / "executed"
+    else:
+        path = EXECUTED / profile
     path.mkdir(parents=True, exist_ok=True)
     return path

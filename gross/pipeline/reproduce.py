@@ -1,0 +1,82 @@
+"""``make reproduce``: run the notebooks in order with papermill, holding the lock of ``runs/<profile>/``.
+
+A second run on the same ``runs/<profile>/`` folder (same ``$GROSS_RUNS``) refuses
+with a message naming the holder (or waits, ``--wait``) instead of both writing the
+same files. Executed copies go to :func:`gross.paths.executed_dir`.
+
+Examples
+--------
+::
+
+    python -m gross.pipeline.reproduce --profile smoke
+    python -m gross.pipeline.reproduce --profile cpu --wait --notebooks 03_exhaustive_search
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from .. import paths
+from .store import RunLocked, lock
+
+__all__ = ["run_notebooks", "main"]
+
+
+def run_notebooks(profile: str, notebooks: Sequence[str] | None = None, kernel: str = "gross",
+                  wait: bool = False, log=print) -> list[str]:
+    """Execute ``notebooks`` (stems; default every ``notebooks/0*.ipynb``) in order under the run lock.
+
+    Returns the executed notebooks' paths. Raises :class:`RunLocked` when another run
+    holds the lock (and ``wait`` is false) and papermill's error at the first failure.
+    """
+    import papermill as pm
+
+    available = sorted(p.stem for p in paths.NOTEBOOKS.glob("0*.ipynb"))
+    chosen = list(available if notebooks is None else notebooks)
+    unknown = [n for n in chosen if n not in available]
+    if unknown:
+        raise ValueError(f"unknown notebook(s) {unknown}: choose from {available}")
+    out_dir = paths.executed_dir(profile)
+    done = []
+    with lock(profile, wait=wait):
+        for stem in chosen:
+            output = out_dir / f"{stem}.ipynb"
+            log(f"==> notebooks/{stem}.ipynb  (profile {profile}; executed copy: {output})")
+            start = time.perf_counter()
+            try:
+                pm.execute_notebook(str(paths.NOTEBOOKS / f"{stem}.ipynb"), str(output), parameters={"profile": profile},
+                                    kernel_name=kernel, cwd=str(paths.NOTEBOOKS), log_output=True,
+                                    progress_bar=False)
+            except Exception:
+                log(f"FAILED: {stem} (see the failing cell above; the partial notebook is {output})")
+                raise
+            log(f"    done in {time.perf_counter() - start:.0f} s")
+            done.append(str(output))
+    return done
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", help="profile in configs/ (default: cpu)")
+    parser.add_argument("--notebooks", nargs="*", default=None, help="notebook stems (default: all, in order)")
+    parser.add_argument("--kernel", default="gross", help="Jupyter kernel (default: gross)")
+    parser.add_argument("--wait", action="store_true", help="wait for another run on the same runs/ folder")
+    args = parser.parse_args(argv)
+    try:
+        run_notebooks(args.profile, args.notebooks, args.kernel, args.wait)
+    except RunLocked as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # papermill's error already named the failing cell
+        print(f"stopped: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(f"all notebooks ran (profile {args.profile}); tables in {paths.results_dir(args.profile)}, "
+          f"figures in {paths.figures_dir(args.profile)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
