@@ -25,6 +25,7 @@ def test_paper_profile_has_the_papers_values():
     assert cfg["vgg16"]["group_sizes"] == [1, 4, 16, 32]
     assert (cfg["vgg16"]["bfs_runs"], cfg["vgg16"]["bfs_max_steps"]) == (20, 25)
     assert cfg["ap"]["n_configs"] == 45 and cfg["ap"]["partial_epochs"] == 5
+    assert "partial_epochs" not in cfg["four_layer"]  # the partial fine-tune is Table 5's: ap.partial_epochs
     assert cfg["four_layer"]["btd_max_iter"] == 500_000
     assert config.reductions(cfg) == []
 
@@ -102,7 +103,7 @@ def test_ambiguous_override_is_rejected():
 
 def test_load_returns_independent_dicts():
     a = config.load("smoke")
-    a["vgg16"]["group_sizes"].append(64)
+    a["vgg16"]["group_sizes"].append(64)  # a copy: the config itself cannot be changed
     assert config.load("smoke")["vgg16"]["group_sizes"] == [1, 4, 16, 32]
 
 
@@ -124,3 +125,81 @@ def test_parse_overrides_reads_toml_values():
     for bad in ("repeats", "=3"):
         with pytest.raises(ValueError, match="must look like KEY=VALUE"):
             config.parse_overrides([bad])
+
+
+def test_config_records_the_keys_read():
+    cfg = config.load("smoke")
+    with config.recording() as outer:
+        with config.recording() as inner:
+            cfg["seed"]
+            cfg["four_layer"].get("btd_tol")
+        list(cfg["ap"].items())
+        cfg["profile"]  # the profile name is not a setting
+    assert inner == {"seed", "four_layer.btd_tol"}
+    assert outer == inner | {f"ap.{k}" for k in cfg["ap"]}
+    with config.recording() as reads:
+        cfg.to_dict()
+        config.reductions(cfg)
+    assert reads == set()  # serialising and diffing read nothing
+    cfg["seed"]  # outside a recording: nothing to record into, no error
+
+
+def test_config_is_read_only_and_names_missing_keys():
+    cfg = config.load("smoke")
+    with pytest.raises(TypeError):
+        cfg["seed"] = 3
+    with pytest.raises(KeyError, match=r"no config key 'four_layer.partial_epochs'"):
+        cfg["four_layer"]["partial_epochs"]
+    assert config.lookup(cfg, "vgg16.bfs_runs") == cfg["vgg16"]["bfs_runs"]
+
+
+def test_reductions_restricted_to_keys():
+    cfg = config.load("smoke")
+    assert config.reductions(cfg, keys=["vgg16.width_mult"]) == ["vgg16.width_mult = 0.0625 (paper: 1.0)"]
+    assert config.reductions(cfg, keys=["device", "data.eval_batch_size"]) == []  # no effect on results
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"four_layer__baselines": [3]}, r"'four_layer.baselines' has invalid entries \[3\]: the 4-layer network's "
+                                         r"group sizes are \[1, 2, 4, 8, 16, 32, 64\]"),
+        ({"four_layer__depthwise": 5}, r"'four_layer.depthwise' has invalid entries \[5\]"),
+        ({"vgg16__group_sizes": [1, 3]}, r"'vgg16.group_sizes' has invalid entries \[3\]"),
+        ({"vgg16__baselines": [8]}, r"'vgg16.baselines' has invalid entries \[8\]: the sizes in vgg16.group_sizes "
+                                    r"are \[1, 4, 16, 32\]"),
+        ({"imagenet__models": ["resnet50"]}, r"'imagenet.models' has invalid entries \['resnet50'\]"),
+        ({"imagenet__baselines": [2]}, r"'imagenet.baselines' has invalid entries \[2\]"),
+        ({"four_layer__baselines": []}, r"'four_layer.baselines' must be a non-empty list without repeats"),
+        ({"ap__drops": [0, 0]}, r"'ap.drops' must be a non-empty list without repeats"),
+        ({"ap__k": 7}, r"ap.k = 7 .* ap.n_configs = 6"),
+        ({"ap__repeat": 1}, r"ap.repeat = 1 must be below four_layer.repeats = 1 \(valid: 0..0\)"),
+    ],
+)
+def test_list_valued_settings_are_validated_at_load(override, message):
+    with pytest.raises(ValueError, match=message):
+        config.load("smoke", **override)
+
+
+PARAMS = 'profile: str = "cpu"  # profile\nseed: int = 0  # seed\n'
+
+
+def test_check_notebook_parameters_rejects_unknown_injected_names():
+    history = ["", PARAMS, '# Parameters\nprofile = "smoke"\nepochs_typo = 3\n', "cfg = ..."]
+    with pytest.raises(ValueError, match=r"unknown notebook parameter\(s\) \['epochs_typo'\]: this notebook's "
+                                         r"parameters are \['profile', 'seed'\]"):
+        config.check_notebook_parameters(history, ["seed"])
+    ok = ["", PARAMS, '# Parameters\nprofile = "smoke"\nseed = 2\n']
+    assert config.check_notebook_parameters(ok, ["seed"]) == ["profile", "seed"]
+    assert config.check_notebook_parameters(["", PARAMS], ["seed"]) == ["profile", "seed"]  # run by hand
+
+
+def test_check_notebook_parameters_requires_every_parameter_passed_on():
+    with pytest.raises(ValueError, match=r"\['seed'\] are declared but not passed to gross.config"):
+        config.check_notebook_parameters(["", PARAMS], [])
+
+
+def test_load_notebook_passes_overrides_and_keeps_local_parameters():
+    history = ["", PARAMS + "width: int = 4  # local\n", '# Parameters\nprofile = "smoke"\nseed = 2\n']
+    cfg = config.load_notebook(history, "smoke", local={"width": 4}, seed=2)
+    assert cfg["seed"] == 2 and cfg.notebook_parameters == {"width": 4}
