@@ -1,0 +1,128 @@
+"""The pipeline as a whole (gross.pipeline): results unchanged, every setting with an effect, by use.
+
+One smoke run of every step of notebooks 01-05 (~30 s on 2 cores) backs these tests:
+
+* its tables equal ``tests/data/smoke_reference/`` exactly (timing columns aside): the
+  tables the smoke profile gave before the pipeline redesign;
+* every key of ``configs/paper.toml`` is read by some step (a dead key fails);
+* changing a key re-makes exactly the existing artefacts whose recorded settings hold it;
+* a table's reductions line lists only keys its step read.
+"""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from gross import config, paths
+from gross.pipeline import EXPECTED_OUTPUTS, PIPELINE, STEPS, run_pipeline, store
+
+REFERENCE = paths.ROOT / "tests" / "data" / "smoke_reference"
+#: Columns holding wall-clock times (or ratios of them): machine dependent.
+TIMING = {"train_time_s", "decomposition_s", "seconds", "images_per_s", "switching_s", "rebuild_s", "ratio"}
+
+
+def _run(tmp, cfg):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
+        mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
+        with store.watch() as made, config.recording() as reads:
+            results = run_pipeline(cfg)
+    return results, made, reads
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke pipeline, run once: ``(results by step, artefacts made, every key read, folder)``."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    results, made, reads = _run(tmp, config.load("smoke", device="cpu"))
+    return results, made, reads, tmp
+
+
+def _artefact_settings(runs):
+    out = {}
+    for path in sorted((runs / "smoke").rglob("*")):
+        if path.suffix in (".pt", ".json") and "checkpoints" not in path.parts:
+            env = json.loads(path.read_text()) if path.suffix == ".json" else __import__("torch").load(
+                path, weights_only=True)
+            out[str(path.relative_to(runs / "smoke"))] = env["settings"]
+    return out
+
+
+@pytest.mark.slow
+def test_smoke_tables_equal_the_reference(smoke):
+    *_, tmp = smoke
+    references = sorted(REFERENCE.glob("*.csv"))
+    assert references, f"no reference tables in {REFERENCE}"
+    for ref_path in references:
+        ref = pd.read_csv(ref_path)
+        new = pd.read_csv(tmp / "out" / "results" / ref_path.name)
+        assert set(new.columns) - TIMING == set(ref.columns), ref_path.name
+        pd.testing.assert_frame_equal(new[list(ref.columns)], ref, check_exact=True, obj=ref_path.name)
+
+
+@pytest.mark.slow
+def test_every_expected_output_is_written(smoke):
+    *_, tmp = smoke
+    for nb, files in EXPECTED_OUTPUTS.items():
+        if nb == "00_grouped_convolutions":
+            continue  # tutorial outputs: tests/test_notebooks.py
+        for f in files:
+            where = "figures" if f.split(".")[0] in {n for s in STEPS.values() for n in s.figures} else "results"
+            assert (tmp / "out" / where / f).is_file(), f"{nb}: {f} missing"
+
+
+@pytest.mark.slow
+def test_every_paper_key_is_read_by_some_step(smoke):
+    _, _, reads, _ = smoke
+    schema = {".".join(k) for k in config.flatten(config.load("paper").to_dict()) if k != ("profile",)}
+    dead = sorted(k for k in schema - reads if not k.startswith("imagenet."))
+    assert not dead, f"settings no step reads (remove them or wire them up): {dead}"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="Table 4 (ImageNet) is not wired into the pipeline yet: only imagenet.root "
+                                       "is read; remove this marker when gross.pipeline.table4 runs Table 4")
+def test_every_imagenet_key_is_read(smoke):
+    _, _, reads, _ = smoke
+    schema = {".".join(k) for k in config.flatten(config.load("paper").to_dict()) if k[0] == "imagenet"}
+    assert schema <= reads
+
+
+@pytest.mark.slow
+def test_reductions_line_lists_only_keys_the_step_read(smoke):
+    results, _, _, tmp = smoke
+    for name, result in results.items():
+        decl = STEPS[name]
+        for out in decl.tables:
+            meta = json.loads((tmp / "out" / "results" / f"{out}.meta.json").read_text())
+            assert meta["settings_read"] == result.reads
+            listed = [r.split(" = ")[0] for r in meta["reductions_vs_paper"]]
+            assert set(listed) <= set(result.reads), (out, sorted(set(listed) - set(result.reads)))
+            assert meta["reductions_vs_paper"] == config.reductions(config.load("smoke"), keys=result.reads)
+    macs = json.loads((tmp / "out" / "results" / "table_macs.meta.json").read_text())["reductions_vs_paper"]
+    assert [r.split(" = ")[0] for r in macs] == ["vgg16.width_mult", "vgg16.baselines"]
+    table3 = json.loads((tmp / "out" / "results" / "table3_bfs_vgg16.meta.json").read_text())
+    assert not [r for r in table3["reductions_vs_paper"] if r.startswith(("four_layer.", "ap."))]
+    table5 = (tmp / "out" / "results" / "table5_average_precision.md").read_text().splitlines()[0]
+    assert "ap.n_configs = 6 (paper: 45)" in table5 and "vgg16." not in table5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, value", [("ap.partial_epochs", 2), ("vgg16.bfs_runs", 3)])
+def test_changing_a_key_remakes_exactly_the_artefacts_that_read_it(smoke, tmp_path, key, value):
+    results, made, _, tmp = smoke
+    shutil.copytree(tmp / "runs", tmp_path / "runs")
+    settings = _artefact_settings(tmp_path / "runs")
+    assert sorted(made) == sorted(settings)  # the first run made every artefact once
+    expected = sorted(p for p, s in settings.items() if key in s)
+    section, name = key.split(".")
+    cfg = config.load("smoke", device="cpu", **{f"{section}__{name}": value})
+    results2, made2, _ = _run(tmp_path, cfg)
+    # re-made: existing artefacts computed again (a search may also find configurations never trained before)
+    assert sorted(p for p in made2 if p in settings) == expected
+    if key == "ap.partial_epochs":  # Table 5's partial fine-tunes and nothing else
+        assert expected and all(p.startswith("true/four_layer/partial_") for p in expected)
+    changed = sorted(n for n, r in results2.items() if key in r.reads)
+    assert changed == sorted(n for n, r in results.items() if key in r.reads) and changed

@@ -1,0 +1,84 @@
+"""Tests of gross.pipeline.outputs: step declarations, EXPECTED_OUTPUTS, the table writer."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from gross import config, paths
+from gross.pipeline import EXPECTED_OUTPUTS, STEPS, expected_paths, outputs
+
+
+def test_expected_outputs_derive_from_step_declarations():
+    assert list(EXPECTED_OUTPUTS) == list(outputs.NOTEBOOK_ORDER)
+    declared = {n for s in STEPS.values() if not s.optional for n in s.tables + s.figures}
+    listed = {f.split(".")[0] for files in EXPECTED_OUTPUTS.values() for f in files}
+    assert listed == declared
+    names = {f for files in EXPECTED_OUTPUTS.values() for f in files}
+    for stem in ("btd_errors", "table_macs", "finetune_history", "uniform_before_after", "table2_exhaustive_search",
+                 "exhaustive_search_all", "table3_bfs_vgg16", "bfs_vgg16_trace", "table5_average_precision",
+                 "ap_configs", "inference_timing", "grouped_conv_costs", "psi_expansion_check"):
+        assert {f"{stem}.csv", f"{stem}.md", f"{stem}.meta.json"} <= names
+    for stem in ("fig_btd_error", "fig_finetuning_curves", "fig3_exhaustive_search", "fig4_bfs_vgg16",
+                 "fig5_search_vs_true", "fig2_expansion"):
+        assert {f"{stem}.png", f"{stem}.pdf", f"{stem}.meta.json"} <= names
+    assert "table4_imagenet.csv" in outputs.expected_outputs(include_optional=True)["04_breadth_first_search"]
+    assert "table4_imagenet.csv" not in names
+
+
+def test_expected_paths_split_tables_and_figures(gross_runs):
+    files = expected_paths("smoke")["03_exhaustive_search"]
+    assert gross_runs / "smoke" / "results" / "table2_exhaustive_search.csv" in files
+    assert gross_runs / "smoke" / "figures" / "fig3_exhaustive_search.png" in files
+    assert gross_runs / "smoke" / "figures" / "fig3_exhaustive_search.meta.json" in files
+
+
+def test_gross_outputs_redirects_every_profile(tmp_path, monkeypatch, gross_runs):
+    monkeypatch.setenv("GROSS_OUTPUTS", str(tmp_path / "elsewhere"))
+    for profile in ("cpu", "paper", "smoke"):
+        assert paths.results_dir(profile) == tmp_path / "elsewhere" / "results"
+        assert paths.executed_dir(profile) == tmp_path / "elsewhere" / "executed" / profile
+    monkeypatch.delenv("GROSS_OUTPUTS")
+    assert paths.results_dir("paper") == paths.RESULTS
+    assert paths.results_dir("smoke") == gross_runs / "smoke" / "results"
+    assert paths.executed_dir("cpu") == gross_runs / "cpu" / "executed"  # GROSS_RUNS is set by conftest
+    monkeypatch.delenv("GROSS_RUNS")
+    assert paths.executed_dir("cpu") == paths.EXECUTED / "cpu"
+
+
+def test_step_writes_declared_outputs_with_reductions_of_keys_read(gross_runs):
+    @outputs.step("05_ap_comparison", tables=("demo_table",))
+    def demo(cfg):
+        return outputs.StepResult(tables={"demo_table": pd.DataFrame({"a": [cfg["ap"]["k"]]})}, notes=["a note"])
+
+    try:
+        cfg = config.load("smoke", device="cpu")
+        result = demo(cfg)
+        assert result.reads == ["ap.k"]
+        directory = paths.results_dir("smoke")
+        meta = json.loads((directory / "demo_table.meta.json").read_text())
+        assert meta["reductions_vs_paper"] == ["ap.k = 2 (paper: 5)"] and meta["settings_read"] == ["ap.k"]
+        md = (directory / "demo_table.md").read_text()
+        assert md.startswith("Profile `smoke`: reduced vs the paper: ap.k = 2 (paper: 5).\n\nNote: a note")
+        assert pd.read_csv(directory / "demo_table.csv")["a"].tolist() == [2]
+    finally:
+        del outputs.STEPS["demo"]
+
+
+def test_step_missing_a_declared_output_fails(gross_runs):
+    @outputs.step("05_ap_comparison", tables=("t1",), figures=("f1",))
+    def broken(cfg):
+        return outputs.StepResult(tables={"t1": pd.DataFrame()})
+
+    try:
+        with pytest.raises(ValueError, match=r"step broken declares outputs \['f1'\] but did not return them"):
+            broken(config.load("smoke"))
+    finally:
+        del outputs.STEPS["broken"]
+    with pytest.raises(ValueError, match="unknown notebook '06_x'"):
+        outputs.step("06_x")
+
+
+def test_paper_profile_outputs_say_paper_settings(gross_runs):
+    cfg = config.load("paper", device="cpu")
+    assert config.reductions(cfg, keys=["four_layer.gross_epochs", "seed"]) == []
