@@ -14,7 +14,7 @@ The most used entry points are re-exported here::
 Sub-modules follow the paper: ``expansion`` (Ψ), ``btd``, ``layers``
 (:class:`GroSSConv2d`), ``decomposition`` (model surgery), ``macs``, ``vbmf``,
 ``models``, ``data``, ``train``, ``search``, ``metrics``, ``tables``, ``plots``,
-``config``, ``experiments``.
+``config``, ``pipeline`` (the notebooks' steps, one module per paper result).
 """
 
 from . import models

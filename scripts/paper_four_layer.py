@@ -1,7 +1,7 @@
 """Run the 4-layer part of a profile (default ``paper``) step by step, e.g. on a GPU.
 
 The notebooks run both CIFAR networks; this script runs only the 4-layer network's
-steps, in notebook order, with the same library calls (:mod:`gross.experiments`), so
+steps, in notebook order, with the same library calls (:mod:`gross.pipeline`), so
 the paper's 4-layer schedules can be run where a GPU is available for a limited time.
 Every step resumes from ``runs/<profile>/`` (training checkpoints every epoch), so the
 script can be re-run after an interruption. Each step's wall time is printed and
@@ -21,17 +21,18 @@ import argparse
 import json
 import time
 
-from gross import config, experiments as E, paths, utils
+from gross import config, paths, utils
+from gross.pipeline import base, common, decomposition, finetune, store, table2, table5, timing
 
 STEPS = {
-    "base": lambda cfg: E.base_models(cfg, models=("four_layer",)),
-    "btd": lambda cfg: E.btd_error_table(cfg, models=("four_layer",)),
-    "gross": lambda cfg: E.finetune_gross_models(cfg, models=("four_layer",)),
-    "uniform": lambda cfg: E.uniform_before_after(cfg, models=("four_layer",)),
-    "individual": lambda cfg: E.individual_finetunes(cfg, models=("four_layer",)),
-    "search": E.exhaustive_search,
-    "ap": E.ap_comparison,
-    "timing": E.inference_timing,
+    "base": lambda cfg: base.base_models(cfg, models=("four_layer",)),
+    "btd": lambda cfg: decomposition.btd_error_table(cfg, models=("four_layer",)),
+    "gross": lambda cfg: finetune.finetune_gross_models(cfg, models=("four_layer",)),
+    "uniform": lambda cfg: finetune.uniform_before_after(cfg, models=("four_layer",)),
+    "individual": lambda cfg: finetune.individual_finetunes(cfg, models=("four_layer",)),
+    "search": table2.exhaustive_search,
+    "ap": table5.ap_comparison,
+    "timing": timing.inference_timing,
 }
 
 
@@ -41,14 +42,20 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. four_layer__true_repeats=1 (TOML value syntax)")
+    parser.add_argument("--wait", action="store_true", help="wait for another run on the same runs/ folder")
     args = parser.parse_args(argv)
     steps = [s for s in args.steps.split(",") if s]
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         parser.error(f"unknown step(s) {unknown}: choose from {list(STEPS)}")
     cfg = config.load(args.profile, **config.parse_overrides(args.set))
-    device = E.setup(cfg)
+    device = common.setup(cfg)
     log = paths.results_dir(cfg["profile"]) / "steps.jsonl"
+    with store.lock(cfg["profile"], wait=args.wait):
+        _run(cfg, steps, args, device, log)
+
+
+def _run(cfg, steps, args, device, log) -> None:
     for step in steps:
         t0 = time.perf_counter()
         STEPS[step](cfg)

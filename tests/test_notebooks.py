@@ -8,8 +8,9 @@ no ``def``/``class`` in code cells (library code lives in ``gross/``), kernel ``
 The smoke run (``slow``, but part of ``make test`` and CI) executes ``notebooks/0*.ipynb``
 in order with papermill, kernel ``gross`` and ``-p profile smoke`` -- exactly what
 ``make reproduce PROFILE=smoke`` does -- with ``$GROSS_RUNS`` in a temporary folder, then
-checks that every file listed in ``gross.experiments.EXPECTED_OUTPUTS`` (located by
-``gross.experiments.expected_paths("smoke")``) exists and is non-empty.
+checks that every file listed in ``gross.pipeline.EXPECTED_OUTPUTS`` (derived from the step
+declarations, located by ``gross.pipeline.expected_paths("smoke")``) exists and is non-empty.
+A notebook given a parameter its ``parameters`` cell does not declare fails, naming it.
 """
 
 from __future__ import annotations
@@ -132,13 +133,43 @@ def test_notebook_defines_no_functions_or_classes(path):
 
 @pytest.mark.skipif(not PIPELINE, reason=NO_NOTEBOOKS)
 def test_every_notebook_has_expected_outputs():
-    from gross.experiments import EXPECTED_OUTPUTS
+    from gross.pipeline import EXPECTED_OUTPUTS
 
     stems = {nb.stem for nb in PIPELINE}
     missing = sorted(stems - set(EXPECTED_OUTPUTS))
     unknown = sorted(set(EXPECTED_OUTPUTS) - stems)
-    assert not missing, f"gross.experiments.EXPECTED_OUTPUTS has no entry for notebooks {missing}"
+    assert not missing, f"gross.pipeline.EXPECTED_OUTPUTS has no entry for notebooks {missing}"
     assert not unknown, f"EXPECTED_OUTPUTS names notebooks that do not exist: {unknown}"
+
+
+@pytest.mark.skipif(not ALL_NOTEBOOKS, reason=NO_NOTEBOOKS)
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=_ids(ALL_NOTEBOOKS))
+def test_config_cell_checks_the_parameters(path):
+    """The cell after ``parameters`` loads the config through ``gross.config.load_notebook(In, profile, ...)``."""
+    cells = _code_cells(_read(path))
+    assert len(cells) > 1 and "gross.config.load_notebook(" in cells[1].source, (
+        f"{path.name}: the second code cell must call gross.config.load_notebook(In, profile, ...) so that "
+        f"unknown parameters fail and every parameter reaches gross.config"
+    )
+    assert "In, profile" in cells[1].source.replace("\n", " ").replace("(  ", "(")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PIPELINE, reason=NO_NOTEBOOKS)
+def test_unknown_notebook_parameter_fails(tmp_path):
+    """``papermill ... -p epochs_typo 3`` stops at the config cell, naming the name and the valid ones."""
+    import papermill as pm
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GROSS_RUNS", str(tmp_path / "runs"))
+        _use_this_interpreter_as_kernel(mp, tmp_path / "jupyter")
+        nb = paths.NOTEBOOKS / "03_exhaustive_search.ipynb"
+        with pytest.raises(pm.PapermillExecutionError) as err:
+            pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters={"profile": "smoke", "epochs_typo": 3},
+                                kernel_name=KERNEL, cwd=str(paths.NOTEBOOKS), progress_bar=False)
+    msg = ANSI.sub("", str(err.value))
+    assert "unknown notebook parameter(s) ['epochs_typo']" in msg
+    assert "['profile', 'seed', 'device', 'data_path']" in msg
 
 
 def _pins(lines) -> set[str]:
@@ -236,7 +267,7 @@ def smoke_run(tmp_path_factory):
 @pytest.mark.skipif(not PIPELINE, reason=NO_NOTEBOOKS)
 @pytest.mark.parametrize("path", PIPELINE, ids=_ids(PIPELINE))
 def test_notebook_smoke_run(smoke_run, path, record_property):
-    from gross.experiments import expected_paths
+    from gross.pipeline import expected_paths
 
     if path.stem in smoke_run:
         record_property("smoke_seconds", round(smoke_run[path.stem]["seconds"], 1))
