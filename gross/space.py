@@ -41,9 +41,12 @@ __all__ = ["Config", "SearchSpace", "as_space", "config_str", "parse_config"]
 Config = tuple[int, ...]
 
 
-def config_str(config: Iterable[int]) -> str:
-    """A configuration as the paper prints it: ``(8, 16, 64) -> "8 16 64"``."""
-    return " ".join(str(int(s)) for s in config)
+def config_str(config: Iterable[int], sep: str = " ") -> str:
+    """A configuration as the paper prints it: ``(8, 16, 64) -> "8 16 64"``.
+
+    ``sep="-"`` gives the file-name form ``"8-16-64"`` (checkpoint names, column labels).
+    """
+    return sep.join(str(int(s)) for s in config)
 
 
 def parse_config(text: str) -> Config:
