@@ -361,19 +361,7 @@ def _timed(fn, device: torch.device):
     return out, time.perf_counter() - start
 
 
-def time_switching_vs_rebuild(
-    model: nn.Module,
-    configs,
-    data,
-    split: str = "val",
-    batch_size: int = 1000,
-    device=None,
-    mean=None,
-    std=None,
-    tree: bool = True,
-    channels_last: bool = False,
-    tmp_dir=None,
-) -> pd.DataFrame:
+def time_switching_vs_rebuild(model: nn.Module, configs, data, *, tmp_dir=None, **options) -> pd.DataFrame:
     """Switching GroSS group sizes vs building and loading one network per configuration (Sec. 5.2).
 
     *Switching*: :func:`evaluate_configs` on the GroSS model. *Rebuild*: the
@@ -390,11 +378,13 @@ def time_switching_vs_rebuild(
         GroSS-decomposed model.
     configs : sequence of configurations
         E.g. the 45 random configurations of Sec. 5.2.
-    data, split, batch_size, device, mean, std, tree, channels_last
-        As in :func:`evaluate_configs` (``channels_last`` applies to both routes).
+    data : gross.data.Dataset or Split
     tmp_dir : path, optional
         Where the per-configuration weight files go (default: a temporary
         directory, removed afterwards).
+    **options
+        ``split, batch_size, device, mean, std, tree, channels_last`` as in
+        :func:`evaluate_configs` (``channels_last`` applies to both routes).
 
     Returns
     -------
@@ -402,11 +392,14 @@ def time_switching_vs_rebuild(
         One row: ``device, n_configs, switching_s, rebuild_s, ratio`` (rebuild /
         switching) and ``max_abs_diff`` between the two accuracy lists.
     """
+    switching = ConfigEvaluator(model, data, **options)
+    opts = switching.options
     configs = _gross_configs(model, configs)
-    device = resolve_device(device)
-    split_data = get_split(data, split)
-    kwargs = dict(batch_size=batch_size, device=device, channels_last=channels_last)
-    mean_, std_ = _norm_stats(data, mean, std)
+    device = resolve_device(opts["device"])
+    split_data = get_split(data, opts["split"])
+    mean, std = _norm_stats(data, opts["mean"], opts["std"])
+    kwargs = dict(batch_size=opts["batch_size"], device=device, mean=mean, std=std,
+                  channels_last=opts["channels_last"])
     model.to(device)
     with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
         files = [os.path.join(tmp, f"config_{i}.pt") for i in range(len(configs))]
@@ -418,11 +411,10 @@ def time_switching_vs_rebuild(
             for c, path in zip(configs, files):
                 net = export(model, c)
                 net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-                acc.append(accuracy(net, split_data, mean=mean_, std=std_, **kwargs))
+                acc.append(accuracy(net, split_data, **kwargs))
             return acc
 
-        switched, t_switch = _timed(lambda: evaluate_configs(
-            model, configs, data, split=split, mean=mean, std=std, tree=tree, **kwargs)["accuracy"].to_numpy(), device)
+        switched, t_switch = _timed(lambda: np.asarray(switching(configs)), device)
         rebuilt, t_rebuild = _timed(rebuild, device)
     return pd.DataFrame([{
         "device": str(device),

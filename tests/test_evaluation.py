@@ -74,15 +74,6 @@ class Nested(nn.Module):
         return self.body(x)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(autouse=True)
 def _cpu_by_default(monkeypatch):
     """Bit-for-bit comparisons with CPU evaluations: device=None stays on CPU even where CUDA exists."""

@@ -4,11 +4,9 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from gross.decomposition import enumerate_configs, search_space
 from gross.macs import count_macs
-from gross import utils
 from gross.evaluation import ConfigEvaluator, accuracy
 from gross.search import (
     MacLookup,
@@ -23,33 +21,8 @@ from gross.search import (
     random_configs,
 )
 from gross.space import SearchSpace
-from test_evaluation import INPUT, tiny_data, tiny_gross_net
+from test_evaluation import INPUT, _cpu_by_default, data, model  # noqa: F401 (shared fixtures)
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def _cpu_by_default(monkeypatch):
-    """Bit-for-bit comparisons with CPU evaluations: device=None stays on CPU even where CUDA exists."""
-    monkeypatch.setattr(utils, "default_device", lambda: torch.device("cpu"))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_gross_net()
-
-
-@pytest.fixture(scope="module")
-def data():
-    return tiny_data()
 
 
 # ----------------------------------------------------------------------------- configurations
