@@ -1,6 +1,8 @@
-"""Training, GroSS fine-tuning, individual-configuration fine-tuning and evaluation.
+"""Training, GroSS fine-tuning and individual-configuration fine-tuning.
 
-All loops share one engine: SGD with momentum, a per-epoch ``MultiStepLR``
+:func:`evaluate` is :func:`gross.evaluation.accuracy` (the one accuracy path,
+re-exported here); ``device=None`` means CUDA when available, else CPU
+(:func:`gross.utils.resolve_device`). All loops share one engine: SGD with momentum, a per-epoch ``MultiStepLR``
 schedule, cross-entropy loss, whole-split tensor batches (moved once to the
 training device), a tqdm bar that is quiet when not on a terminal, atomic
 checkpoints that make ``resume=True`` bitwise identical to an uninterrupted run on
@@ -205,13 +207,9 @@ def _set_bn_eval(model: nn.Module) -> None:
             m.eval()
 
 
-def _progress_disabled(progress) -> bool | None:
-    return None if progress is None else not progress
-
-
 def uniform_configs(model: nn.Module) -> "OrderedDict[str, tuple[int, ...]]":
     """The smallest (``min``) and largest (``max``) group size in every decomposed layer."""
-    space = SearchSpace(search_space(model))
+    space = SearchSpace.from_model(model)
     return OrderedDict(min=space.min_config(), max=space.max_config())
 
 
@@ -418,7 +416,7 @@ class _Optim:
 def _epochs(job: _Job, data: Dataset, recipe: Recipe, opt: _Optim, history: list, start: int, ckpt, every: int,
             progress, last_ckpt) -> None:
     """Epochs ``start + 1 .. recipe.epochs``: train, step the schedule, validate, checkpoint."""
-    bar_disabled = _progress_disabled(progress)
+    bar_disabled = None if progress is None else not progress  # None: tqdm shows bars on a terminal only
     with tqdm(range(start + 1, recipe.epochs + 1), initial=start, total=recipe.epochs, desc=job.name,
               disable=bar_disabled, unit="epoch") as bar:
         for epoch in bar:
