@@ -213,13 +213,17 @@ def uniform_configs(model: nn.Module) -> "OrderedDict[str, tuple[int, ...]]":
     return OrderedDict(min=space.min_config(), max=space.max_config())
 
 
+def _check_config(model: nn.Module, config) -> tuple[int, ...]:
+    """``config`` validated against the model's search space (also used by gross.batched)."""
+    return SearchSpace.from_model(model).validate(config)
+
+
 def _track_dict(model: nn.Module, track_configs) -> "OrderedDict[str, tuple[int, ...]]":
     if track_configs is None:
         return uniform_configs(model)
-    space = SearchSpace.from_model(model)
     if isinstance(track_configs, Mapping):
-        return OrderedDict((str(k), space.validate(v)) for k, v in track_configs.items())
-    configs = [space.validate(c) for c in track_configs]
+        return OrderedDict((str(k), _check_config(model, v)) for k, v in track_configs.items())
+    configs = [_check_config(model, c) for c in track_configs]
     return OrderedDict((config_str(c, sep="-"), c) for c in configs)
 
 
@@ -450,8 +454,7 @@ def _fit(job: _Job, data: Dataset, recipe: Recipe, *, run_dir, resume, device, c
     data = data.to(device)
     initial_config = get_config(job.model) if job.sampler_layers else None
     opt = _Optim(job, recipe, device)
-    history: list[dict] = []
-    start = 0
+    history, start = [], 0
     with torch.random.fork_rng(devices=opt.cuda_devices):
         torch.manual_seed(recipe.seed)
         if state is not None:
@@ -581,16 +584,12 @@ def finetune_config(model: nn.Module, config, data: Dataset, recipe: Recipe, *, 
     (nn.Module, pandas.DataFrame)
         The trained exported network and its history (columns as :func:`train_base`).
     """
-    config = SearchSpace.from_model(model).validate(config)
+    config = _check_config(model, config)
     layer_names = list(gross_layers(model))
     net = export(model, config)
-    if recipe.freeze:
-        keep = {id(p) for n in layer_names for p in net.get_submodule(n).parameters()}
-        for p in net.parameters():
-            p.requires_grad_(id(p) in keep)
-    else:
-        for p in net.parameters():
-            p.requires_grad_(True)
+    keep = {id(p) for n in layer_names for p in net.get_submodule(n).parameters()} if recipe.freeze else None
+    for p in net.parameters():
+        p.requires_grad_(keep is None or id(p) in keep)
     params = [p for p in net.parameters() if p.requires_grad]
     job = _Job("config", net, params, bn_eval=recipe.freeze, name=name or f"{recipe.name}-{config_str(config, sep='-')}",
                sampler_layers=[], track=OrderedDict(), config=config)
