@@ -138,7 +138,9 @@ class SearchSpace:
         return cls(space)
 
     # ------------------------------------------------------------------ basic properties
-    def __len__(self) -> int:
+    @property
+    def num_layers(self) -> int:
+        """Number of decomposed layers (iterating over the space yields configurations, not layers)."""
         return len(self.sizes)
 
     def __repr__(self) -> str:

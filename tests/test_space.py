@@ -32,6 +32,8 @@ def test_construction_forms_agree_and_sort_sizes():
     assert as_space(s) is s and as_space(SPACE) == s and SearchSpace(s) == s
     assert s.as_dict() == SPACE
     assert s.min_config() == (1, 1, 1) and s.max_config() == (4, 8, 8)
+    assert s.num_layers == 3 and len(list(s)) == s.num_configs == 24
+    assert config_str((8, 16, 64), sep="-") == "8-16-64"
 
 
 @pytest.mark.parametrize("bad, match", [
