@@ -110,7 +110,7 @@ class _Feed:
     def __init__(self, split_data, batch_size, mean, std, device, dtype, channels_last):
         self.args = (split_data, batch_size)
         self.kwargs = dict(mean=mean, std=std, device=device)
-        self.dtype, self.channels_last = dtype, channels_last
+        self.device, self.dtype, self.channels_last = device, dtype, channels_last
         self.n_images = 0
 
     def __iter__(self):
@@ -200,7 +200,7 @@ def _count_correct(model: nn.Module, configs: Sequence[Config | None], feed: _Fe
 
     ``[None]`` evaluates the model as it is (a plain network or the active configuration).
     """
-    correct = torch.zeros(len(configs), dtype=torch.int64, device=feed.kwargs["device"])
+    correct = torch.zeros(len(configs), dtype=torch.int64, device=feed.device)
     layers = gross_layers(model)
     stages = _stages(model, list(layers)) if tree and configs[0] is not None else None
     with _Restore(model), torch.inference_mode():
