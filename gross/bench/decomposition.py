@@ -19,10 +19,16 @@ def bench_btd(settings: Settings, device) -> list[dict]:
     from ..btd import btd
 
     device = torch.device(device)
-    rows = []
     torch.manual_seed(settings.seed)
     btd(torch.randn(4, 4, 3, 3, device=device), 2, max_iter=2)  # warm-up (imports, kernels)
-    # 4-layer network: every size, the cpu profile's stopping rule.
+    return _four_layer_rows(settings, device) + _vgg_rows(settings, device)
+
+
+def _four_layer_rows(settings: Settings, device: torch.device) -> list[dict]:
+    """4-layer network: every size, the cpu profile's stopping rule."""
+    from ..btd import btd
+
+    rows = []
     budget = _Budget(settings.btd_budget_s)
     model = _build("four_layer")
     names = decomposable_layers(model)[: settings.btd_four_layer_layers]
@@ -53,8 +59,14 @@ def bench_btd(settings: Settings, device) -> list[dict]:
              f"{sweeps_total} sweeps in all; random (untrained) weights, single run per decomposition"
              + (f"; not measured (budget {settings.btd_budget_s:g} s spent): {', '.join(skipped)}" if skipped else ""),
     ))
+    return rows
 
-    # VGG-16: sizes (1, 4, 16, 32), a capped number of sweeps; distinct layer shapes first.
+
+def _vgg_rows(settings: Settings, device: torch.device) -> list[dict]:
+    """VGG-16: sizes (1, 4, 16, 32), a capped number of sweeps; distinct layer shapes first."""
+    from ..btd import btd
+
+    rows = []
     budget = _Budget(settings.btd_budget_s)
     model = _build("vgg16", settings.btd_vgg_width)
     names = decomposable_layers(model)
