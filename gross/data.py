@@ -23,50 +23,22 @@ The code lives in :mod:`gross.datasets` (containers, synthetic data, subsets),
 :mod:`gross.cifar` (CIFAR-10 sources and cache) and :mod:`gross.batching`
 (normalisation, augmentation, batches); this module re-exports them.
 
-Sources for :func:`cifar10`, tried in this order:
-
-1. the ``root`` argument, else the ``GROSS_DATA`` environment variable, pointing at
-
-   a. torchvision's ``cifar-10-batches-py`` folder (or a folder containing it),
-   b. an image-folder tree ``{train,test}/<class>/*.{png,jpg}`` (or a folder whose
-      single sub-folder is such a tree),
-   c. a ``.tar.gz`` / ``.tgz`` / ``.tar`` archive of such a tree (e.g. the offline
-      mirror ``cifar10-jpeg.tar.gz`` with ``cifar10-jpeg/{train,test}/<class>/NNNN.jpg``);
-
-2. an existing ``data/cifar-10-batches-py`` (:data:`gross.paths.DATA`), else
-   torchvision's download into ``data/``;
-3. otherwise a ``FileNotFoundError`` listing these ways.
-
-The decoded images are cached once as ``<cache_dir or data/>/cifar10-<key>.pt``
-(atomic write), where the key hashes the source's path, size and modification
-time, so later loads take well under a few seconds.
+CIFAR-10 is read from ``root``, ``$GROSS_DATA`` or ``data/`` (torchvision batches, an
+image tree or a tar archive of one; see :mod:`gross.cifar`) and cached decoded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .batching import augment, batches, normalize
-from .cifar import cifar10
-from .datasets import (CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, Dataset, Split,
-                       subset, synthetic)
+from . import batching as _batching, cifar as _cifar, datasets as _datasets
+from .batching import augment, batches, normalize  # noqa: F401  (re-exported)
+from .cifar import cifar10  # noqa: F401
+from .datasets import (CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, Dataset,  # noqa: F401
+                       Split, subset, synthetic)
 
-__all__ = [
-    "Split",
-    "Dataset",
-    "CIFAR10_CLASSES",
-    "CIFAR_MEAN",
-    "CIFAR_STD",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "cifar10",
-    "synthetic",
-    "subset",
-    "batches",
-    "augment",
-    "normalize",
-    "imagenet",
-]
+#: Every public name of gross.datasets, gross.cifar and gross.batching, and :func:`imagenet`.
+__all__ = [*_datasets.__all__, *_cifar.__all__, *_batching.__all__, "imagenet"]
 
 
 # ----------------------------------------------------------------------------- ImageNet

@@ -135,6 +135,17 @@ def _search_legend(ax, colors_labels, with_found: bool, loc="lower right") -> No
     ax.legend(handles=handles, loc=loc)
 
 
+def _mark(ax, xs, ys, colors, labels, gid: str, marker: str, s: float, linewidths: float, zorder: int,
+          xytext, **text) -> None:
+    """Labelled black-edged markers (baselines, found configurations); nothing when ``xs`` is empty."""
+    if not xs:
+        return
+    ax.scatter(xs, ys, s=s, marker=marker, color=colors, edgecolors="black", linewidths=linewidths,
+               zorder=zorder, gid=gid)
+    for label, px, py in zip(labels, xs, ys):
+        ax.annotate(label, (px, py), xytext=xytext, textcoords="offset points", fontsize=7, **text)
+
+
 @_styled
 def fig3_exhaustive_search(table: pd.DataFrame, baselines, found=None, x: str = "macs", ax=None) -> Figure:
     """Exhaustive search (paper Fig. 3): accuracy versus MACs of every configuration.
@@ -199,22 +210,13 @@ def fig3_exhaustive_search(table: pd.DataFrame, baselines, found=None, x: str = 
                    color=_GREY, edgecolors="none", gid="configs", zorder=1)
 
     known = [(e, c) for e, c in zip(entries, colors) if not np.isnan(e["accuracy"])]
-    if known:
-        bx = [x_of(e["key"], e["budget"]) for e, _ in known]
-        by = [e["accuracy"] for e, _ in known]
-        ax.scatter(bx, by, s=90, marker="o", color=[c for _, c in known], edgecolors="black",
-                   linewidths=1.0, zorder=4, gid="baselines")
-        for (e, _), px, py in zip(known, bx, by):
-            ax.annotate(e["label"], (px, py), xytext=(4, -10), textcoords="offset points", fontsize=7)
+    _mark(ax, [x_of(e["key"], e["budget"]) for e, _ in known], [e["accuracy"] for e, _ in known],
+          [c for _, c in known], [e["label"] for e, _ in known], gid="baselines", marker="o", s=90,
+          linewidths=1.0, zorder=4, xytext=(4, -10))
     stars = [(e, c) for e, c in zip(entries, colors) if e["found"] is not None]
-    if stars:
-        fx = [x_of(e["found"], e["found_macs"]) for e, _ in stars]
-        fy = [e["found_accuracy"] for e, _ in stars]
-        ax.scatter(fx, fy, s=190, marker="*", color=[c for _, c in stars], edgecolors="black",
-                   linewidths=0.8, zorder=5, gid="found")
-        for (e, _), px, py in zip(stars, fx, fy):
-            ax.annotate(_label(e["found"]), (px, py), xytext=(4, 5), textcoords="offset points",
-                        fontsize=7, fontweight="bold")
+    _mark(ax, [x_of(e["found"], e["found_macs"]) for e, _ in stars], [e["found_accuracy"] for e, _ in stars],
+          [c for _, c in stars], [_label(e["found"]) for e, _ in stars], gid="found", marker="*", s=190,
+          linewidths=0.8, zorder=5, xytext=(4, 5), fontweight="bold")
 
     ax.xaxis.set_major_formatter(FuncFormatter(_format_count))
     ax.set_xlabel("G.Conv MACs" if x == "gconv_macs" else "MACs")
