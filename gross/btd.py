@@ -22,7 +22,8 @@ least-squares solver that updates all ``C`` at once, all ``B`` at once and then 
 block-diagonal core, the factors by exact least squares and the core exactly when a
 direct solve is cheap, otherwise by a few warm-started preconditioned conjugate-gradient
 iterations (in float32, as a correction to the float64 residual); one sweep costs about
-two passes over the tensor instead of one HOOI per block.
+two passes over the tensor instead of one HOOI per block. The core update lives in
+:mod:`gross.btd_core`, the HOOI reference in :mod:`gross.btd_hooi`.
 """
 
 from __future__ import annotations
