@@ -22,41 +22,29 @@ least-squares solver that updates all ``C`` at once, all ``B`` at once and then 
 block-diagonal core, the factors by exact least squares and the core exactly when a
 direct solve is cheap, otherwise by a few warm-started preconditioned conjugate-gradient
 iterations (in float32, as a correction to the float64 residual); one sweep costs about
-two passes over the tensor instead of one HOOI per block.
+two passes over the tensor instead of one HOOI per block. The core update lives in
+:mod:`gross.btd_core`, the HOOI reference in :mod:`gross.btd_hooi`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
+
+from .btd_core import _core_operator, _core_rhs, _psd_solve, _solve_core
 
 __all__ = ["BTDResult", "METHODS", "btd", "reconstruct"]
 
 #: Solvers accepted by :func:`btd`.
 METHODS = ("als", "hooi")
 
-# HOOI iterations per block visit of the reference solver.
-_HOOI_INNER_ITERATIONS = 10
-# Core systems with at most this many unknowns (width * s) per kernel tap are solved
-# directly (Cholesky of the normal matrix); larger ones by warm-started PCG.
-_DIRECT_CORE_UNKNOWNS = 256
-# Diagonal cores (group size 1): the normal matrix is C^T C o B^T B, (width, width).
-_DIRECT_CORE_UNKNOWNS_DIAGONAL = 4096
-# CG iterations per core update. The solve is warm-started at the previous core, so an
-# inexact update suffices: on random 128- and 256-channel 3x3 layers (s = 4, 16, 32,
-# tol 1e-5) 4 iterations per sweep reached final errors within +-0.001 of 10 iterations
-# (lower in 5 of 6 cases) in 10-25 % less time.
-_CG_MAX_ITER = 4
-_CG_RTOL = 1e-10
-# Rounds of (full-precision residual -> float32 PCG correction) per core update.
-_CG_REFINEMENTS = 1
 # Below this squared relative error the cheap (expanded) error formula loses
 # precision to cancellation and the error is recomputed from the dense model.
 _DIRECT_ERROR_BELOW = 1e-4
-# Relative eigenvalue cut-off of pseudo-inverses of Gram matrices.
-_PINV_RCOND = 1e-13
 # Extrapolation of the factors after each sweep: (initial step, growth on success,
 # shrink on failure, maximum step).
 _EXTRAPOLATION = (1.0, 1.1, 2.0, 2.0)
@@ -150,6 +138,7 @@ def btd(
     method: str = "als",
     ridge: float = 0.0,
     n_init: int = 1,
+    progress=None,
 ) -> BTDResult:
     """Block Term Decomposition of a conv weight into a grouped bottleneck.
 
@@ -190,6 +179,12 @@ def btd(
         ALS only: run from ``n_init`` initialisations (seeds ``seed, seed + 1, ...``) and
         keep the one with the lowest final objective. ALS finds local minima; a few
         starts cost little for small layers (see the README for measurements).
+    progress : bool, callable or None, default None
+        A tqdm bar of sweeps (with the current error): ``None`` shows it only when
+        stderr is a terminal, ``True`` always, ``False`` never.  A callable
+        ``progress(group_size, sweep, error)`` is called instead after the
+        initialisation (sweep 0) and every sweep (:func:`gross.decompose` uses this
+        for its own bar).
 
     Returns
     -------
@@ -202,7 +197,7 @@ def btd(
     Raises
     ------
     ValueError
-        On a weight that is not 4-D or empty, a group size or width that is not a
+        On a weight that is not 4-D, empty or holds NaN/inf values, a group size or width that is not a
         positive integer, a group size that does not divide the width, a
         non-positive ``tol``, a negative ``max_iter``, an unknown ``method`` or a
         negative ``ridge`` (or a positive one with ``method="hooi"``) or an ``n_init``
@@ -213,6 +208,51 @@ def btd(
     Stride and padding of the original convolution belong to the grouped
     convolution ``R`` and its bias to ``Q`` (paper Table 1).
     """
+    width = _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init, progress)
+    u, t, kh, kw = weight.shape
+    # (K, u, t): one (u, t) matrix per kernel tap.
+    X = weight.detach().to(torch.float64).permute(2, 3, 0, 1).reshape(kh * kw, u, t).contiguous()
+    n = width // group_size
+    with _sweep_reporter(progress, group_size, width) as on_sweep:
+        if method == "als":
+            best, norm2 = None, (X * X).sum()
+            for start in range(n_init):
+                run = _als(X, n, group_size, tol, max_iter, seed + start, float(ridge), on_sweep)
+                objective = _objective(run[3][-1], run[2], float(ridge), norm2)
+                if best is None or objective < best[0]:
+                    best = (objective, run)
+            C, B, G, errors = best[1]
+        else:
+            from .btd_hooi import _hooi
+
+            C, B, G, errors = _hooi(X, n, group_size, tol, max_iter, seed, on_sweep)
+    P, R, Q = _to_bottleneck(C, B, G, kh, kw)
+    return BTDResult(P.cpu(), R.cpu(), Q.cpu(), [float(e) for e in errors])
+
+
+@contextlib.contextmanager
+def _sweep_reporter(progress, group_size: int, width: int):
+    """The ``on_sweep(sweep, error)`` callback of one :func:`btd` call (see its ``progress``).
+
+    ``progress`` callable: forwards ``(group_size, sweep, error)`` to it.  Otherwise a
+    tqdm bar of sweeps with the error as postfix, shown only on a terminal when
+    ``progress`` is None (tqdm's ``disable=None``), never when False.
+    """
+    if callable(progress):
+        yield lambda sweep, error: progress(group_size, sweep, error)
+        return
+    with tqdm(desc=f"BTD s={group_size} width={width}", unit="sweep", leave=False,
+              disable=None if progress is None else not progress) as bar:
+
+        def on_sweep(sweep: int, error: float) -> None:
+            bar.set_postfix_str(f"sweep {sweep}, error {error:.3e}", refresh=False)
+            bar.update(1)
+
+        yield on_sweep
+
+
+def _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init, progress) -> int:
+    """Validate the arguments of :func:`btd`; returns the bottleneck width."""
     if not isinstance(weight, Tensor) or weight.dim() != 4:
         shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
         raise ValueError(f"weight must be a 4-D conv weight (u, t, kh, kw), got {shape}")
@@ -220,8 +260,15 @@ def btd(
         raise ValueError(f"weight must be non-empty, got shape {tuple(weight.shape)}")
     if not (weight.is_floating_point()):
         raise ValueError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
-    u, t = weight.shape[0], weight.shape[1]
-    width = t if width is None else width
+    finite = torch.isfinite(weight)
+    if not bool(finite.all()):
+        nan, bad = int(torch.isnan(weight).sum()), int((~finite).sum())
+        raise ValueError(
+            f"weight contains {nan} NaN and {bad - nan} infinite value(s) (of {weight.numel()}, shape "
+            f"{tuple(weight.shape)}): BTD needs a finite weight; check the model it comes from "
+            f"(e.g. a training run that diverged)"
+        )
+    width = weight.shape[1] if width is None else width
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a positive integer, got {width!r}")
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
@@ -245,25 +292,11 @@ def btd(
     if n_init > 1 and method != "als":
         raise ValueError(f"n_init={n_init} is supported by method='als' only")
     if ridge and method != "als":
-        raise ValueError(f"ridge={ridge!r} is supported by method='als' only (the reference HOOI is unregularised); use ridge=0 "
-            "(config: btd_ridge = 0) with method='hooi'")
-
-    kh, kw = weight.shape[2], weight.shape[3]
-    # (K, u, t): one (u, t) matrix per kernel tap.
-    X = weight.detach().to(torch.float64).permute(2, 3, 0, 1).reshape(kh * kw, u, t).contiguous()
-    n = width // group_size
-    if method == "als":
-        best, norm2 = None, (X * X).sum()
-        for start in range(n_init):
-            run = _als(X, n, group_size, tol, max_iter, seed + start, float(ridge))
-            objective = _objective(run[3][-1], run[2], float(ridge), norm2)
-            if best is None or objective < best[0]:
-                best = (objective, run)
-        C, B, G, errors = best[1]
-    else:
-        C, B, G, errors = _hooi(X, n, group_size, tol, max_iter, seed)
-    P, R, Q = _to_bottleneck(C, B, G, kh, kw)
-    return BTDResult(P.cpu(), R.cpu(), Q.cpu(), [float(e) for e in errors])
+        raise ValueError(f"ridge={ridge!r} is supported by method='als' only (the reference HOOI is "
+                         "unregularised); use ridge=0 (config: btd_ridge = 0) with method='hooi'")
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise ValueError(f"progress must be None, a bool or a callable(group_size, sweep, error), got {progress!r}")
+    return width
 
 
 # ---------------------------------------------------------------------------------
@@ -290,29 +323,6 @@ def _model(C: Tensor, B: Tensor, G: Tensor) -> Tensor:
 
 def _relative_error(X: Tensor, C: Tensor, B: Tensor, G: Tensor, norm: Tensor) -> float:
     return float(torch.linalg.vector_norm(X - _model(C, B, G)) / norm)
-
-
-# ---------------------------------------------------------------------------------
-# linear algebra helpers
-# ---------------------------------------------------------------------------------
-
-
-def _sym_pinv(A: Tensor) -> Tensor:
-    """Pseudo-inverse of (a batch of) symmetric positive semi-definite matrices."""
-    evals, evecs = torch.linalg.eigh(A)
-    cutoff = _PINV_RCOND * evals.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(A.dtype).tiny)
-    inv = torch.where(evals > cutoff, 1.0 / evals.clamp_min(torch.finfo(A.dtype).tiny), 0.0)
-    return (evecs * inv.unsqueeze(-2)) @ evecs.transpose(-1, -2)
-
-
-def _psd_solve(A: Tensor, rhs: Tensor) -> Tensor:
-    """Least-squares solution of ``A x = rhs`` for symmetric PSD ``A`` (Cholesky or pinv)."""
-    L, info = torch.linalg.cholesky_ex(A)
-    if int(info) == 0:
-        d = torch.diagonal(L)
-        if float(d.min()) > float(d.max()) * 1e-7:  # condition number below ~1e14
-            return torch.cholesky_solve(rhs, L)
-    return _sym_pinv(A) @ rhs
 
 
 # ---------------------------------------------------------------------------------
@@ -393,110 +403,6 @@ def _update_right(XtC: Tensor, G: Tensor, CC: Tensor) -> Tensor:
     return _update_left(XtC, G.transpose(2, 3), CC)
 
 
-def _core_operator(CC: Tensor, BB: Tensor, G: Tensor) -> Tensor:
-    """Normal operator of the core LS: block-diagonal part of ``C^T C D_k B^T B`` per tap.
-
-    ``CC = C^T C`` and ``BB = B^T B`` are ``(width, width)``; returns ``(K, n, s, s)``.
-    """
-    K, n, s, _ = G.shape
-    if s == 1:  # (C^T C o B^T B) g_k
-        return (G.reshape(K, n) @ (CC * BB)).reshape(K, n, 1, 1)
-    Y = torch.einsum("kmcd,mdnb->kmcnb", G, BB.reshape(n, s, n, s))
-    return torch.einsum("namc,kmcnb->knab", CC.reshape(n, s, n, s), Y)
-
-
-def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor, ridge: float = 0.0) -> Tensor:
-    """Core minimising ``sum_k ||X_k - C D_k B^T||^2 + ridge ||G||^2`` given ``T = blockdiag(C^T X_k B)``.
-
-    Single block: closed form (pseudo-inverses; eigenbases with a ridge). Few unknowns: Cholesky of the
-    (``width*s``)-square normal matrix shared by all kernel taps. Otherwise ``G0``
-    plus a block-Jacobi preconditioned CG correction computed in float32 from the
-    float64 residual of ``G0`` (:func:`_pcg`).
-    """
-    K, n, s, _ = T.shape
-    idx = torch.arange(n, device=T.device)
-    CC4 = CC.reshape(n, s, n, s)
-    BB4 = BB.reshape(n, s, n, s)
-    if n == 1 and ridge == 0:
-        return (_sym_pinv(CC) @ T[:, 0] @ _sym_pinv(BB)).unsqueeze(1)
-    if n == 1:  # (CC (x) BB + ridge I) vec(G) = vec(T) in the eigenbases of CC and BB
-        ec, Uc = torch.linalg.eigh(CC)
-        eb, Ub = torch.linalg.eigh(BB)
-        core = (Uc.t() @ T[:, 0] @ Ub) / (ec.clamp_min(0)[:, None] * eb.clamp_min(0)[None, :] + ridge)
-        return (Uc @ core @ Ub.t()).unsqueeze(1)
-    if s == 1 and n <= _DIRECT_CORE_UNKNOWNS_DIAGONAL:  # one (n, n) system for all taps
-        sol = _psd_solve(CC * BB + ridge * torch.eye(n, dtype=CC.dtype, device=CC.device), T.reshape(K, n).t())
-        return sol.t().reshape(K, n, 1, 1)
-    if n * s * s <= _DIRECT_CORE_UNKNOWNS:
-        N = torch.einsum("namc,nbmd->nabmcd", CC4, BB4).reshape(n * s * s, n * s * s)
-        N = N + ridge * torch.eye(n * s * s, dtype=N.dtype, device=N.device)
-        sol = _psd_solve(N, T.reshape(K, -1).t())
-        return sol.t().reshape(K, n, s, s)
-    # Mixed-precision iterative refinement: the residual of the warm start is formed in
-    # the working precision and the correction ``A d = r`` is solved by block-Jacobi PCG
-    # in float32 (the core operator is memory-bound, so this halves its cost). G's
-    # accuracy is set by the full-precision residual; the low-precision solve only limits
-    # how much of the residual one sweep removes, and the next sweep refines it further.
-    low = torch.float32 if T.dtype == torch.float64 else T.dtype
-    Cinv = _sym_pinv(CC4[idx, :, idx, :]).to(low)  # (n, s, s): inverse of (C_r^T C_r) (x) (B_r^T B_r) per block
-    Binv = _sym_pinv(BB4[idx, :, idx, :]).to(low)
-    CCl, BBl = CC.to(low), BB.to(low)
-    stop2 = _CG_RTOL**2 * _tap_dot(T, T)
-    G = G0
-    for _ in range(_CG_REFINEMENTS):
-        r = T - _core_operator(CC, BB, G) - ridge * G
-        if bool((_tap_dot(r, r) <= stop2).all()):
-            break
-        G = G + _pcg(CCl, BBl, r.to(low), ridge, Cinv, Binv, stop2.to(low)).to(T.dtype)
-    return G
-
-
-def _tap_dot(a: Tensor, b: Tensor) -> Tensor:
-    """One inner product per kernel tap of two ``(K, n, s, s)`` cores, shape ``(K, 1, 1, 1)``."""
-    return (a * b).sum(dim=(1, 2, 3), keepdim=True)
-
-
-def _pcg(CC: Tensor, BB: Tensor, rhs: Tensor, ridge: float, Cinv: Tensor, Binv: Tensor, stop2: Tensor) -> Tensor:
-    """Block-Jacobi preconditioned CG for ``(A + ridge I) d = rhs`` from ``d = 0``, one system per kernel tap.
-
-    ``A`` is :func:`_core_operator`; at most ``_CG_MAX_ITER`` iterations, fewer once
-    every tap's squared residual is below ``stop2``. In exact arithmetic every
-    iterate decreases the (ridge) least-squares objective.
-    """
-
-    def precond(Rk: Tensor) -> Tensor:
-        return Cinv.unsqueeze(0) @ Rk @ Binv.unsqueeze(0)
-
-    d = torch.zeros_like(rhs)
-    r = rhs
-    z = precond(r)
-    p = z
-    rz = _tap_dot(r, z)
-    tiny = torch.finfo(rhs.dtype).tiny
-    for _ in range(_CG_MAX_ITER):
-        if bool((_tap_dot(r, r) <= stop2).all()):
-            break
-        Ap = _core_operator(CC, BB, p) + ridge * p
-        pAp = _tap_dot(p, Ap)
-        alpha = torch.where(pAp > tiny, rz / pAp.clamp_min(tiny), 0.0)
-        d = d + alpha * p
-        r = r - alpha * Ap
-        z = precond(r)
-        rz_new = _tap_dot(r, z)
-        beta = torch.where(rz > tiny, rz_new / rz.clamp_min(tiny), 0.0)
-        p = z + beta * p
-        rz = rz_new
-    return d
-
-
-def _core_rhs(C: Tensor, XB: Tensor, n: int, s: int) -> Tensor:
-    """``T[k, r] = C_r^T X_k B_r`` (the block-diagonal part of ``C^T X_k B``)."""
-    K, u, _ = XB.shape
-    if s == 1:
-        return (XB * C.unsqueeze(0)).sum(1).reshape(K, n, 1, 1)
-    return torch.einsum("una,kunb->knab", C.reshape(u, n, s), XB.reshape(K, u, n, s))
-
-
 def _objective(err: float, G: Tensor, ridge: float, norm2: Tensor) -> float:
     """Relative regularised objective ``sqrt(err^2 + ridge ||G||^2 / ||X||^2)`` (``err`` when no ridge)."""
     if ridge == 0:
@@ -535,7 +441,7 @@ def _core_step(X, C, B, G, norm2, ridge=0.0, CC=None):
     return G, XB, BB, err
 
 
-def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge: float = 0.0):
+def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge: float = 0.0, on_sweep=None):
     """ALS sweeps; ``errors`` holds relative errors, the stopping rules use the objective.
 
     The objective is ``sqrt(err^2 + ridge ||G||^2 / ||X||^2)``, which equals the
@@ -544,8 +450,10 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge:
     the per-block orthonormalisation of ``C`` and ``B`` leaves the fit unchanged (and
     makes ``||G||`` the scale of the model) but can change ``||G||``,
     so with a ridge a sweep that does not decrease the objective ends the iteration,
-    keeping the best factors.
+    keeping the best factors. ``on_sweep(sweep, error)``, if given, is called after
+    the initialisation (sweep 0) and every completed sweep.
     """
+    report = on_sweep or (lambda sweep, error: None)
     norm2 = (X * X).sum()
     if float(norm2) == 0.0:
         K, u, t = X.shape
@@ -555,6 +463,7 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge:
     G = X.new_zeros(X.shape[0], n, s, s)
     G, XB, BB, err = _core_step(X, C, B, G, norm2, ridge)
     errors = [err]
+    report(0, err)
     objective = [_objective(err, G, ridge, norm2)]
     step = _EXTRAPOLATION[0]
     for _ in range(max_iter):
@@ -584,74 +493,8 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge:
             else:
                 step = max(step / _EXTRAPOLATION[2], _EXTRAPOLATION[0])
         errors.append(err)
+        report(len(errors) - 1, err)
         objective.append(obj)
         if objective[-2] - objective[-1] < tol:
             break
     return C, B, G, errors
-
-
-# ---------------------------------------------------------------------------------
-# reference solver: per-block HOOI (tensorly partial_tucker) of the residual
-# ---------------------------------------------------------------------------------
-
-
-def _hooi(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int):
-    import tensorly as tl
-    from tensorly.decomposition import partial_tucker
-
-    K, u, t = X.shape
-    su, st = min(s, u), min(s, t)
-    Xt = X.permute(1, 2, 0).contiguous()  # (u, t, K) for tensorly
-    norm = torch.linalg.vector_norm(Xt)
-    blocks: list = [None] * n  # (core (su, st, K), U (u, su), V (t, st))
-
-    def dense(block) -> Tensor:
-        core, U, V = block
-        return torch.einsum("abk,ua,tb->utk", core, U, V)
-
-    model = torch.zeros_like(Xt)
-    errors = [1.0 if float(norm) > 0 else 0.0]
-    if float(norm) == 0:
-        max_iter = 0
-    with tl.backend_context("pytorch"):
-        for _ in range(max_iter):
-            previous = list(blocks)
-            for r in range(n):
-                old = dense(blocks[r]) if blocks[r] is not None else torch.zeros_like(Xt)
-                residual = Xt - (model - old)
-                init = "svd" if blocks[r] is None else (blocks[r][0], [blocks[r][1], blocks[r][2]])
-                (core, (U, V)), _ = partial_tucker(
-                    residual,
-                    rank=[su, st],
-                    modes=[0, 1],
-                    n_iter_max=_HOOI_INNER_ITERATIONS,
-                    init=init,
-                    tol=0,
-                    random_state=seed,
-                )
-                new = dense((core, U, V))
-                if blocks[r] is None or torch.linalg.vector_norm(residual - new) <= torch.linalg.vector_norm(
-                    residual - old
-                ):
-                    blocks[r] = (core, U, V)
-                    model = model - old + new
-            model = sum(dense(b) for b in blocks)  # no drift from the running updates
-            err = float(torch.linalg.vector_norm(Xt - model) / norm)
-            if not err <= errors[-1]:  # rounding noise at convergence: keep the best
-                blocks = previous
-                break
-            errors.append(err)
-            if errors[-2] - errors[-1] < tol:
-                break
-    # Assemble factors, zero-padding blocks whose rank was clipped to a channel dimension.
-    C = X.new_zeros(u, n, s)
-    B = X.new_zeros(t, n, s)
-    G = X.new_zeros(K, n, s, s)
-    for r, block in enumerate(blocks):
-        if block is None:
-            continue
-        core, U, V = block
-        C[:, r, :su] = U
-        B[:, r, :st] = V
-        G[:, r, :su, :st] = core.permute(2, 0, 1)
-    return C.reshape(u, n * s), B.reshape(t, n * s), G, errors

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from torch import nn
+from tqdm import tqdm
 
 from .layers import GroSSConv2d
 from .space import SearchSpace
@@ -121,6 +122,7 @@ def decompose(
     group_sizes=None,
     layers: Sequence[str] | None = None,
     width: int | Mapping[str, int] | None = None,
+    progress: bool | None = None,
     **btd_options,
 ) -> nn.Module:
     """Replace convolutions of ``model`` by :class:`~gross.layers.GroSSConv2d` (in place).
@@ -138,26 +140,71 @@ def decompose(
         Which convolutions to decompose (default: every k×k conv except the first).
     width : int or mapping, optional
         Bottleneck width (default: each layer's input channels).
+    progress : bool, optional
+        A tqdm bar over the BTDs (one per layer and group size) showing the layer,
+        group size, sweep and error: ``None`` shows it only when stderr is a
+        terminal, ``True`` always, ``False`` never.
     **btd_options
-        Passed to :func:`gross.btd.btd` (``tol``, ``max_iter``, ``seed``, ``method``, ``ridge``).
+        Passed to :func:`gross.btd.btd` (``tol``, ``max_iter``, ``seed``, ``method``,
+        ``ridge``, ``n_init``).
 
     Returns
     -------
     nn.Module
         ``model``, now holding GroSS layers.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is already decomposed (holds GroSS layers) and ``layers`` is not
+        given, has nothing to decompose, or on bad sizes, widths or BTD options.
     """
+    done = list(gross_layers(model))
+    if done and layers is None:
+        raise ValueError(
+            f"the model is already decomposed: it holds GroSS layers {done}. Decompose the plain model "
+            f"(e.g. a copy taken before gross.decompose), switch group sizes with gross.set_config, or "
+            f"name further plain convolutions to decompose with layers=[...]"
+        )
     names = decomposable_layers(model, layers)
     if not names:
         raise ValueError("the model has no decomposable convolution (ungrouped k×k nn.Conv2d after the first)")
+    plan = []
     for name in names:
         conv = model.get_submodule(name)
         w = width.get(name) if isinstance(width, Mapping) else width
         w = conv.in_channels if w is None else int(w)
-        sizes = _resolve_sizes(name, w, group_sizes)
-        layer = GroSSConv2d.from_conv(conv, sizes, width=w, **btd_options)
-        layer.name = name
-        _set_submodule(model, name, layer)
+        plan.append((name, conv, w, _resolve_sizes(name, w, group_sizes)))
+    with tqdm(total=sum(len(p[3]) for p in plan), desc="BTD", unit="BTD", leave=False,
+              disable=None if progress is None else not progress) as bar:
+        for name, conv, w, sizes in plan:
+            report = _BTDProgress(bar, name)
+            layer = GroSSConv2d.from_conv(conv, sizes, width=w, progress=report, **btd_options)
+            report.finish()
+            layer.name = name
+            _set_submodule(model, name, layer)
     return model
+
+
+class _BTDProgress:
+    """``progress`` callback of :func:`gross.btd.btd` advancing ``bar`` once per finished BTD of one layer."""
+
+    def __init__(self, bar, layer: str):
+        self.bar, self.layer, self.current = bar, layer, None
+
+    def __call__(self, group_size: int, sweep: int, error: float) -> None:
+        if group_size != self.current:
+            self.finish()
+            self.current = group_size
+        self.bar.set_postfix_str(f"{self.layer} s={group_size} sweep {sweep} error {error:.3e}", refresh=False)
+        if sweep == 0:
+            self.bar.refresh()
+
+    def finish(self) -> None:
+        """Count the BTD in progress (if any) as done."""
+        if self.current is not None:
+            self.bar.update(1)
+            self.current = None
 
 
 def gross_layers(model: nn.Module) -> "OrderedDict[str, GroSSConv2d]":

@@ -209,18 +209,38 @@ def _collect_rows(model: nn.Module, input_size, as_if: Mapping[str, tuple[int, i
             handles.append(module.register_forward_hook(make_hook(name, module)))
             if isinstance(module, GroSSConv2d):
                 skip_prefixes.append(name + ".")
+    try:
+        _forward_once(model, input_size)
+    finally:
+        for h in handles:
+            h.remove()
+    return rows
+
+
+def _forward_once(model: nn.Module, input_size: tuple[int, ...]) -> None:
+    """Run ``model`` in eval mode on one zero input of ``input_size``; a clear error if it does not fit."""
     device, dtype = _model_device_dtype(model)
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
         with torch.no_grad():
             model(torch.zeros((1, *input_size), device=device, dtype=dtype))
+    except (RuntimeError, ValueError) as err:
+        first = next((m for m in model.modules() if isinstance(m, (_ConvNd, nn.Linear))), None)
+        hint = ""
+        if isinstance(first, _ConvNd):
+            hint = (f"; its first layer is a {type(first).__name__} with {first.in_channels} input channels, "
+                    f"so input_size should look like ({first.in_channels}, H, W) with H, W the image size "
+                    f"it was built for (e.g. (3, 32, 32) for CIFAR, (3, 224, 224) for ImageNet)")
+        elif isinstance(first, nn.Linear):
+            hint = f"; its first layer is a Linear with {first.in_features} input features"
+        raise ValueError(
+            f"the model cannot run on one input of input_size={tuple(input_size)} (batch dimension "
+            f"excluded){hint}. The forward pass failed with: {type(err).__name__}: {err}"
+        ) from err
     finally:
-        for h in handles:
-            h.remove()
         for m, mode in modes.items():
             m.training = mode
-    return rows
 
 
 def mac_table(model: nn.Module, input_size=(3, 32, 32), config=None, width=None,

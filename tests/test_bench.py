@@ -142,3 +142,40 @@ def test_cli_subset(tmp_path):
     table = pd.read_csv(tmp_path / "lat.csv")
     assert set(table["benchmark"]) == {"latency"} and table["case"].str.contains("batch 2:").all()
     assert not math.isnan(table["ratio"].iloc[0])
+
+
+def test_register_adds_a_group_with_its_own_settings(tmp_path, monkeypatch):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Own:
+        n: int = 5
+
+    monkeypatch.setattr(bench.core, "GROUPS", dict(bench.GROUPS))  # restored after the test
+    monkeypatch.setattr(bench.core, "BENCHMARKS", dict(bench.BENCHMARKS))
+    seen = []
+
+    @bench.register("toy", presets={"default": Own(), "quick": Own(n=2)})
+    def toy(settings, device):
+        seen.append(settings)
+        return [bench.row("toy", f"n={settings.n}", "a", 2.0, "b", 4.0, device=device)]
+
+    assert list(bench.core.BENCHMARKS)[-1] == "toy"  # runs after the built-in groups
+    table = bench.run("quick", device="cpu", out=tmp_path, only=["toy"])
+    assert seen == [Own(n=2)] and table["case"].tolist() == ["n=2"] and table["ratio"].tolist() == [0.5]
+    meta = json.loads((tmp_path / "benchmarks.meta.json").read_text())
+    assert meta["settings"]["toy"] == {"n": 2}
+    bench.run("default", device="cpu", out=tmp_path, only=["toy"])
+    assert seen[-1] == Own(n=5)
+    with pytest.raises(ValueError, match="benchmark group 'toy' is already registered"):
+        bench.register("toy", lambda settings, device: [])
+    with pytest.raises(ValueError, match="must include 'default'"):
+        bench.register("toy2", lambda settings, device: [], presets={"quick": Own()})
+
+
+def test_python_dash_m_entry_point_lists_the_groups():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "gross.bench", "--help"], capture_output=True, text=True, check=True)
+    assert "btd,train_step,switching,tree,latency,data" in out.stdout.replace("\n", "").replace(" ", "")

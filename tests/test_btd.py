@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from gross.btd import METHODS, BTDResult, btd, reconstruct
 
 btd_module = importlib.import_module("gross.btd")  # the module: ``gross.btd`` is re-exported as the function
+core_module = importlib.import_module("gross.btd_core")  # the core (block-diagonal) LS update and its constants
 
 
 @pytest.fixture(autouse=True)
@@ -171,8 +172,8 @@ def test_als_reaches_hooi_error(s):
 def test_cg_core_path_is_monotone_and_reaches_direct_path(monkeypatch, s):
     weight = _weight(12, 12, seed=11)
     direct = btd(weight, s, tol=1e-6)
-    monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS", 0)
-    monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS_DIAGONAL", 0)
+    monkeypatch.setattr(core_module, "_DIRECT_CORE_UNKNOWNS", 0)
+    monkeypatch.setattr(core_module, "_DIRECT_CORE_UNKNOWNS_DIAGONAL", 0)
     cg = btd(weight, s, tol=1e-6)
     assert _non_increasing(cg.errors)
     assert cg.errors[-1] <= direct.errors[-1] + 5e-3
@@ -216,15 +217,15 @@ def test_factor_updates_are_least_squares_minimisers(n, s):
 @pytest.mark.parametrize("n, s", [(3, 2), (5, 1), (1, 3)])
 @pytest.mark.parametrize("direct_unknowns, cg_iters", [(10_000, 10), (0, 500)])
 def test_core_solve_matches_explicit_kronecker_least_squares(monkeypatch, direct_unknowns, cg_iters, n, s, ridge):
-    monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS", direct_unknowns)
-    monkeypatch.setattr(btd_module, "_DIRECT_CORE_UNKNOWNS_DIAGONAL", direct_unknowns)
-    monkeypatch.setattr(btd_module, "_CG_MAX_ITER", cg_iters)
-    monkeypatch.setattr(btd_module, "_CG_RTOL", 1e-13)
-    monkeypatch.setattr(btd_module, "_CG_REFINEMENTS", 8)  # float32 CG corrections refined to float64 accuracy
+    monkeypatch.setattr(core_module, "_DIRECT_CORE_UNKNOWNS", direct_unknowns)
+    monkeypatch.setattr(core_module, "_DIRECT_CORE_UNKNOWNS_DIAGONAL", direct_unknowns)
+    monkeypatch.setattr(core_module, "_CG_MAX_ITER", cg_iters)
+    monkeypatch.setattr(core_module, "_CG_RTOL", 1e-13)
+    monkeypatch.setattr(core_module, "_CG_REFINEMENTS", 8)  # float32 CG corrections refined to float64 accuracy
     X, C, B, G = _random_state(n=n, s=s)
     K = G.shape[0]
-    T = btd_module._core_rhs(C, X @ B, n, s)
-    G_new = btd_module._solve_core(T, C.t() @ C, B.t() @ B, G, ridge)
+    T = core_module._core_rhs(C, X @ B, n, s)
+    G_new = core_module._solve_core(T, C.t() @ C, B.t() @ B, G, ridge)
     # Independent: vec(C D B^T) = (B kron C) vec(D), restricted to the block diagonal;
     # the ridge as extra rows sqrt(ridge) I with zero targets.
     columns = []
@@ -275,6 +276,11 @@ def test_zero_weight():
         ({"weight": torch.zeros(4, 4, 3)}, "4-D conv weight"),
         ({"weight": torch.zeros(4, 0, 3, 3)}, "non-empty"),
         ({"weight": torch.zeros(4, 4, 3, 3, dtype=torch.int64)}, "floating-point"),
+        ({"weight": torch.ones(4, 4, 3, 3).index_fill_(0, torch.tensor([1]), float("nan"))},
+         r"weight contains 36 NaN and 0 infinite value\(s\) \(of 144, shape \(4, 4, 3, 3\)\): BTD needs a finite weight"),
+        ({"weight": torch.ones(4, 4, 3, 3).index_fill_(1, torch.tensor([0]), float("-inf"))},
+         r"weight contains 0 NaN and 36 infinite value\(s\)"),
+        ({"progress": "yes"}, r"progress must be None, a bool or a callable"),
         ({"group_size": 3}, r"group size 3 does not divide the bottleneck width 4: allowed group sizes are \(1, 2, 4\)"),
         ({"group_size": 0}, "group_size must be a positive integer"),
         ({"group_size": 2, "width": 0}, "width must be a positive integer"),
@@ -338,3 +344,25 @@ def test_n_init_keeps_the_best_start():
     best = btd(weight, 2, tol=1e-6, seed=5, n_init=3)
     assert best.errors[-1] == min(r.errors[-1] for r in singles)
     assert best.errors == min(singles, key=lambda r: r.errors[-1]).errors
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_progress_callback_sees_every_sweep(method):
+    weight = _weight(6, 6, seed=13)
+    seen = []
+    result = btd(weight, 2, max_iter=5, method=method, progress=lambda s, sweep, err: seen.append((s, sweep, err)))
+    assert seen == [(2, i, e) for i, e in enumerate(result.errors)]
+    plain = btd(weight, 2, max_iter=5, method=method, progress=False)
+    assert plain.errors == result.errors and torch.equal(plain.R, result.R)  # reporting changes nothing
+
+
+def test_progress_bar_silent_off_a_terminal_and_shown_when_asked(capfd):
+    weight = _weight(6, 6, seed=13)
+    btd(weight, 2, max_iter=3)  # default progress=None: stderr is captured (not a terminal)
+    assert capfd.readouterr().err == ""
+    btd(weight, 2, max_iter=3, progress=True)
+    err = capfd.readouterr().err
+    assert "BTD s=2 width=6" in err and "sweep" in err

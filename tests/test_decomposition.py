@@ -150,6 +150,44 @@ def test_decompose_errors():
         decompose(flat)
 
 
+def test_decompose_already_decomposed_model_is_refused():
+    model = decompose(tiny_net(), group_sizes=(1, 2), max_iter=2)
+    with pytest.raises(ValueError, match=r"already decomposed: it holds GroSS layers \['conv2', 'conv3'\]"
+                                         r".*gross.set_config"):
+        decompose(model, max_iter=2)
+    partly = decompose(tiny_net(), group_sizes=(1, 2), layers=["conv3"], max_iter=2)
+    with pytest.raises(ValueError, match="already decomposed"):
+        decompose(partly, max_iter=2)  # the default would pick the wrong layers
+    decompose(partly, group_sizes=(1, 2), layers=["conv2"], max_iter=2)  # naming plain layers is fine
+    assert list(search_space(partly)) == ["conv2", "conv3"]
+
+
+def test_decompose_progress_silent_off_a_terminal_and_counts_every_btd(capfd, monkeypatch):
+    import tqdm
+
+    import gross.decomposition as dm
+
+    bars = []
+
+    class Recording(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.shown = not self.disable
+            bars.append(self)
+
+    monkeypatch.setattr(dm, "tqdm", Recording)
+    options = {"group_sizes": (1, 2, 4), "max_iter": 3}
+    quiet = decompose(tiny_net(), **options)  # progress=None: stderr is captured (not a terminal)
+    assert capfd.readouterr().err == "" and not bars[-1].shown
+    shown = decompose(tiny_net(), progress=True, **options)
+    err = capfd.readouterr().err
+    assert bars[-1].shown and (bars[-1].n, bars[-1].total) == (6, 6)  # 3 sizes x 2 layers, each BTD once
+    assert "BTD" in err and "conv2 s=1 sweep 0 error" in err and "conv3 s=4 sweep 0 error" in err
+    for a, b in zip(gross_layers(quiet).values(), gross_layers(shown).values()):  # same factors
+        assert a.btd_errors == b.btd_errors
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
 def test_decompose_custom_width():
     model = decompose(tiny_net(), group_sizes=(1, 2, 4), layers=["conv2"], width=4, max_iter=20)
     assert model.conv2.width == 4

@@ -44,6 +44,7 @@ precision.
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from functools import reduce
 
@@ -494,6 +495,18 @@ def test_error_input_size(bad):
     with pytest.raises(ValueError, match=r"input_size must be a tuple of positive ints without the batch "
                                          r"dimension, e\.g\. \(3, 32, 32\)"):
         count_macs(four_layer_net(), bad)
+
+
+@pytest.mark.parametrize("bad, what", [((1, 32, 32), "channels"), ((3, 16, 16), "spatial"), ((3, 32), "rank")])
+def test_error_input_size_that_does_not_fit_the_model(bad, what):
+    net = four_layer_net()
+    modes = {m: m.training for m in net.modules()}
+    with pytest.raises(ValueError, match=rf"the model cannot run on one input of input_size={re.escape(str(bad))} "
+                                         r"\(batch dimension excluded\); its first layer is a Conv2d with 3 input "
+                                         r"channels, so input_size should look like \(3, H, W\).*forward pass failed"):
+        count_macs(net, bad)
+    assert {m: m.training for m in net.modules()} == modes  # train/eval modes restored
+    assert all(not m._forward_hooks for m in net.modules())  # no hook left behind
 
 
 def test_error_config_for_exported_model():

@@ -310,3 +310,110 @@ def test_save_figure_roundtrip(tmp_path, exhaustive_table):
     fig = plots.fig3_exhaustive_search(exhaustive_table, [(2, 2, 2)])
     png = save_figure(fig, "fig3_test", {"profile": "test"}, directory=tmp_path)
     assert png.exists() and (tmp_path / "fig3_test.pdf").exists() and (tmp_path / "fig3_test.meta.json").exists()
+
+
+# ----------------------------------------------------------------------------- axes, composites, vector PDFs
+
+
+def _btd_errors():
+    rng = np.random.default_rng(3)
+    return pd.DataFrame([{"model": m, "layer": layer, "group_size": s, "repeat": r,
+                          "error": 1 / s + rng.normal(0, 0.01)}
+                         for m in ("four_layer", "vgg16") for layer in ("conv2", "conv3")
+                         for s in (1, 2, 4) for r in range(2)])
+
+
+@pytest.fixture
+def builders(exhaustive_table, bfs_trace):
+    """name -> (builder taking ax=, number of axes it draws) on synthetic data, one per public builder."""
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_acc_largest": [62.0, 68, 72],
+                            "val_acc_smallest": [58.0, 62, 68], "train_loss": [1.5, 1.0, 0.8]})
+    fig5 = pd.DataFrame({"config": [(1, 1), (2, 2), (4, 4)], "true_acc": [70.0, 75, 80],
+                         "none": [60.0, 66, 71], "partial": [65.0, 70, 74], "gross": [69.0, 74, 79]})
+    return {
+        "fig2_expansion": (lambda ax: plots.fig2_expansion(ax=ax), 6),
+        "grouped_conv_cost_figure": (lambda ax: plots.grouped_conv_cost_figure(
+            grouped_conv_costs(16, 16, 3, 8, 8), ax=ax), 2),
+        "btd_error_figure": (lambda ax: plots.btd_error_figure(_btd_errors(), ax=ax), 1),
+        "finetuning_curves": (lambda ax: plots.finetuning_curves(history, ax=ax), 2),
+        "fig3_exhaustive_search": (lambda ax: plots.fig3_exhaustive_search(
+            exhaustive_table, [(2, 2, 2), (4, 4, 4)], ax=ax), 1),
+        "fig4_bfs": (lambda ax: plots.fig4_bfs(bfs_trace, ax=ax), 2),
+        "fig5_search_vs_true": (lambda ax: plots.fig5_search_vs_true(fig5, ax=ax), 3),
+    }
+
+
+def _drawn(ax):
+    """The data an axes shows: line coordinates, scatter offsets, image arrays, texts."""
+    out = [np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float) for line in ax.get_lines()]
+    out += [np.asarray(c.get_offsets(), dtype=float) for c in ax.collections]
+    out += [np.ma.filled(im.get_array(), 0.0) for im in ax.get_images()]
+    return out, sorted(t.get_text() for t in ax.texts), ax.get_xlabel(), ax.get_ylabel()
+
+
+def test_every_builder_draws_into_given_axes(builders):
+    public = {n for n in plots.__all__ if n.startswith(("fig", "btd", "grouped", "finetuning"))}
+    assert public == set(builders)  # a new builder must be added to this test
+    for name, (build, n) in builders.items():
+        alone = build(None)
+        fig, axes = plots.panel_axes(1, n + 1)  # one spare panel: the builder must use exactly the given ones
+        assert build(list(axes[0, 1:])) is fig, name
+        assert not axes[0, 0].has_data(), name
+        assert len(alone.axes) == n, name
+        for mine, theirs in zip(axes[0, 1:], alone.axes):
+            got, want = _drawn(mine), _drawn(theirs)
+            assert got[1:] == want[1:], name
+            assert len(got[0]) == len(want[0]) > 0, name
+            for a, b in zip(got[0], want[0]):
+                np.testing.assert_allclose(a, b, err_msg=name)
+        one = axes[0, 1] if n > 1 else axes[0, :2]  # wrong number of axes: one too few / too many
+        with pytest.raises(ValueError, match=rf"{name} draws {n} panel\(s\): ax must be"):
+            build(one)
+
+
+def test_btd_error_figure_by_model_is_one_panel_per_model():
+    df = _btd_errors()
+    fig = plots.btd_error_figure(df, by="model")
+    assert len(fig.axes) == 2
+    for ax, model in zip(fig.axes, ("four_layer", "vgg16")):
+        assert ax.get_title().startswith(model + "\n")
+        alone = plots.btd_error_figure(df[df["model"] == model]).axes[0]
+        for a, b in zip(_drawn(ax)[0], _drawn(alone)[0]):
+            np.testing.assert_allclose(a, b)
+    assert len(plots.facet(df, "model", plots.btd_error_figure, order=["vgg16"]).axes) == 1
+    with pytest.raises(ValueError, match="order must name values of column 'model'"):
+        plots.facet(df, "model", plots.btd_error_figure, order=["resnet"])
+    with pytest.raises(ValueError, match="missing columns"):
+        plots.btd_error_figure(df, by="network")
+
+
+def test_finetuning_curves_by_model_is_one_row_per_model():
+    history = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 3, "epoch": [1, 2, 3] * 2,
+                            "val_acc": [50.0, 55, 60, 40, 45, 50], "train_loss": [2.0, 1.5, 1.0] * 2})
+    fig = plots.finetuning_curves(history, by="model")
+    assert len(fig.axes) == 4
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes[::2]] == ["a", "b"]
+    np.testing.assert_allclose(fig.axes[2].get_lines()[0].get_ydata(), [40.0, 45, 50])
+
+
+def _pdf_images(fig, path) -> int:
+    fig.savefig(path)
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF-")
+    return data.count(b"/Subtype /Image")
+
+
+def test_pdfs_are_vector_except_image_plots(builders, tmp_path):
+    """Line and scatter plots hold no raster image in their PDF; only Fig. 2 (weight heatmaps) does."""
+    for name, (build, _) in builders.items():
+        images = _pdf_images(build(None), tmp_path / f"{name}.pdf")
+        if name == "fig2_expansion":
+            assert images > 0  # imshow heatmaps: the check detects images
+        else:
+            assert images == 0, name
+    composites = {"btd_by_model": plots.btd_error_figure(_btd_errors(), by="model"),
+                  "finetuning_by_model": plots.finetuning_curves(
+                      pd.DataFrame({"model": ["a", "a", "b", "b"], "epoch": [1, 2, 1, 2],
+                                    "val_acc": [1.0, 2, 3, 4]}), by="model")}
+    for name, fig in composites.items():
+        assert _pdf_images(fig, tmp_path / f"{name}.pdf") == 0, name

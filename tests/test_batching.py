@@ -1,0 +1,84 @@
+"""Tests for gross.batching: augmentation (padded crop, flip), normalisation, batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gross import data as D
+
+
+
+def _same_rows(a_imgs, a_lab, b_imgs, b_lab):
+    """True when (image, label) multisets are equal."""
+    def keys(imgs, lab):
+        return sorted(bytes(i.flatten().numpy()) + bytes([int(l)]) for i, l in zip(imgs, lab))
+    return keys(a_imgs, a_lab) == keys(b_imgs, b_lab)
+
+
+def test_augment_is_a_padded_crop_with_optional_flip():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 256, (64, 3, 8, 8), dtype=torch.uint8)  # no zeros: padding is recognisable
+    out = D.augment(x, g, padding=2)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    padded = F.pad(x, (2, 2, 2, 2))
+    seen = set()
+    for i in range(len(x)):
+        matches = [(oy, ox, fl) for oy in range(5) for ox in range(5) for fl in (False, True)
+                   if torch.equal(out[i], (lambda c: c.flip(-1) if fl else c)(padded[i, :, oy:oy + 8, ox:ox + 8]))]
+        assert matches, f"image {i} is not a crop/flip of the padded input"
+        seen.update(matches)
+    assert {m[2] for m in seen} == {False, True}
+    assert len({(m[0], m[1]) for m in seen}) > 10
+
+
+def test_augment_statistics_and_determinism():
+    # column j holds value j + 1 (row-independent), so the crop offset and flip can be read back
+    x = (torch.arange(8, dtype=torch.uint8) + 1).view(1, 1, 1, 8).expand(4000, 3, 8, 8).contiguous()
+    out = D.augment(x, torch.Generator().manual_seed(1), padding=2)
+    assert torch.equal(out, D.augment(x, torch.Generator().manual_seed(1), padding=2))
+    assert not torch.equal(out, D.augment(x, torch.Generator().manual_seed(2), padding=2))
+    cols = out[:, 0].amax(1).long()  # zero rows of vertical padding do not change the max
+    flipped = cols[:, 2] > cols[:, 5]  # output columns 2..5 always come from real pixels
+    assert 0.45 < flipped.double().mean() < 0.55
+    # horizontal offset ox: output column 2 (5 when flipped) shows original column ox (value ox + 1)
+    offset = torch.where(flipped, cols[:, 5], cols[:, 2]) - 1
+    freq = torch.bincount(offset, minlength=5).double() / len(out)
+    assert freq.shape == (5,) and (freq - 0.2).abs().max() < 0.03
+    # only the centred crop (offset (2, 2), probability 1/25) has no zero padding at all
+    no_pad = (out[:, 0] != 0).flatten(1).all(1)
+    assert 0.025 < no_pad.double().mean() < 0.06
+
+
+def test_batches_cover_the_split_and_normalise():
+    ds = D.synthetic(n_train=70, n_val=10, n_test=10)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    xs, ys = zip(*D.batches(ds.train, 32, mean=mean, std=std))
+    assert [len(y) for y in ys] == [32, 32, 6]
+    x = torch.cat(xs)
+    ref = (ds.train.images.double() / 255 - torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)) \
+        / torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x.double(), ref, rtol=1e-6, atol=1e-6)
+    assert torch.equal(torch.cat(ys), ds.train.labels)
+    assert len(list(D.batches(ds.train, 32, drop_last=True))) == 2
+
+
+def test_batches_shuffle_is_a_seeded_permutation():
+    ds = D.synthetic(n_train=64, n_val=8, n_test=8)
+    ys1 = torch.cat([y for _, y in D.batches(ds.train, 16, shuffle=True, generator=torch.Generator().manual_seed(0))])
+    xs2, ys2 = zip(*D.batches(ds.train, 16, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(ys1, torch.cat(ys2))
+    # same multiset of images, different order
+    x = torch.cat(xs2)
+    back = ((x * 0.5 + 0.5) * 255).round().to(torch.uint8)
+    assert _same_rows(back, torch.cat(ys2), ds.train.images, ds.train.labels)
+    assert not torch.equal(back, ds.train.images)
+    with pytest.raises(ValueError, match="batch_size"):
+        next(D.batches(ds.train, 0))
+    with pytest.raises(ValueError, match="std must be positive"):
+        next(D.batches(ds.train, 4, std=(0.5, 0.0, 0.5)))
+
+
+# ----------------------------------------------------------------------------- CIFAR-10 sources
