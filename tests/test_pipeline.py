@@ -126,3 +126,14 @@ def test_changing_a_key_remakes_exactly_the_artefacts_that_read_it(smoke, tmp_pa
         assert expected and all(p.startswith("true/four_layer/partial_") for p in expected)
     changed = sorted(n for n, r in results2.items() if key in r.reads)
     assert changed == sorted(n for n, r in results.items() if key in r.reads) and changed
+
+
+@pytest.mark.slow
+def test_smoke_run_pdfs_are_vector(smoke):
+    """Line and scatter figures of the pipeline hold no raster image (composites are drawn on axes)."""
+    *_, tmp = smoke
+    pdfs = sorted((tmp / "out" / "figures").glob("*.pdf"))
+    assert {p.stem for p in pdfs} == {n for s in STEPS.values() if s.notebook != "00_grouped_convolutions"
+                                      for n in s.figures}
+    for pdf in pdfs:
+        assert b"/Subtype /Image" not in pdf.read_bytes(), f"{pdf.name} embeds a raster image"

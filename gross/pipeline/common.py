@@ -59,17 +59,7 @@ def resolve_device(cfg: Mapping) -> torch.device:
     ValueError
         A name torch does not know, or CUDA requested where there is none.
     """
-    # TODO(merge library): replace by gross.utils.resolve_device (one resolver, helper S1)
-    name = cfg["device"]
-    if name == "auto":
-        return utils.default_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"device {name!r} is not valid: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
-    return device
+    return utils.resolve_device(cfg["device"])
 
 
 def setup(cfg: Mapping) -> torch.device:

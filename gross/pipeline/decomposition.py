@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 from torch import nn
 
@@ -85,25 +84,6 @@ def load_gross(cfg: Mapping, name: str, repeat: int = 0, tuned: bool = True) -> 
     return gross_from_payload(cfg, name, payload)
 
 
-def _panels(figs, titles):
-    """Combine single-panel figures side by side (re-drawn as images)."""
-    # TODO(merge library2): build from axes with the plots' ax= argument (vector PDF), helper S2
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    out = Figure(figsize=(5.2 * len(figs), 3.8))
-    axes = out.subplots(1, len(figs))
-    for ax, f, title in zip(np.atleast_1d(axes), figs, titles):
-        f.set_dpi(150)
-        canvas = FigureCanvasAgg(f)
-        canvas.draw()
-        ax.imshow(np.asarray(canvas.buffer_rgba()))
-        ax.set_axis_off()
-        ax.set_title(title)
-    out.tight_layout()
-    return out
-
-
 @step("01_decomposition", tables=("btd_errors",), figures=("fig_btd_error",))
 def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     """Decompose both networks (all repeats) and tabulate the BTD error per layer and group size.
@@ -125,7 +105,7 @@ def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
                     rows.append({"model": name, "repeat": r, "layer": layer, "group_size": int(s), "error": e,
                                  "decomposition_s": state["wall_time_s"]})
     df = pd.DataFrame(rows)
-    fig = _panels([plots.btd_error_figure(df[df["model"] == n]) for n in names], names)
+    fig = plots.btd_error_figure(df, by="model")  # one panel per model, drawn on axes (vector PDF)
     return StepResult(tables={"btd_errors": df}, figures={"fig_btd_error": fig})
 
 
@@ -155,7 +135,7 @@ PAPER_MACS = [
 
 def _mac_row(net, model: str, width_mult: float, config, printed: str | None) -> dict:
     from ..macs import count_macs, format_macs
-    from ..search import config_str
+    from ..space import config_str
 
     m = count_macs(net, config=config)
     return {"model": model, "width_mult": width_mult, "config": "full" if config is None else config_str(config),

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..decomposition import search_space
-from ..search import config_str
+from ..space import config_str
 from .common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, n_repeats, prepare_data, recipe,
                      resolve_device, true_repeats, uniform, uniform_configs)
 from .decomposition import gross_decompose, gross_payload, load_gross, tuned_path
@@ -88,7 +88,7 @@ def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS) -> StepRe
     Writes table ``uniform_before_after`` (``model, repeat, config, before, after,
     improved``): the check that fine-tuning does not lose accuracy.
     """
-    from ..search import evaluate_configs
+    from ..evaluation import evaluate_configs
 
     rows = []
     for name in check_models(models):

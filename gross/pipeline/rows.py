@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from ..search import config_str
+from ..space import config_str
 from .base import base_state
 from .common import eval_kwargs, true_repeats
 from .finetune import true_accuracy
@@ -47,7 +47,7 @@ def search_rows(cfg: Mapping, name: str, models: list, plain, data, entries: lis
     base network's.
     """
     from ..macs import count_macs
-    from ..search import evaluate_configs
+    from ..evaluation import evaluate_configs
 
     configs = [e["config"] for e in entries if e["config"] is not None]
     gross_acc = []

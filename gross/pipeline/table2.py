@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..decomposition import enumerate_configs, search_space
-from ..search import config_str
+from ..space import config_str
 from .base import base_model
 from .common import eval_kwargs, n_repeats, prepare_data, resolve_device, true_repeats, uniform
 from .decomposition import load_gross
@@ -26,7 +26,7 @@ def evaluate_all(cfg: Mapping, models: list, configs: list, data, lookup) -> tup
     """
     import time
 
-    from ..search import evaluate_configs
+    from ..evaluation import evaluate_configs
 
     per_repeat, eval_s = [], []
     for model in models:
@@ -56,7 +56,8 @@ def exhaustive_search(cfg: Mapping) -> StepResult:
     (individually fine-tuned) test accuracy, mean (std) over repeats.
     """
     from .. import plots
-    from ..search import exhaustive_search as _exhaustive, model_mac_lookup
+    from ..costs import model_mac_lookup
+    from ..search import exhaustive_search as _exhaustive
     from ..vbmf import select_config
 
     name = "four_layer"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..decomposition import search_space
-from ..search import config_str
+from ..space import config_str
 from .base import base_model
 from .common import eval_kwargs, prepare_data, uniform
 from .decomposition import load_gross
@@ -26,7 +26,8 @@ def bfs_vgg16(cfg: Mapping) -> StepResult:
     baseline, VBMF, 1s.
     """
     from .. import plots
-    from ..search import bfs_incremental, model_mac_lookup
+    from ..costs import model_mac_lookup
+    from ..search import bfs_incremental
     from ..vbmf import select_config
 
     name, sec = "vgg16", cfg["vgg16"]

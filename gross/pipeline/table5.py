@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from ..decomposition import search_space
-from ..search import config_str
+from ..space import config_str
 from .common import eval_kwargs, prepare_data
 from .decomposition import load_gross
 from .finetune import true_accuracy
@@ -18,9 +18,9 @@ __all__ = ["ap_configs", "ap_comparison"]
 
 def ap_configs(cfg: Mapping, space: Mapping) -> list[tuple]:
     """The ``ap.n_configs`` random configurations of Sec. 5.2 (seed ``ap.seed``)."""
-    from ..search import random_configs
+    from ..space import SearchSpace
 
-    return [tuple(c) for c in random_configs(space, cfg["ap"]["n_configs"], seed=cfg["ap"]["seed"])]
+    return [tuple(c) for c in SearchSpace(space).random(cfg["ap"]["n_configs"], seed=cfg["ap"]["seed"])]
 
 
 @step("05_ap_comparison", tables=("ap_configs", "table5_average_precision"), figures=("fig5_search_vs_true",))
@@ -35,7 +35,8 @@ def ap_comparison(cfg: Mapping) -> StepResult:
     """
     from .. import plots
     from ..metrics import ap_table
-    from ..search import evaluate_configs, model_mac_lookup
+    from ..costs import model_mac_lookup
+    from ..evaluation import evaluate_configs
 
     name, r = "four_layer", int(cfg["ap"]["repeat"])
     data = prepare_data(cfg, name)

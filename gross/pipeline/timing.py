@@ -23,7 +23,7 @@ def inference_timing(cfg: Mapping) -> StepResult:
     (:func:`gross.pipeline.table5.ap_configs`) on the first ``timing.n_images``
     validation images. Writes ``inference_timing``.
     """
-    from ..search import time_switching_vs_rebuild
+    from ..evaluation import time_switching_vs_rebuild
 
     name, r = "four_layer", int(cfg["ap"]["repeat"])
     data = prepare_data(cfg, name)
