@@ -205,3 +205,26 @@ def test_per_layer_values_from_sequences_and_mappings():
         per_layer((1, 2), names, "config", unit="group sizes")
     with pytest.raises(ValueError, match=r"unknown layer\(s\) \['d'\] in width; decomposable layers are"):
         per_layer({"d": 1}, names, "width", kind="decomposable layers")
+
+
+def test_planned_space_and_skeleton_match_decompose():
+    """planned_space predicts decompose's space; skeleton rebuilds the architecture for a saved state dict."""
+    import copy
+
+    from gross.decomposition import planned_space, skeleton
+    from gross.models import four_layer_net
+
+    torch.manual_seed(0)
+    plain = four_layer_net()
+    for sizes in (None, (1, 4, 16, 32)):
+        model = decompose(copy.deepcopy(plain), group_sizes=sizes, tol=1e-2, max_iter=1)
+        assert planned_space(plain, group_sizes=sizes) == search_space(model)
+    rebuilt = skeleton(four_layer_net(), search_space(model))
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    for config in [(1, 1, 1), (4, 16, 32)]:
+        set_config(model, config)
+        set_config(rebuilt, config)
+        torch.testing.assert_close(rebuilt.eval()(x), model.eval()(x))
+    with pytest.raises(ValueError, match=r"unknown layer 'conv9'"):
+        skeleton(four_layer_net(), {"conv9": (1, 2)})
