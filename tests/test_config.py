@@ -203,3 +203,15 @@ def test_load_notebook_passes_overrides_and_keeps_local_parameters():
     history = ["", PARAMS + "width: int = 4  # local\n", '# Parameters\nprofile = "smoke"\nseed = 2\n']
     cfg = config.load_notebook(history, "smoke", local={"width": 4}, seed=2)
     assert cfg["seed"] == 2 and cfg.notebook_parameters == {"width": 4}
+
+
+def test_config_pickles_for_job_executors():
+    """A Config sent to another process (e.g. a submitit job) keeps its values and still records reads."""
+    import pickle
+
+    cfg = config.load("smoke", seed=4)
+    back = pickle.loads(pickle.dumps(cfg))
+    assert back.to_dict() == cfg.to_dict()
+    with config.recording() as reads:
+        assert back["seed"] == 4
+    assert reads == {"seed"}
