@@ -1,0 +1,158 @@
+"""Jobs and executors: fingerprints, skipping, corrupt outputs, bad settings, and equal results
+whatever the executor (serial, local process pool, submitit's LocalExecutor)."""
+
+import multiprocessing as mp
+import os
+import time
+
+import pytest
+import torch
+
+from gross import jobs
+from gross.decomposition import decompose
+from gross.job_functions import individual_finetune, save_gross_init
+from gross.jobs import CorruptOutputError, ExecutorSettings, Job, JobFailedError, load_output, run_jobs
+from gross.models import four_layer_net
+
+DATA = {"kind": "synthetic", "n_train": 96, "n_val": 48, "n_test": 48, "seed": 3}
+RECIPE = {"epochs": 2, "batch_size": 32, "lr": 1e-3, "milestones": [1], "name": "t"}
+CONFIGS = [(1, 2, 4), (4, 8, 16), (32, 32, 64)]
+
+
+@pytest.fixture(scope="module")
+def init_file(tmp_path_factory):
+    torch.manual_seed(0)
+    net = four_layer_net()
+    decompose(net, max_iter=3, seed=0)
+    path = tmp_path_factory.mktemp("init") / "gross_init.pt"
+    save_gross_init(net, {"model": "four_layer"}, path)
+    return path
+
+
+def _finetune_jobs(init_file, directory, configs=CONFIGS, recipe=RECIPE):
+    return [Job(individual_finetune, {"config": list(c), "data": DATA, "recipe": recipe, "seed": 10 + i},
+                name=f"config-{'-'.join(map(str, c))}", directory=directory, inputs={"init": init_file})
+            for i, c in enumerate(configs)]
+
+
+def _assert_same(a, b):
+    assert a["val_acc"] == b["val_acc"] and a["test_acc"] == b["test_acc"]
+    timing = ("seconds", "images_per_s")
+    assert {k: v for k, v in a["history"].items() if k not in timing} == \
+        {k: v for k, v in b["history"].items() if k not in timing}
+    assert a["config"] == b["config"] and a["no_finetune_val_acc"] == b["no_finetune_val_acc"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_same_results_serial_local_pool_and_submitit(init_file, tmp_path):
+    serial = run_jobs(_finetune_jobs(init_file, tmp_path / "serial"), "serial", progress=False)
+    pool = run_jobs(_finetune_jobs(init_file, tmp_path / "pool"),
+                    ExecutorSettings(name="local", workers=2, threads=1, gpus=0), progress=False)
+    sub = run_jobs(_finetune_jobs(init_file, tmp_path / "submitit"),
+                   {"name": "submitit_local", "workers": 2, "threads": 1, "folder": str(tmp_path / "logs")},
+                   progress=False)
+    assert len(serial) == len(pool) == len(sub) == len(CONFIGS)
+    for a, b, c in zip(serial, pool, sub):
+        _assert_same(a, b)
+        _assert_same(a, c)
+    assert serial[0]["history"]["train_loss"] != serial[1]["history"]["train_loss"]  # distinct jobs
+
+
+def test_fingerprint_depends_on_inputs_and_finished_jobs_are_skipped(init_file, tmp_path):
+    a, b, c = _finetune_jobs(init_file, tmp_path)
+    assert len({a.output, b.output, c.output}) == 3
+    again = _finetune_jobs(init_file, tmp_path)[0]
+    assert again.output == a.output
+    other_seed = Job(individual_finetune, {**a.kwargs, "seed": 99}, name=a.name, directory=tmp_path,
+                     inputs=a.inputs)
+    assert other_seed.output != a.output
+    first = run_jobs([a], progress=False)
+    stamp = a.output.stat().st_mtime_ns
+    second = run_jobs([a, b], progress=False)  # a is not run again
+    assert a.output.stat().st_mtime_ns == stamp
+    _assert_same(first[0], second[0])
+    assert second[1]["config"] == list(CONFIGS[1])
+    assert not a.checkpoint_dir.exists()  # checkpoints of finished jobs are removed
+
+
+def test_corrupt_output_is_a_clear_error(init_file, tmp_path):
+    job = _finetune_jobs(init_file, tmp_path)[0]
+    run_jobs([job], progress=False)
+    payload = torch.load(job.output, weights_only=True)
+    payload["blob"] = payload["blob"][:-1] + bytes([payload["blob"][-1] ^ 1])
+    torch.save(payload, job.output)
+    with pytest.raises(CorruptOutputError, match="checksum") as err:
+        run_jobs([job], progress=False)
+    assert str(job.output) in str(err.value) and "delete" in str(err.value)
+    job.output.write_bytes(b"not a torch file")
+    with pytest.raises(CorruptOutputError, match="unreadable"):
+        load_output(job.output)
+    job.output.unlink()  # as the message says: delete and run again
+    assert run_jobs([job], progress=False)[0]["config"] == list(CONFIGS[0])
+
+
+def test_bad_executor_settings():
+    with pytest.raises(ValueError, match="serial, local, submitit_local, slurm"):
+        ExecutorSettings(name="threads")
+    with pytest.raises(ValueError, match="unknown executor settings"):
+        ExecutorSettings.from_mapping({"name": "local", "worker": 2})
+    with pytest.raises(ValueError, match="positive integer"):
+        ExecutorSettings(name="local", workers=0)
+
+
+def test_more_workers_than_gpus(monkeypatch, init_file, tmp_path):
+    monkeypatch.setattr(jobs, "_visible_gpus", lambda: 1)
+    job = _finetune_jobs(init_file, tmp_path)[:1]
+    with pytest.raises(ValueError, match="2 workers but only 1 GPUs x 1 workers per GPU"):
+        run_jobs(job, ExecutorSettings(name="local", workers=2), progress=False)
+    with pytest.raises(ValueError, match="asks for 2 GPUs but this machine has 1"):
+        run_jobs(job, ExecutorSettings(name="local", workers=2, gpus=2), progress=False)
+    assert jobs._gpu_slots(ExecutorSettings(name="local", workers=2, workers_per_gpu=2)) == [0, 0]
+    assert not job[0].output.exists()
+
+
+def test_slurm_without_sbatch(monkeypatch, init_file, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    job = _finetune_jobs(init_file, tmp_path)[:1]
+    with pytest.raises(RuntimeError, match="sbatch is not on PATH"):
+        run_jobs(job, "slurm", progress=False)
+    monkeypatch.setattr(jobs.importlib, "import_module", lambda name: (_ for _ in ()).throw(ImportError(name)))
+    with pytest.raises(RuntimeError, match="submitit==1.5.4"):
+        run_jobs(job, "slurm", progress=False)
+
+
+def test_job_rejects_unpicklable_function_and_bad_kwargs(tmp_path):
+    with pytest.raises(ValueError, match="module-level"):
+        Job(lambda: {}, {}, name="x", directory=tmp_path)
+    with pytest.raises(ValueError, match="JSON-like"):
+        Job(individual_finetune, {"data": object()}, name="x", directory=tmp_path)
+
+
+def test_failed_job_reports_and_keeps_others(init_file, tmp_path):
+    good, bad = _finetune_jobs(init_file, tmp_path, configs=[(1, 2, 4), (3, 3, 3)])
+    with pytest.raises(JobFailedError, match=r"(?s)1 of 2 jobs failed.*config-3-3-3.*group size 3"):
+        run_jobs([good, bad], progress=False)
+    assert good.output.exists() and not bad.output.exists()
+
+
+def test_killed_worker_resumes_from_its_checkpoint(init_file, tmp_path):
+    recipe = {**RECIPE, "epochs": 8, "milestones": [4]}
+    job = _finetune_jobs(init_file, tmp_path / "killed", configs=[(4, 8, 16)], recipe=recipe)[0]
+    proc = mp.get_context("spawn").Process(target=jobs.execute, args=(job, 1))
+    proc.start()
+    ckpt = job.checkpoint_dir / "config.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.is_alive() and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, 9)
+    proc.join()
+    from gross.train import load_checkpoint
+
+    epoch = load_checkpoint(ckpt)["epoch"]
+    assert 1 <= epoch < 8 and not job.output.exists()
+    resumed = run_jobs([job], progress=False)[0]
+    fresh = run_jobs(_finetune_jobs(init_file, tmp_path / "fresh", configs=[(4, 8, 16)], recipe=recipe),
+                     progress=False)[0]
+    _assert_same(resumed, fresh)
