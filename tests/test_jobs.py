@@ -156,3 +156,16 @@ def test_killed_worker_resumes_from_its_checkpoint(init_file, tmp_path):
     fresh = run_jobs(_finetune_jobs(init_file, tmp_path / "fresh", configs=[(4, 8, 16)], recipe=recipe),
                      progress=False)[0]
     _assert_same(resumed, fresh)
+
+
+def test_bench_jobs_rows_quick():
+    from gross.bench import COLUMNS
+    from gross.bench_jobs import bench_jobs
+
+    rows = bench_jobs("quick", device="cpu")
+    assert [r["benchmark"] for r in rows] == ["executor", "batched"]
+    for r in rows:
+        assert list(r) == COLUMNS
+        assert r["measured_s"] > 0 and r["versus_s"] > 0 and r["ratio"] == r["measured_s"] / r["versus_s"]
+    with pytest.raises(ValueError, match="valid presets"):
+        bench_jobs("huge")
