@@ -20,6 +20,14 @@ Each network is trained exactly as :mod:`gross.train` would train it alone:
   (``d = g + wd·p``; ``b = d`` at the first step, then ``b = m·b + d``; ``p -= lr·b``),
   and the ``MultiStepLR`` schedule per epoch.
 
+Networks of *different* configurations of one GroSS model are packed into one
+architecture (:func:`finetune_configs`): each grouped ``R`` becomes a dense convolution
+whose off-block weights are zero and get no gradient (a 0/1 gradient mask), so the
+values are those of the grouped network; the dense ``R`` does ``width / s`` times the
+grouped arithmetic, which the launch-bound small networks on a GPU should hide (not yet
+measured). Batching packs the K networks' convolutions into grouped convolutions inside
+``vmap`` already, so a hand-written grouped-convolution packing would compute the same.
+
 Tested (CPU, float64, same data order): the weights equal those of training each
 network alone with :mod:`gross.train` within 1e-10. What differs: the loss is checked
 for NaN/inf once per epoch (no per-step host synchronisation), and models with batch
@@ -37,9 +45,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -153,10 +162,13 @@ class _Stack:
                         named[k].copy_(v[i])
 
 
-def _sgd(stack: _Stack, grads: dict, lr: float, momentum: float, weight_decay: float) -> None:
-    """``torch.optim.SGD`` (single-tensor path, no dampening/nesterov) on the stacked parameters."""
+def _sgd(stack: _Stack, grads: dict, lr: float, momentum: float, weight_decay: float, masks: dict) -> None:
+    """``torch.optim.SGD`` (single-tensor path, no dampening/nesterov) on the stacked parameters.
+
+    ``masks`` (0/1 per entry) zero the gradient of packed entries that must stay zero.
+    """
     for k, p in stack.train.items():
-        d = grads[k]
+        d = grads[k] if k not in masks else grads[k] * masks[k]
         if weight_decay != 0:
             d = d.add(p, alpha=weight_decay)
         if momentum != 0:
@@ -184,7 +196,7 @@ def _step_fn(skel: nn.Module, drops: list):
     return vmap(grad(loss, has_aux=True))
 
 
-def _masks(stack: _Stack, drops: list, b: int, dtype, device) -> list:
+def _dropout_masks(stack: _Stack, drops: list, b: int, dtype, device) -> list:
     """Per-dropout-layer ``K x b x ...`` masks, each network from its own generator (as ``nn.Dropout``)."""
     out = []
     for fed in drops:
@@ -194,7 +206,7 @@ def _masks(stack: _Stack, drops: list, b: int, dtype, device) -> list:
     return out
 
 
-def _epoch(stack, step, drops, data, recipe, lr, device, dtype):
+def _epoch(stack, step, drops, data, recipe, lr, device, dtype, grad_masks):
     its = [batches(data.train, recipe.batch_size, shuffle=True, augment=recipe.augment, mean=recipe.mean,
                    std=recipe.std, device=device, generator=g) for g in stack.data_rngs]
     total = torch.zeros(stack.K, dtype=torch.float64, device=device)
@@ -204,9 +216,9 @@ def _epoch(stack, step, drops, data, recipe, lr, device, dtype):
         x = torch.stack([p[0] for p in parts])
         y = torch.stack([p[1] for p in parts])
         b = y.shape[1]
-        masks = _masks(stack, drops, b, dtype, device)
-        grads, (losses, right) = step(stack.train, stack.frozen, stack.buffers, x, y, masks)
-        _sgd(stack, grads, lr, recipe.momentum, recipe.weight_decay)
+        drop_masks = _dropout_masks(stack, drops, b, dtype, device)
+        grads, (losses, right) = step(stack.train, stack.frozen, stack.buffers, x, y, drop_masks)
+        _sgd(stack, grads, lr, recipe.momentum, recipe.weight_decay, grad_masks)
         total += losses.double() * b
         correct += right
         seen += b
@@ -221,7 +233,7 @@ def _history_row(epoch, lr, loss, acc, val, previous, seconds, seen, train_s) ->
 
 def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence, *, bn_eval: bool = False,
                   device=None, run_dir=None, resume: bool = False, name: str = "batched",
-                  progress: bool | None = None) -> list[pd.DataFrame]:
+                  progress: bool | None = None, grad_masks: dict | None = None) -> list[pd.DataFrame]:
     """Train ``models`` (one architecture) together with ``vmap``; each as ``gross.train`` would alone.
 
     Parameters
@@ -242,6 +254,9 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
         Continue from that checkpoint when it exists.
     progress : bool, optional
         tqdm bar over epochs (``None``: only on a terminal).
+    grad_masks : dict of str to Tensor, optional
+        Per parameter name, a ``K x shape`` 0/1 mask multiplied into the gradient
+        (entries that must stay zero, e.g. packed grouped convolutions).
 
     Returns
     -------
@@ -269,6 +284,10 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     with torch.no_grad():  # probe the dropout input shapes
         skel(next(batches(data.train, 1, mean=recipe.mean, std=recipe.std, device=device))[0])
     stack = _Stack(models, recipes, device, trainable)
+    masks = {k: v.to(device=device, dtype=dtype) for k, v in (grad_masks or {}).items()}
+    unknown = sorted(set(masks) - set(stack.train))
+    if unknown:
+        raise ValueError(f"grad_masks name {unknown}, which are not trainable parameters of the models")
     step = _step_fn(skel, drops)
     ckpt = Path(run_dir) / f"{name}.pt" if run_dir is not None else None
     histories: list[list[dict]] = [[] for _ in models]
@@ -284,7 +303,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     for epoch in tqdm(range(start + 1, recipe.epochs + 1), initial=start, total=recipe.epochs, desc=name,
                       disable=disable, unit="epoch"):
         t0 = time.perf_counter()
-        losses, accs, seen = _epoch(stack, step, drops, data, recipe, lr, device, dtype)
+        losses, accs, seen = _epoch(stack, step, drops, data, recipe, lr, device, dtype, masks)
         train_s = time.perf_counter() - t0
         if not torch.isfinite(losses).all():
             bad = [i for i, v in enumerate(losses.tolist()) if not math.isfinite(v)]
@@ -329,33 +348,106 @@ def train_bases(models: Sequence[nn.Module], data: Dataset, recipes: Sequence, *
             for i, (m, r) in enumerate(zip(models, recipes))]
 
 
-def finetune_configs(model: nn.Module, config, data: Dataset, recipes: Sequence, *, method: str = "auto",
-                     device=None, run_dir=None, resume: bool = False):
-    """Individual fine-tunes of one configuration of a GroSS model, one per recipe (seed).
+def _block_mask(width: int, s: int, kernel, dtype, device) -> torch.Tensor:
+    idx = torch.arange(width, device=device)
+    block = (idx[:, None] // s == idx[None, :] // s).to(dtype)
+    return block[:, :, None, None].expand(width, width, *kernel).clone()
 
-    Equals :func:`gross.train.finetune_config` for each recipe (``method="sequential"``
-    calls it; ``"vmap"`` trains them together; ``"auto"``: :func:`choose_method`).
+
+def _densify(net: nn.Module, names) -> dict:
+    """Replace each bottleneck's grouped ``R`` by a dense conv holding the same block-diagonal weight.
+
+    Returns the 0/1 gradient masks (by parameter name) that keep the off-block entries zero.
+    """
+    masks = {}
+    for n in names:
+        r = net.get_submodule(f"{n}.R")
+        width, s = r.in_channels, r.in_channels // r.groups
+        mask = _block_mask(width, s, r.kernel_size, r.weight.dtype, r.weight.device)
+        dense = nn.Conv2d(width, width, r.kernel_size, stride=r.stride, padding=r.padding, dilation=r.dilation,
+                          bias=r.bias is not None, device=r.weight.device, dtype=r.weight.dtype)
+        with torch.no_grad():
+            cols = torch.arange(width, device=r.weight.device) % s
+            dense.weight.copy_(r.weight[:, cols] * mask)
+            if r.bias is not None:
+                dense.bias.copy_(r.bias)
+        dense.weight.requires_grad_(r.weight.requires_grad)
+        setattr(net.get_submodule(n), "R", dense)
+        masks[f"{n}.R.weight"] = mask
+    return masks
+
+
+def _regroup(dense: nn.Module, grouped: nn.Module, names) -> None:
+    """Copy the trained packed network ``dense`` back into the grouped network ``grouped``."""
+    state = dense.state_dict()
+    with torch.no_grad():
+        for n in names:
+            r = grouped.get_submodule(f"{n}.R")
+            width, s = r.in_channels, r.in_channels // r.groups
+            o = torch.arange(width, device=r.weight.device)
+            cols = (o // s * s)[:, None] + torch.arange(s, device=r.weight.device)[None, :]
+            index = cols[:, :, None, None].expand(width, s, *r.kernel_size)
+            state[f"{n}.R.weight"] = torch.gather(state[f"{n}.R.weight"], 1, index)
+    grouped.load_state_dict(state)
+
+
+def _as_configs(model, configs, n: int) -> list:
+    from .train import _check_config
+
+    single = isinstance(configs, Mapping) or (len(configs) > 0 and isinstance(configs[0], (int, numbers.Integral)))
+    configs = [configs] * n if single else list(configs)
+    if len(configs) != n:
+        raise ValueError(f"got {len(configs)} configurations for {n} recipes; give one config or one per recipe")
+    return [_check_config(model, c) for c in configs]
+
+
+def finetune_configs(model: nn.Module, configs, data: Dataset, recipes: Sequence, *, method: str = "auto",
+                     device=None, run_dir=None, resume: bool = False):
+    """Individual fine-tunes of configurations of a GroSS model, one per recipe (seed).
+
+    Equals :func:`gross.train.finetune_config` for each (configuration, recipe):
+    ``method="sequential"`` calls it, ``"vmap"`` trains all together (``"auto"``:
+    :func:`choose_method`). Networks of different configurations are packed into one
+    architecture: every grouped ``R`` becomes a dense convolution whose off-block
+    weights are zero and receive no gradient (equal values; the dense ``R`` costs
+    ``width / s`` times the grouped one's arithmetic, which small networks on a GPU
+    do not notice).
+
+    Parameters
+    ----------
+    configs : config or sequence of configs
+        One configuration for all recipes, or one per recipe.
 
     Returns
     -------
     (list of nn.Module, list of pandas.DataFrame)
+        The trained exported (grouped) networks and their histories.
     """
     from .decomposition import export, gross_layers
-    from .train import _check_config, finetune_config
+    from .train import finetune_config
 
     device = torch.device(device) if device is not None else default_device()
     recipes = list(recipes)
+    configs = _as_configs(model, configs, len(recipes))
     if choose_method(method, device) == "sequential":
-        out = [finetune_config(model, config, data, r, device=device, run_dir=run_dir, resume=resume,
-                               name=f"config-{i}", progress=False) for i, r in enumerate(recipes)]
+        out = [finetune_config(model, c, data, r, device=device, run_dir=run_dir, resume=resume,
+                               name=f"config-{i}", progress=False) for i, (c, r) in enumerate(zip(configs, recipes))]
         return [n for n, _ in out], [h for _, h in out]
-    config = _check_config(model, config)
     names = list(gross_layers(model))
-    nets = [export(model, config) for _ in recipes]
+    nets = [export(model, c) for c in configs]
     for net in nets:
         keep = {id(p) for n in names for p in net.get_submodule(n).parameters()} if recipes[0].freeze else None
         for p in net.parameters():
             p.requires_grad_(keep is None or id(p) in keep)
-    histories = train_stacked(nets, data, recipes, bn_eval=recipes[0].freeze, device=device, run_dir=run_dir,
-                              resume=resume, name="configs")
+    packed, masks = nets, None
+    if len(set(configs)) > 1:
+        packed = [copy.deepcopy(n) for n in nets]
+        per_net = [_densify(n, names) for n in packed]
+        masks = {k: torch.stack([m[k] for m in per_net]) for k in per_net[0]}
+    histories = train_stacked(packed, data, recipes, bn_eval=recipes[0].freeze, device=device, run_dir=run_dir,
+                              resume=resume, name="configs", grad_masks=masks)
+    if masks is not None:
+        for dense, net in zip(packed, nets):
+            _regroup(dense, net.to(device), names)
+            net.eval()
     return nets, histories

@@ -215,25 +215,27 @@ def individual_finetune(*, init, config: Sequence[int], data: Mapping, recipe: M
             "no_finetune_val_acc": no_ft, **_accuracies(net, ds, rec)}
 
 
-def individual_finetunes(*, init, config: Sequence[int], seeds: Sequence[int], data: Mapping, recipe: Mapping,
+def individual_finetunes(*, init, configs: Sequence, seeds: Sequence[int], data: Mapping, recipe: Mapping,
                          method: str = "auto", checkpoint_dir=None) -> dict:
-    """Individual fine-tunes of one configuration with several seeds at once (:mod:`gross.batched`).
+    """Several individual fine-tunes in one job, trained at once on a GPU (:mod:`gross.batched`).
 
-    On CUDA the networks are trained batched (``vmap``), on CPU one after the other
-    (``method="auto"``); each run equals :func:`individual_finetune` with that seed up to
-    floating-point reassociation (bitwise on the sequential path).
+    ``configs`` is one configuration for every seed, or one per seed (packed). On CUDA
+    the networks are trained together (``vmap``), on CPU one after the other
+    (``method="auto"``); run ``i`` equals :func:`individual_finetune` with ``configs[i]``
+    and ``seeds[i]`` (bitwise on the sequential path; up to floating-point reassociation
+    batched: tested within 1e-10 in float64).
     """
-    from .batched import finetune_configs
+    from .batched import _as_configs, finetune_configs
     from .train import evaluate
 
     gross = load_gross_model(init)
     ds = load_data(data)
-    config = [int(s) for s in config]
     recipes = [make_recipe(recipe, seed=int(s)) for s in seeds]
-    no_ft = evaluate(gross, ds, config=config, split="val", mean=recipes[0].mean, std=recipes[0].std)
-    nets, histories = finetune_configs(gross, config, ds, recipes, method=method, device=default_device(),
-                                       run_dir=checkpoint_dir)
-    runs = [{"config": config, "seed": int(s), "state_dict": _state(n), "history": _history(h),
-             "no_finetune_val_acc": no_ft, **_accuracies(n, ds, r)}
-            for s, n, h, r in zip(seeds, nets, histories, recipes)]
+    configs = _as_configs(gross, configs, len(recipes))
+    no_ft = [evaluate(gross, ds, config=c, split="val", mean=r.mean, std=r.std) for c, r in zip(configs, recipes)]
+    nets, histories = finetune_configs(gross, configs, ds, recipes, method=method, device=default_device(),
+                                       run_dir=checkpoint_dir, resume=checkpoint_dir is not None)
+    runs = [{"config": list(c), "seed": int(s), "state_dict": _state(n), "history": _history(h),
+             "no_finetune_val_acc": nf, **_accuracies(n, ds, r)}
+            for c, s, n, h, r, nf in zip(configs, seeds, nets, histories, recipes, no_ft)]
     return {"runs": runs}

@@ -62,6 +62,7 @@ from .utils import atomic_save, provenance, seed_everything
 __all__ = [
     "EXECUTORS",
     "ExecutorSettings",
+    "executor_settings",
     "Job",
     "JobFailedError",
     "CorruptOutputError",
@@ -146,6 +147,37 @@ class ExecutorSettings:
         if unknown:
             raise ValueError(f"unknown executor settings {unknown}; valid keys are {sorted(known)}")
         return cls(**mapping)
+
+
+def _parse_value(text: str):
+    text = text.strip()
+    if text.lower() in ("none", "null", ""):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def executor_settings(section: Mapping | None = None, environ: Mapping | None = None) -> ExecutorSettings:
+    """Executor settings from a config's ``[executor]`` section, overridden by ``$GROSS_EXECUTOR``.
+
+    ``GROSS_EXECUTOR`` is a comma-separated list of ``key=value`` pairs, e.g.
+    ``"name=local,workers=8,workers_per_gpu=8"`` or ``"name=slurm,slurm_partition=gpu"``,
+    so a profile can run on another machine without editing its config.
+    """
+    merged = dict(section or {})
+    text = (os.environ if environ is None else environ).get("GROSS_EXECUTOR", "")
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"GROSS_EXECUTOR item {item!r} is not key=value (e.g. GROSS_EXECUTOR='name=local,workers=2')")
+        merged[key.strip()] = _parse_value(value)
+    if merged.get("slurm_partition") is not None:
+        merged["slurm_partition"] = str(merged["slurm_partition"])
+    return ExecutorSettings.from_mapping(merged)
 
 
 # ----------------------------------------------------------------------------- jobs

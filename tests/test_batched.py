@@ -74,6 +74,21 @@ def test_batched_config_finetunes_equal_finetune_config(data):
     assert _max_diff(nets[0], nets[1]) > 1e-4  # different seeds -> different data order and dropout
 
 
+def test_packed_different_configs_equal_finetune_config(data):
+    gross = _net(4)
+    decompose(gross, max_iter=3, seed=1)
+    configs = [(1, 2, 4), (32, 32, 64), (4, 8, 16)]
+    recipes = _recipes([7, 8, 9], lr=0.01, weight_decay=1e-3)
+    alone = [finetune_config(gross, c, data, r, device="cpu", progress=False) for c, r in zip(configs, recipes)]
+    nets, hists = finetune_configs(gross, configs, data, recipes, method="vmap", device="cpu")
+    for (net_a, hist_a), net_t, hist_t, c in zip(alone, nets, hists, configs):
+        assert net_t.conv2.R.groups == 32 // c[0]  # handed back as real grouped convolutions
+        assert _max_diff(net_a, net_t) < 1e-10
+        assert hist_a["val_acc"].tolist() == hist_t["val_acc"].tolist()
+    with pytest.raises(ValueError, match="one config or one per recipe"):
+        finetune_configs(gross, configs[:2], data, recipes, method="vmap", device="cpu")
+
+
 def test_batched_checkpoint_resume(data, tmp_path, monkeypatch):
     import gross.batched as batched
 

@@ -102,6 +102,18 @@ def test_bad_executor_settings():
         ExecutorSettings(name="local", workers=0)
 
 
+def test_executor_settings_from_section_and_environment():
+    section = {"name": "local", "workers": 2, "threads": 1}
+    assert jobs.executor_settings(section, environ={}) == ExecutorSettings(name="local", workers=2)
+    env = {"GROSS_EXECUTOR": "name=slurm, slurm_partition=gpu,slurm_time_min=90,gpus=none"}
+    got = jobs.executor_settings(section, environ=env)
+    assert (got.name, got.workers, got.slurm_partition, got.slurm_time_min, got.gpus) == ("slurm", 2, "gpu", 90, None)
+    with pytest.raises(ValueError, match="not key=value"):
+        jobs.executor_settings(environ={"GROSS_EXECUTOR": "local"})
+    with pytest.raises(ValueError, match="valid executors are"):
+        jobs.executor_settings(environ={"GROSS_EXECUTOR": "name=dask"})
+
+
 def test_more_workers_than_gpus(monkeypatch, init_file, tmp_path):
     monkeypatch.setattr(jobs, "_visible_gpus", lambda: 1)
     job = _finetune_jobs(init_file, tmp_path)[:1]
@@ -169,3 +181,17 @@ def test_bench_jobs_rows_quick():
         assert r["measured_s"] > 0 and r["versus_s"] > 0 and r["ratio"] == r["measured_s"] / r["versus_s"]
     with pytest.raises(ValueError, match="valid presets"):
         bench_jobs("huge")
+
+
+def test_individual_finetunes_job_equals_single_jobs(init_file, tmp_path):
+    from gross.job_functions import individual_finetunes
+
+    configs = [list(c) for c in CONFIGS[:2]]
+    many = Job(individual_finetunes, {"configs": configs, "seeds": [10, 11], "data": DATA, "recipe": RECIPE,
+                                      "method": "vmap"}, name="many", directory=tmp_path, inputs={"init": init_file})
+    runs = run_jobs([many], progress=False)[0]["runs"]
+    single = run_jobs(_finetune_jobs(init_file, tmp_path, configs=CONFIGS[:2]), progress=False)
+    for a, b in zip(single, runs):  # float32 here: equal up to reassociation
+        assert a["config"] == b["config"] and a["seed"] == b["seed"]
+        for k in a["state_dict"]:
+            assert torch.allclose(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5), k
