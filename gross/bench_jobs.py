@@ -13,6 +13,10 @@
     the last epoch (the first is warm-up). On CPU a small K backs the choice
     ``method="auto"`` = sequential there; on CUDA the larger ``gpu_networks`` are
     measured (target >= 20x, i.e. ratio <= 0.05).
+``packed`` (CUDA only)
+    ``gpu_configs`` individual fine-tunes of different random configurations of one
+    GroSS 4-layer network, packed (:func:`gross.batched.finetune_configs`, ``vmap``) vs one
+    at a time (:func:`gross.train.finetune_config`, time of the first configuration x K).
 
 Every row's ``ratio = measured_s / versus_s`` (below 1: the ``measured`` way is faster).
 """
@@ -29,7 +33,7 @@ import torch
 
 from .bench import _row
 
-__all__ = ["JobBenchSettings", "JOB_PRESETS", "bench_executor", "bench_batched", "bench_jobs"]
+__all__ = ["JobBenchSettings", "JOB_PRESETS", "bench_executor", "bench_batched", "bench_packed", "bench_jobs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,7 @@ class JobBenchSettings:
     cpu_images: int = 512
     gpu_networks: tuple = (8, 32, 64)
     gpu_images: int = 40_000
+    gpu_configs: int = 45           # packed fine-tunes of different configurations (CUDA row)
     batch_epochs: int = 2           # the last one is timed
 
 
@@ -54,7 +59,7 @@ class JobBenchSettings:
 JOB_PRESETS = {
     "default": JobBenchSettings(),
     "quick": JobBenchSettings(n_jobs=2, n_train=128, epochs=1, batch_size=64, cpu_networks=2, cpu_images=128,
-                              gpu_networks=(2,), gpu_images=512),
+                              gpu_networks=(2,), gpu_images=512, gpu_configs=2),
 }
 
 
@@ -150,6 +155,35 @@ def bench_batched(settings: JobBenchSettings, device=None) -> list[dict]:
     return rows
 
 
+def bench_packed(settings: JobBenchSettings, device) -> list[dict]:
+    """Different configurations fine-tuned at once (packed) vs one at a time (one row)."""
+    import random
+
+    from .batched import finetune_configs
+    from .data import synthetic
+    from .decomposition import enumerate_configs, search_space
+    from .job_functions import load_gross_model
+    from .train import RECIPES, finetune_config
+
+    device = torch.device(device)
+    n, k = settings.gpu_images, settings.gpu_configs
+    data = synthetic(n_train=n, n_val=1000, n_test=16, seed=settings.seed).to(device)
+    recipe = RECIPES["four_layer_config"].scaled(settings.batch_epochs).replace(checkpoint_every=0)
+    with tempfile.TemporaryDirectory(prefix="gross-bench-packed-") as tmp:
+        gross = load_gross_model(_init_file(Path(tmp), settings.seed))
+    configs = random.Random(settings.seed).sample(enumerate_configs(search_space(gross)), k)
+    _, lone = finetune_config(gross, configs[0], data, recipe, device=device, progress=False)
+    lone_s = n * _seconds_per_image(lone)
+    _, hists = finetune_configs(gross, configs, data, [recipe.replace(seed=i) for i in range(k)], method="vmap",
+                                device=device)
+    packed_s = n * _seconds_per_image(hists[0])
+    return [_row("packed", f"four_layer fine-tunes of {k} different configurations, {n} images",
+                 f"{k} at once (packed, vmap)", packed_s, "one at a time (x K)", k * lone_s,
+                 target="report (45 x 100 epochs on 40k images <= 3 min on one H200)", device=str(device),
+                 note=f"last of {settings.batch_epochs} epochs timed; one-at-a-time time is configuration "
+                      f"{configs[0]} x {k}; {_load()}")]
+
+
 def bench_jobs(settings: JobBenchSettings | str = "default", device=None) -> list[dict]:
     """Every job benchmark row: the CPU executor row, and the batched rows on ``device``.
 
@@ -164,6 +198,7 @@ def bench_jobs(settings: JobBenchSettings | str = "default", device=None) -> lis
     rows += bench_batched(settings, "cpu")
     if (device is None and torch.cuda.is_available()) or (device is not None and torch.device(device).type == "cuda"):
         rows += bench_batched(settings, "cuda")
+        rows += bench_packed(settings, "cuda")
     return rows
 
 

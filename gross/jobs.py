@@ -166,7 +166,8 @@ def executor_settings(section: Mapping | None = None, environ: Mapping | None = 
 
     ``GROSS_EXECUTOR`` is a comma-separated list of ``key=value`` pairs, e.g.
     ``"name=local,workers=8,workers_per_gpu=8"`` or ``"name=slurm,slurm_partition=gpu"``,
-    so a profile can run on another machine without editing its config.
+    so a profile can run on another machine without editing its config. ``gpus = "auto"``
+    and empty ``slurm_partition`` / ``folder`` strings mean ``None`` (TOML has no null).
     """
     merged = dict(section or {})
     text = (os.environ if environ is None else environ).get("GROSS_EXECUTOR", "")
@@ -175,8 +176,11 @@ def executor_settings(section: Mapping | None = None, environ: Mapping | None = 
         if not sep:
             raise ValueError(f"GROSS_EXECUTOR item {item!r} is not key=value (e.g. GROSS_EXECUTOR='name=local,workers=2')")
         merged[key.strip()] = _parse_value(value)
-    if merged.get("slurm_partition") is not None:
-        merged["slurm_partition"] = str(merged["slurm_partition"])
+    if merged.get("gpus") == "auto":  # TOML has no null
+        merged["gpus"] = None
+    for key in ("slurm_partition", "folder"):
+        if merged.get(key) is not None:
+            merged[key] = str(merged[key]) or None
     return ExecutorSettings.from_mapping(merged)
 
 

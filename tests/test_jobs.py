@@ -108,6 +108,8 @@ def test_executor_settings_from_section_and_environment():
     env = {"GROSS_EXECUTOR": "name=slurm, slurm_partition=gpu,slurm_time_min=90,gpus=none"}
     got = jobs.executor_settings(section, environ=env)
     assert (got.name, got.workers, got.slurm_partition, got.slurm_time_min, got.gpus) == ("slurm", 2, "gpu", 90, None)
+    toml_like = jobs.executor_settings({"name": "slurm", "gpus": "auto", "slurm_partition": ""}, environ={})
+    assert toml_like.gpus is None and toml_like.slurm_partition is None
     with pytest.raises(ValueError, match="not key=value"):
         jobs.executor_settings(environ={"GROSS_EXECUTOR": "local"})
     with pytest.raises(ValueError, match="valid executors are"):
