@@ -144,9 +144,12 @@ class _Stack:
                 "data_rngs": [g.get_state() for g in self.data_rngs],
                 "drop_rngs": [g.get_state() for g in self.drop_rngs]}
 
-    def load(self, state: dict) -> None:
-        self.train, self.frozen, self.buffers = state["train"], state["frozen"], state["buffers"]
-        self.momentum = state["momentum"]
+    def load(self, state: dict, device) -> None:
+        def to(d):
+            return {k: (v.to(device) if v is not None else None) for k, v in d.items()}
+
+        self.train, self.frozen, self.buffers = to(state["train"]), to(state["frozen"]), to(state["buffers"])
+        self.momentum = to(state["momentum"])
         for g, s in zip(self.data_rngs, state["data_rngs"]):
             g.set_state(s)
         for g, s in zip(self.drop_rngs, state["drop_rngs"]):
@@ -225,6 +228,24 @@ def _epoch(stack, step, drops, data, recipe, lr, device, dtype, grad_masks):
     return total / max(seen, 1), 100.0 * correct.double() / max(seen, 1), seen
 
 
+def _train_mode(model: nn.Module, bn_eval: bool) -> None:
+    model.train()
+    if bn_eval:
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.eval()
+
+
+def _resume(stack: _Stack, ckpt: Path, recipes, device):
+    """Load a :func:`train_stacked` checkpoint into ``stack``; returns (histories, epoch, lr)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # generator states stay on the CPU
+    if not isinstance(state, dict) or state.get("format") != _CKPT_FORMAT \
+            or state.get("recipes") != [dataclasses.asdict(r) for r in recipes]:
+        raise ValueError(f"{ckpt} is not a batched checkpoint of these recipes; delete it or pass resume=False")
+    stack.load(state["stack"], device)
+    return state["histories"], state["epoch"], state["lr"]
+
+
 def _history_row(epoch, lr, loss, acc, val, previous, seconds, seen, train_s) -> dict:
     best = max([r["val_acc"] for r in previous] + [val])
     return {"epoch": epoch, "lr": lr, "train_loss": loss, "train_acc": acc, "val_acc": val, "best_val_acc": best,
@@ -273,11 +294,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     if not trainable:
         raise ValueError("no parameter of the models requires grad; nothing to train")
     for m in models:
-        m.train()
-        if bn_eval:
-            for mod in m.modules():
-                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                    mod.eval()
+        _train_mode(m, bn_eval)
     skel, drops = _skeleton(models[0], device)
     data = data.to(device)
     dtype = next(iter(models[0].parameters())).dtype
@@ -293,11 +310,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     histories: list[list[dict]] = [[] for _ in models]
     start, lr = 0, recipe.lr
     if resume and ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state.get("format") != _CKPT_FORMAT or state.get("recipes") != [dataclasses.asdict(r) for r in recipes]:
-            raise ValueError(f"{ckpt} is not a batched checkpoint of these recipes; delete it or pass resume=False")
-        stack.load(state["stack"])
-        histories, start, lr = state["histories"], state["epoch"], state["lr"]
+        histories, start, lr = _resume(stack, ckpt, recipes, device)
     every = recipe.checkpoint_every
     disable = None if progress is None else not progress
     for epoch in tqdm(range(start + 1, recipe.epochs + 1), initial=start, total=recipe.epochs, desc=name,
@@ -314,11 +327,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
             val = evaluate(m, data, split="val", device=device, mean=recipe.mean, std=recipe.std)
             histories[i].append(_history_row(epoch, lr, float(losses[i]), float(accs[i]), val, histories[i],
                                              time.perf_counter() - t0, seen, train_s))
-            m.train()
-            if bn_eval:
-                for mod in m.modules():
-                    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                        mod.eval()
+            _train_mode(m, bn_eval)
         if epoch in recipe.milestones:
             lr = lr * recipe.gamma
         if ckpt is not None and (epoch == recipe.epochs or (every and epoch % every == 0)):
