@@ -127,6 +127,20 @@ def test_more_workers_than_gpus(monkeypatch, init_file, tmp_path):
     assert not job[0].output.exists()
 
 
+def report_worker(seed):
+    """Job function for the GPU-assignment test (module-level, so spawned workers can import it)."""
+    return {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "threads": torch.get_num_threads()}
+
+
+def test_local_pool_gives_each_worker_one_gpu_and_its_threads(monkeypatch, tmp_path):
+    monkeypatch.setattr(jobs, "_visible_gpus", lambda: 2)  # the workers only read CUDA_VISIBLE_DEVICES
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    batch = [Job(report_worker, {"seed": i}, name=f"w{i}", directory=tmp_path) for i in range(2)]
+    out = run_jobs(batch, ExecutorSettings(name="local", workers=2, threads=1), progress=False)
+    seen = sorted(r["cuda_visible_devices"] for r in out)
+    assert set(seen) <= {"0", "1"} and all(r["threads"] == 1 for r in out)
+
+
 def test_slurm_without_sbatch(monkeypatch, init_file, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     job = _finetune_jobs(init_file, tmp_path)[:1]
