@@ -104,7 +104,7 @@ class ExecutorSettings:
         Most workers sharing one GPU (``local``).
     slurm_partition : str, optional
     slurm_time_min : int
-        Time limit of one Slurm task, minutes.
+        Time limit of one Slurm task (or ``submitit_local`` job), minutes.
     slurm_gpus_per_job : int
     slurm_array_parallelism : int
         Most array tasks running at once.

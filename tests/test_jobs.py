@@ -141,6 +141,20 @@ def test_local_pool_gives_each_worker_one_gpu_and_its_threads(monkeypatch, tmp_p
     assert set(seen) <= {"0", "1"} and all(r["threads"] == 1 for r in out)
 
 
+def die(seed):
+    """Job function whose worker process dies (as if killed)."""
+    os._exit(9)
+
+
+def test_dead_worker_is_a_clear_error_and_finished_jobs_stay(tmp_path):
+    ok = Job(report_worker, {"seed": 0}, name="ok", directory=tmp_path)
+    run_jobs([ok], progress=False)
+    dead = Job(die, {"seed": 1}, name="dead", directory=tmp_path)
+    with pytest.raises(JobFailedError, match="worker process died.*run the same step again"):
+        run_jobs([ok, dead], ExecutorSettings(name="local", workers=1, gpus=0), progress=False)
+    assert ok.output.exists() and not dead.output.exists()
+
+
 def test_slurm_without_sbatch(monkeypatch, init_file, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     job = _finetune_jobs(init_file, tmp_path)[:1]
