@@ -225,3 +225,34 @@ def test_individual_finetunes_job_equals_single_jobs(init_file, tmp_path):
         assert a["config"] == b["config"] and a["seed"] == b["seed"]
         for k in a["state_dict"]:
             assert torch.allclose(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5), k
+
+
+def test_pipeline_job_functions_chain_and_per_layer_btd_equals_decompose(tmp_path):
+    from gross.decomposition import default_group_sizes, decomposable_layers
+    from gross.job_functions import (base_training, btd_layer, gross_finetune, gross_init, load_gross_model,
+                                     read_artefact)
+
+    data = {**DATA, "n_train": 64}
+    base_job = Job(base_training, {"model": "four_layer", "data": data, "recipe": {**RECIPE, "epochs": 1, "lr": 0.01},
+                                   "seed": 0}, name="base", directory=tmp_path)
+    base = run_jobs([base_job], progress=False)[0]
+    net = four_layer_net()
+    net.load_state_dict(base["state_dict"])
+    layers = decomposable_layers(net)
+    btd_opts = {"max_iter": 3, "tol": 1e-6, "seed": 4}
+    btd_jobs = [Job(btd_layer, {"layer": n, "group_size": s, **btd_opts}, name=f"btd-{n}-{s}", directory=tmp_path,
+                    inputs={"base": base_job.output})
+                for n in layers for s in default_group_sizes(net.get_submodule(n).in_channels)]
+    assembled = gross_init(base, run_jobs(btd_jobs, progress=False))
+    reference = decompose(net, **btd_opts)  # the whole-network path, independently
+    ra, rb = assembled.state_dict(), reference.state_dict()
+    assert ra.keys() == rb.keys() and all(torch.equal(ra[k], rb[k]) for k in ra)
+    init = save_gross_init(assembled, base, tmp_path / "init.pt")
+    assert read_artefact(base_job.output)["model"] == "four_layer"
+    tuned_job = Job(gross_finetune, {"data": data, "recipe": {**RECIPE, "epochs": 1}, "seed": 0}, name="gross",
+                    directory=tmp_path, inputs={"init": init})
+    tuned = run_jobs([tuned_job], progress=False)[0]
+    assert tuned["space"] == {n: list(s) for n, s in
+                              ((n, default_group_sizes(net.get_submodule(n).in_channels)) for n in layers)}
+    again = load_gross_model(tuned_job.output)
+    assert not torch.equal(again.state_dict()["conv2.P1"], ra["conv2.P1"])  # fine-tuning changed the layers
