@@ -1,0 +1,654 @@
+"""Per-device latency tables of a GroSS model, an additive latency predictor and cost models.
+
+The paper budgets configurations by MACs; on real hardware fewer MACs need not mean
+faster (small-group convolutions are memory-bound). Because the whole search space is
+one network, the latency of any configuration can be *predicted* from a small table:
+
+* **entries**: for every decomposed layer ``l`` and group size ``s``, the time of the
+  exported bottleneck (1×1 ``P`` → grouped ``k×k`` ``R`` → 1×1 ``Q``, exactly what
+  :func:`gross.decomposition.export` builds) on an input of the shape it meets inside
+  the network (its *context shape*, captured with a forward hook) at the table's batch
+  size;
+* **fixed**: the rest of the network (first convolution, pooling, ReLUs, classifier,
+  framework overhead), estimated as the median over calibration configurations of
+  ``T(exported network) − Σ_l entry_l``.
+
+``predict(config) = fixed + Σ_l entry_l(config_l)`` (:meth:`LatencyTable.predict`).
+
+Two ways to measure the entries (``mode``):
+
+``"isolated"`` (default)
+    Each bottleneck timed alone on its context-shaped input:
+    ``1 + Σ_l |sizes_l|`` timed modules plus the calibration networks.
+``"in_context"``
+    ``entry_l(s) = T(net at ref with layer l at s) − T(net at ref)`` and
+    ``fixed = T(net at ref)`` with ``ref`` the smallest sizes: every entry includes
+    the cache and scheduling effects of running inside the network, at the price of
+    differences of whole-network timings (noisier on a loaded machine).
+
+Timings (:func:`measure_forward`) run under :func:`torch.inference_mode`: warm-up
+calls, then the median over ``repeats`` of loops of ``inner`` forwards lasting at
+least ``min_time`` seconds each (``inner`` calibrated once); on CUDA the device is
+synchronised before reading the clock. Any ``timer(module, x) -> seconds`` can be
+passed instead (tests use deterministic fake timers).
+
+Tables are cached as JSON under ``runs/latency/`` (:func:`gross.paths.runs_root`),
+one file per architecture, batch size and **device fingerprint**
+(:func:`device_fingerprint`: CPU model and thread count or GPU name, torch version,
+batch size). A table whose fingerprint differs from the current one is refused
+(:meth:`LatencyTable.check`) or re-measured (``on_mismatch="remeasure"``), never
+reused silently.
+
+Cost models for search (:func:`cost_model`): ``"macs"`` (the paper's, a
+:class:`gross.search.MacLookup`) or ``"latency"`` (a :class:`LatencyCost`, integer
+nanoseconds so that the search functions' integer budgets apply unchanged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import paths, utils
+from .decomposition import enumerate_configs, export, gross_layers, search_space
+
+__all__ = [
+    "MODES",
+    "STATISTICS",
+    "COST_MODELS",
+    "LatencyTable",
+    "LatencyCost",
+    "device_fingerprint",
+    "measure_forward",
+    "context_shapes",
+    "measure_table",
+    "latency_table",
+    "table_path",
+    "load_table",
+    "measure_configs",
+    "validate_predictor",
+    "predictor_summary",
+    "spearman",
+    "cost_model",
+    "budget_of",
+]
+
+#: Ways of measuring the per-layer entries (see the module docstring).
+MODES = ("isolated", "in_context")
+#: Statistics of the repeated timings (:func:`measure_forward`).
+STATISTICS = ("median", "min")
+#: Names accepted by :func:`cost_model`.
+COST_MODELS = ("macs", "latency")
+
+Timer = Callable[[nn.Module, torch.Tensor], float]
+
+
+# ----------------------------------------------------------------------------- device and timing
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def _device(device) -> torch.device:
+    try:
+        device = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not valid: use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use 'cpu'")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"latency tables support 'cpu' and 'cuda' devices, got {str(device)!r}")
+    return device
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def device_fingerprint(device="cpu", batch_size: int = 1, num_threads: int | None = None) -> dict:
+    """What a latency table depends on besides the architecture.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"`` or ``"cuda[:N]"``.
+    batch_size : int
+        Batch size of the timed forwards.
+    num_threads : int, optional
+        CPU threads (default: :func:`torch.get_num_threads` now).
+
+    Returns
+    -------
+    dict
+        ``device_type``, ``device_name`` (CPU model or GPU name), ``threads`` (CPU) or
+        ``cuda`` (version), ``torch`` version and ``batch_size``.
+    """
+    device = _device(device)
+    out = {"device_type": device.type, "torch": torch.__version__, "batch_size": _positive_int("batch_size", batch_size)}
+    if device.type == "cuda":
+        out.update(device_name=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
+    else:
+        threads = torch.get_num_threads() if num_threads is None else _positive_int("num_threads", num_threads)
+        out.update(device_name=_cpu_model(), threads=threads)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_forward(module: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 7,
+                    min_time: float = 0.01, statistic: str = "median") -> float:
+    """Seconds per forward of ``module(x)`` (on ``x``'s device, CUDA synchronised).
+
+    ``warmup`` untimed calls, then ``inner`` (chosen so that one timed loop lasts at least
+    ``min_time`` seconds) forwards per timed loop, ``repeats`` loops; returns the median
+    (``statistic="median"``) or the minimum (``"min"``: robust to other processes
+    stealing the CPU) loop time divided by ``inner``.
+    """
+    if repeats < 1 or warmup < 0 or not min_time >= 0:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, min_time >= 0; got {repeats}, {warmup}, {min_time}")
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}: expected one of {STATISTICS}")
+    device = x.device
+    with torch.inference_mode():
+        for _ in range(max(warmup, 1)):
+            module(x)
+        _sync(device)
+        start = time.perf_counter()
+        module(x)
+        _sync(device)
+        inner = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-9)))
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(inner):
+                module(x)
+            _sync(device)
+            times.append((time.perf_counter() - start) / inner)
+    return float(statistics.median(times) if statistic == "median" else min(times))
+
+
+@contextlib.contextmanager
+def _threads(num_threads: int | None):
+    old = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _progress(total: int, desc: str, progress):
+    from tqdm.auto import tqdm
+
+    # disable=None: tqdm stays quiet when stderr is not a terminal (tests, logs)
+    return tqdm(total=total, desc=desc, disable=None if progress is None else not progress, leave=False)
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+@dataclasses.dataclass
+class LatencyTable:
+    """Per-layer latency entries (seconds) of one architecture on one device.
+
+    Attributes
+    ----------
+    layers : list of str
+        Decomposed layers, in :func:`gross.decomposition.search_space` order.
+    entries : list of dict of int to float
+        ``entries[l][s]``: seconds of layer ``l`` at group size ``s``.
+    fixed : float
+        Seconds of the rest of the network.
+    fingerprint : dict
+        :func:`device_fingerprint` of the device it was measured on.
+    architecture : str
+        Hash of the exported architecture and input size (:func:`_architecture`).
+    settings : dict
+        How it was measured: mode, warm-up, repeats, min_time, input size,
+        calibration configurations and their residuals, wall time.
+    """
+
+    layers: list
+    entries: list
+    fixed: float
+    fingerprint: dict
+    architecture: str
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def sizes(self) -> list[tuple[int, ...]]:
+        """Group sizes per layer."""
+        return [tuple(sorted(e)) for e in self.entries]
+
+    def _check(self, config) -> tuple[int, ...]:
+        config = tuple(config)
+        if len(config) != len(self.layers):
+            raise ValueError(f"config {config} has {len(config)} group sizes; this table has "
+                             f"{len(self.layers)} layers {self.layers}")
+        for name, s, e in zip(self.layers, config, self.entries):
+            if s not in e:
+                raise ValueError(f"group size {s!r} of layer {name!r} is not in the table; valid: {sorted(e)}")
+        return config
+
+    def predict(self, config) -> float:
+        """Predicted seconds per forward: ``fixed + Σ_l entries[l][config[l]]``."""
+        config = self._check(config)
+        return self.fixed + sum(e[s] for e, s in zip(self.entries, config))
+
+    __call__ = predict
+
+    def cheapest(self) -> tuple[tuple[int, ...], float]:
+        """The fastest predicted configuration and its predicted seconds."""
+        config = tuple(min(e, key=lambda s: (e[s], s)) for e in self.entries)
+        return config, self.predict(config)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``layer, group_size, seconds`` (the fixed part as layer ``"(fixed)"``)."""
+        rows = [(n, s, t) for n, e in zip(self.layers, self.entries) for s, t in sorted(e.items())]
+        rows.append(("(fixed)", 0, self.fixed))
+        return pd.DataFrame(rows, columns=["layer", "group_size", "seconds"])
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["entries"] = [{str(s): t for s, t in e.items()} for e in self.entries]
+        return json.dumps(data, indent=1, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LatencyTable":
+        data = json.loads(text)
+        data["entries"] = [{int(s): float(t) for s, t in e.items()} for e in data["entries"]]
+        return cls(**data)
+
+    def check(self, fingerprint: Mapping, architecture: str | None = None, source="the table") -> None:
+        """Raise ``ValueError`` unless measured with ``fingerprint`` (and ``architecture``)."""
+        diff = sorted(k for k in set(self.fingerprint) | set(fingerprint)
+                      if self.fingerprint.get(k) != fingerprint.get(k))
+        if diff:
+            detail = ", ".join(f"{k}: table {self.fingerprint.get(k)!r} vs here {fingerprint.get(k)!r}" for k in diff)
+            raise ValueError(
+                f"{source} was measured on another device or setup ({detail}); latencies do not transfer. "
+                "Re-measure here with gross.latency.latency_table(..., on_mismatch='remeasure') "
+                "or measure_table(...)"
+            )
+        if architecture is not None and architecture != self.architecture:
+            raise ValueError(f"{source} was measured for another architecture or input size "
+                             f"({self.architecture} vs {architecture}); measure a table for this model")
+
+
+def _architecture(model: nn.Module, input_size) -> str:
+    """Hash of the exported architecture (module structure and shapes, no weights) and input size."""
+    space = search_space(model)
+    ref = tuple(s[0] for s in space.values())
+    text = repr(export(model, ref)) + json.dumps({"space": {k: list(v) for k, v in space.items()},
+                                                   "input_size": list(input_size)})
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _check_model(model: nn.Module) -> "dict[str, tuple[int, ...]]":
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module with GroSS layers, got {type(model).__name__}")
+    space = search_space(model)
+    if not space:
+        raise ValueError("the model has no GroSS layers; decompose it first (gross.decompose)")
+    return space
+
+
+def _input_size(input_size) -> tuple[int, ...]:
+    if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or not input_size \
+            or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_size):
+        raise ValueError(f"input_size must be a sequence of positive ints like (3, 32, 32), got {input_size!r}")
+    return tuple(int(d) for d in input_size)
+
+
+def context_shapes(model: nn.Module, input_size=(3, 32, 32)) -> "dict[str, tuple[int, ...]]":
+    """Input shape (without batch) of every GroSS layer inside ``model`` (one batch-1 forward)."""
+    input_size = _input_size(input_size)
+    shapes, handles = {}, []
+    for name, layer in gross_layers(model).items():
+        handles.append(layer.register_forward_pre_hook(
+            lambda mod, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:]))))
+    try:
+        p = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=p.device, dtype=p.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _default_timer(warmup, repeats, min_time, statistic="median") -> Timer:
+    return lambda module, x: measure_forward(module, x, warmup, repeats, min_time, statistic)
+
+
+def _calibration(space) -> list[tuple[int, ...]]:
+    """The "uniform by rank" configurations: the i-th smallest size of every layer (clipped)."""
+    sizes = list(space.values())
+    return list(dict.fromkeys(tuple(s[min(i, len(s) - 1)] for s in sizes) for i in range(max(map(len, sizes)))))
+
+
+def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
+                  mode: str = "isolated", num_threads: int | None = None, warmup: int = 2, repeats: int = 7,
+                  min_time: float = 0.01, statistic: str = "median", calibration: Sequence | None = None,
+                  timer: Timer | None = None,
+                  seed: int = 0, progress: bool | None = None) -> LatencyTable:
+    """Measure a :class:`LatencyTable` of a GroSS model (see the module docstring).
+
+    Parameters
+    ----------
+    model : nn.Module
+        GroSS-decomposed model (not modified; weights do not matter for timing).
+    input_size : tuple of int
+        One input without the batch dimension, e.g. ``(3, 32, 32)``.
+    batch_size : int
+    device : str or torch.device
+    mode : {"isolated", "in_context"}
+    num_threads : int, optional
+        CPU threads while measuring (restored afterwards); default torch's current.
+    warmup, repeats, min_time
+        Passed to :func:`measure_forward` (ignored when ``timer`` is given).
+    calibration : sequence of configurations, optional
+        Configurations whose residual gives the fixed part (``"isolated"``); default
+        the uniform-by-rank configurations (i-th smallest size of every layer).
+    timer : callable, optional
+        ``timer(module, x) -> seconds`` replacing :func:`measure_forward`.
+    seed : int
+        Seed of the random inputs.
+    progress : bool, optional
+        tqdm progress bar; default: only on a terminal.
+    """
+    space = _check_model(model)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
+    input_size, device = _input_size(input_size), _device(device)
+    fingerprint = device_fingerprint(device, batch_size, num_threads)
+    timer_name = "measure_forward" if timer is None else getattr(timer, "__name__", type(timer).__name__)
+    timer = timer or _default_timer(warmup, repeats, min_time, statistic)
+    names, sizes = list(space), [tuple(v) for v in space.values()]
+    ref = tuple(s[0] for s in sizes)
+    calibration = [tuple(c) for c in (calibration or _calibration(space))]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, *input_size, generator=g).to(device)
+    t0 = time.perf_counter()
+    with _threads(num_threads):
+        shapes = context_shapes(model, input_size)
+
+        def net_time(config):
+            return timer(export(model, config).to(device).eval(), x)
+
+        entries: list[dict[int, float]] = [{} for _ in names]
+        n_total = sum(map(len, sizes)) + (len(calibration) if mode == "isolated" else 1)
+        with _progress(n_total, f"latency table ({device}, batch {batch_size})", progress) as bar:
+            if mode == "isolated":
+                layers = gross_layers(model)
+                for i, name in enumerate(names):
+                    xi = torch.randn(batch_size, *shapes[name], generator=g).to(device)
+                    for s in sizes[i]:
+                        entries[i][s] = timer(layers[name].to_bottleneck(s).to(device).eval(), xi)
+                        bar.update()
+                residuals = []
+                for c in calibration:
+                    residuals.append(net_time(c) - sum(e[s] for e, s in zip(entries, c)))
+                    bar.update()
+                fixed = float(np.median(residuals))
+            else:
+                base = net_time(ref)
+                bar.update()
+                for i in range(len(names)):
+                    for s in sizes[i]:
+                        entries[i][s] = 0.0 if s == ref[i] else net_time(ref[:i] + (s,) + ref[i + 1:]) - base
+                        bar.update()
+                fixed, residuals, calibration = base, [], [ref]
+    settings = {
+        "mode": mode, "input_size": list(input_size), "warmup": warmup, "repeats": repeats, "min_time": min_time,
+        "statistic": statistic, "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
+        "timer": timer_name,
+        "calibration": [list(c) for c in calibration], "residuals": [float(r) for r in residuals],
+        "wall_time_s": round(time.perf_counter() - t0, 3), "seed": seed,
+    }
+    return LatencyTable(names, entries, float(fixed), fingerprint, _architecture(model, input_size), settings)
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def table_path(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu",
+               mode: str = "isolated", num_threads: int | None = None, directory=None) -> Path:
+    """Cache file of a table: ``runs/latency/<architecture>-<mode>-<fingerprint hash>.json``."""
+    fingerprint = device_fingerprint(device, batch_size, num_threads)
+    key = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:10]
+    directory = Path(directory) if directory is not None else paths.runs_root() / "latency"
+    return directory / f"{_architecture(model, _input_size(input_size))}-{mode}-b{batch_size}-{key}.json"
+
+
+def load_table(path, device="cpu", batch_size: int | None = None, num_threads: int | None = None,
+               model: nn.Module | None = None, input_size=(3, 32, 32)) -> LatencyTable:
+    """Read a table and check it was measured here (same fingerprint; same architecture if ``model``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        Measured on another device, thread count, torch version or batch size (or for
+        another architecture): never silently reused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no latency table at {path}; measure one with gross.latency.latency_table")
+    table = LatencyTable.from_json(path.read_text())
+    batch_size = table.fingerprint.get("batch_size", 1) if batch_size is None else batch_size
+    arch = _architecture(model, _input_size(input_size)) if model is not None else None
+    table.check(device_fingerprint(device, batch_size, num_threads), arch, source=str(path))
+    return table
+
+
+def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
+                  mode: str = "isolated", num_threads: int | None = None, cache: bool = True, directory=None,
+                  on_mismatch: str = "error", **kwargs) -> LatencyTable:
+    """The latency table of ``model`` on this device: from the cache when valid, else measured.
+
+    ``kwargs`` go to :func:`measure_table`. A cached file whose fingerprint or
+    architecture does not match raises (``on_mismatch="error"``) or is re-measured and
+    overwritten (``"remeasure"``). Cache files are written atomically.
+    """
+    if on_mismatch not in ("error", "remeasure"):
+        raise ValueError(f"on_mismatch must be 'error' or 'remeasure', got {on_mismatch!r}")
+    _check_model(model)
+    path = table_path(model, input_size, batch_size, device, mode, num_threads, directory)
+    if cache and path.is_file():
+        try:
+            return load_table(path, device, batch_size, num_threads, model, input_size)
+        except ValueError:
+            if on_mismatch == "error":
+                raise
+    table = measure_table(model, input_size, batch_size, device, mode=mode, num_threads=num_threads, **kwargs)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        utils.atomic_write_text(table.to_json() + "\n", path)
+    return table
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def measure_configs(model: nn.Module, configs, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
+                    timer: Timer | None = None, warmup: int = 2, repeats: int = 7, min_time: float = 0.01,
+                    statistic: str = "median", num_threads: int | None = None, seed: int = 0,
+                    progress: bool | None = None) -> list[float]:
+    """Measured seconds per forward of the exported network at each configuration."""
+    device = _device(device)
+    _check_model(model)
+    timer = timer or _default_timer(warmup, repeats, min_time, statistic)
+    x = torch.randn(batch_size, *_input_size(input_size), generator=torch.Generator().manual_seed(seed)).to(device)
+    out = []
+    with _threads(num_threads), _progress(len(configs), "end-to-end latency", progress) as bar:
+        for c in configs:
+            out.append(float(timer(export(model, tuple(c)).to(device).eval(), x)))
+            bar.update()
+    return out
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (average ranks for ties) of two equal-length sequences."""
+    a, b = pd.Series(np.asarray(a, dtype=float)), pd.Series(np.asarray(b, dtype=float))
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"need two sequences of the same length >= 2, got lengths {len(a)} and {len(b)}")
+    return float(np.corrcoef(a.rank().to_numpy(), b.rank().to_numpy())[0, 1])
+
+
+def validate_predictor(model: nn.Module, table: LatencyTable, configs=None, n_configs: int = 30, seed: int = 0,
+                       input_size=None, device="cpu", **kwargs) -> pd.DataFrame:
+    """Predicted vs measured end-to-end latency of ``n_configs`` random configurations.
+
+    ``configs`` (default: a seeded draw of distinct random configurations) are measured
+    with :func:`measure_configs` (``kwargs``) at the table's batch size.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``config, macs, predicted_s, measured_s, rel_error``
+        (``(predicted − measured) / measured``); summarise with :func:`predictor_summary`.
+    """
+    from .macs import count_macs
+    from .search import random_configs
+
+    space = _check_model(model)
+    input_size = tuple(table.settings.get("input_size", (3, 32, 32))) if input_size is None else input_size
+    table.check(device_fingerprint(device, table.fingerprint["batch_size"], kwargs.get("num_threads")),
+                _architecture(model, _input_size(input_size)))
+    configs = random_configs(space, n_configs, seed) if configs is None else [tuple(c) for c in configs]
+    measured = measure_configs(model, configs, input_size, table.fingerprint["batch_size"], device, **kwargs)
+    predicted = [table.predict(c) for c in configs]
+    macs = [count_macs(model, input_size, config=c).total for c in configs]
+    df = pd.DataFrame({"config": configs, "macs": macs, "predicted_s": predicted, "measured_s": measured})
+    df["rel_error"] = (df["predicted_s"] - df["measured_s"]) / df["measured_s"]
+    return df
+
+
+def predictor_summary(df: pd.DataFrame) -> dict:
+    """``n``, ``median_abs_rel_error``, ``spearman`` (predicted vs measured) and ``spearman_macs``."""
+    missing = {"predicted_s", "measured_s", "macs"} - set(df.columns)
+    if missing:
+        raise ValueError(f"df is missing columns {sorted(missing)}; pass the output of validate_predictor")
+    rel = (df["predicted_s"] - df["measured_s"]).abs() / df["measured_s"]
+    return {"n": len(df), "median_abs_rel_error": float(rel.median()),
+            "spearman": spearman(df["predicted_s"], df["measured_s"]),
+            "spearman_macs": spearman(df["macs"], df["measured_s"])}
+
+
+# ----------------------------------------------------------------------------- cost models
+
+
+class LatencyCost:
+    """Cost of a configuration as predicted latency in integer nanoseconds (for the searches).
+
+    Search functions compare integer costs with an integer budget; nanoseconds keep the
+    predictor's resolution. ``seconds(config)`` gives the float prediction.
+    """
+
+    unit = "ns"
+
+    def __init__(self, table: LatencyTable):
+        if not isinstance(table, LatencyTable):
+            raise ValueError(f"the latency cost model needs a LatencyTable, got {type(table).__name__}")
+        self.table = table
+
+    def seconds(self, config) -> float:
+        return self.table.predict(config)
+
+    def __call__(self, config) -> int:
+        return int(round(self.table.predict(config) * 1e9))
+
+    def min_config(self) -> tuple[int, ...]:
+        return self.table.cheapest()[0]
+
+
+def cost_model(name: str = "macs", model: nn.Module | None = None, *, input_size=(3, 32, 32),
+               table: LatencyTable | None = None, **table_kwargs):
+    """A ``config -> cost`` callable for the searches of :mod:`gross.search`.
+
+    Parameters
+    ----------
+    name : {"macs", "latency"}
+        ``"macs"``: total MACs (the paper's budget; :class:`gross.search.MacLookup`,
+        returns ``MACs(total, gconv)``). ``"latency"``: predicted latency in integer
+        nanoseconds (:class:`LatencyCost`) from ``table`` or, if not given, from
+        :func:`latency_table` of ``model`` (``table_kwargs``: batch_size, device, ...).
+    model : nn.Module, optional
+        The GroSS model (needed for ``"macs"`` and for ``"latency"`` without ``table``).
+    input_size : tuple of int
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``, or missing model / table.
+    """
+    if name not in COST_MODELS:
+        raise ValueError(f"unknown cost model {name!r}: expected one of {COST_MODELS}")
+    if name == "macs":
+        from .search import model_mac_lookup
+
+        if model is None:
+            raise ValueError("cost model 'macs' needs the GroSS model (model=...)")
+        return model_mac_lookup(model, input_size)
+    if table is None:
+        if model is None:
+            raise ValueError("cost model 'latency' needs a LatencyTable (table=...) or the model to measure one")
+        table = latency_table(model, input_size, **table_kwargs)
+    return LatencyCost(table)
+
+
+def _total(value) -> float:
+    return float(value[0]) if isinstance(value, tuple) else float(value)
+
+
+def budget_of(cost: Callable, baseline, space=None) -> int:
+    """Budget under ``cost``: the cost of a baseline configuration (or an int budget), checked.
+
+    Raises ``ValueError`` when the budget is below the cheapest configuration's cost
+    (nothing could be found); the cheapest comes from ``cost.min_config()`` or, with
+    ``space``, from enumerating it.
+    """
+    if isinstance(baseline, (bool, np.bool_)):
+        raise ValueError(f"baseline must be a configuration or an int budget, got {baseline!r}")
+    budget = int(baseline) if isinstance(baseline, (int, np.integer)) else int(_total(cost(tuple(baseline))))
+    if hasattr(cost, "min_config"):
+        cheapest = cost.min_config()
+    elif space is not None:
+        cheapest = min(enumerate_configs(space), key=lambda c: _total(cost(c)))
+    else:
+        return budget
+    low = _total(cost(cheapest))
+    if budget < low:
+        unit = getattr(cost, "unit", "MACs" if hasattr(cost, "deltas") else "cost units")
+        raise ValueError(f"budget {budget} {unit} is below the cheapest configuration "
+                         f"{' '.join(map(str, cheapest))} ({int(low)} {unit}); raise the budget or use a "
+                         "more expensive baseline")
+    return budget
