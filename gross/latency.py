@@ -469,6 +469,10 @@ def load_table(path, device="cpu", batch_size: int | None = None, num_threads: i
     return table
 
 
+#: Measurement settings a cached table must share with the request to be re-used.
+_MEASUREMENT_KEYS = ("warmup", "repeats", "min_time", "statistic", "seed")
+
+
 def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
                   mode: str = "isolated", num_threads: int | None = None, cache: bool = True, directory=None,
                   on_mismatch: str = "error", **kwargs) -> LatencyTable:
@@ -476,7 +480,9 @@ def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
 
     ``kwargs`` go to :func:`measure_table`. A cached file whose fingerprint or
     architecture does not match raises (``on_mismatch="error"``) or is re-measured and
-    overwritten (``"remeasure"``). Cache files are written atomically.
+    overwritten (``"remeasure"``); a cached table measured with other settings
+    (``warmup``, ``repeats``, ``min_time``, ``statistic``, ``seed`` given in ``kwargs``)
+    is measured again. Cache files are written atomically.
     """
     if on_mismatch not in ("error", "remeasure"):
         raise ValueError(f"on_mismatch must be 'error' or 'remeasure', got {on_mismatch!r}")
@@ -484,10 +490,14 @@ def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
     path = table_path(model, input_size, batch_size, device, mode, num_threads, directory)
     if cache and path.is_file():
         try:
-            return load_table(path, device, batch_size, num_threads, model, input_size)
+            table = load_table(path, device, batch_size, num_threads, model, input_size)
         except ValueError:
             if on_mismatch == "error":
                 raise
+        else:
+            asked = {k: v for k, v in kwargs.items() if k in _MEASUREMENT_KEYS}
+            if all(table.settings.get(k) == v for k, v in asked.items()):
+                return table  # else: measured with other settings (repeats, ...): measure again
     table = measure_table(model, input_size, batch_size, device, mode=mode, num_threads=num_threads, **kwargs)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)

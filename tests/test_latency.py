@@ -220,3 +220,16 @@ def test_bad_inputs(model, table):
         L.device_fingerprint("tpu")
     with pytest.raises(ValueError, match="on_mismatch"):
         L.latency_table(model, on_mismatch="ignore")
+
+
+def test_cached_table_with_other_measurement_settings_is_measured_again(model, gross_runs):
+    first = L.latency_table(model, timer=fake_timer, repeats=3, progress=False)
+    calls = []
+
+    def counting(module, x):
+        calls.append(1)
+        return fake_timer(module, x)
+
+    assert L.latency_table(model, timer=counting, repeats=3, progress=False) == first and not calls
+    again = L.latency_table(model, timer=counting, repeats=5, progress=False)
+    assert calls and again.settings["repeats"] == 5
