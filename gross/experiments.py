@@ -137,6 +137,10 @@ EXPECTED_OUTPUTS: dict[str, list[str]] = {
     "04_breadth_first_search": _tables("table3_bfs_vgg16", "bfs_vgg16_trace") + _figures("fig4_bfs_vgg16"),
     "05_ap_comparison": _tables("table5_average_precision", "ap_configs", "inference_timing")
     + _figures("fig5_search_vs_true"),
+    # notebook 06 (latency-aware search) is written by gross.latency_study (its OUTPUTS)
+    "06_latency_aware_search": _tables("latency_predictor_validation", "latency_predictor_configs",
+                                       "latency_all_configs", "table_latency_search")
+    + _figures("fig_latency_vs_macs"),
 }
 
 # Per output: which config keys (dotted prefixes) can change it; the reductions
