@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import cost_models as C
 from . import latency as L
 from . import paths
 from .decomposition import enumerate_configs, search_space
@@ -98,11 +99,11 @@ def bench_latency_search(settings, device) -> list[dict]:
     space = search_space(model)
     acc, source = _accuracies(space, settings.seed)
     configs = enumerate_configs(space)
-    macs = L.cost_model("macs", model)
+    macs = C.cost_model("macs", model)
     rows = []
     for b in settings.latency_batches:
         table = L.measure_table(model, batch_size=b, device=device, seed=settings.seed, **_timing(settings))
-        lat = L.cost_model("latency", table=table)
+        lat = C.cost_model("latency", table=table)
         for s in settings.latency_baselines:
             base = _uniform(space, s)
             found = [tuple(exhaustive_search(space, lambda cs: [acc[c] for c in cs], cost, base,

@@ -39,9 +39,7 @@ batch size). A table whose fingerprint differs from the current one is refused
 (:meth:`LatencyTable.check`) or re-measured (``on_mismatch="remeasure"``), never
 reused silently.
 
-Cost models for search (:func:`cost_model`): ``"macs"`` (the paper's, a
-:class:`gross.search.MacLookup`) or ``"latency"`` (a :class:`LatencyCost`, integer
-nanoseconds so that the search functions' integer budgets apply unchanged).
+Cost models for the searches built on these tables live in :mod:`gross.cost_models`.
 """
 
 from __future__ import annotations
@@ -64,14 +62,12 @@ import torch
 from torch import nn
 
 from . import paths, utils
-from .decomposition import enumerate_configs, export, gross_layers, search_space
+from .decomposition import export, gross_layers, search_space
 
 __all__ = [
     "MODES",
     "STATISTICS",
-    "COST_MODELS",
     "LatencyTable",
-    "LatencyCost",
     "device_fingerprint",
     "measure_forward",
     "context_shapes",
@@ -83,16 +79,12 @@ __all__ = [
     "validate_predictor",
     "predictor_summary",
     "spearman",
-    "cost_model",
-    "budget_of",
 ]
 
 #: Ways of measuring the per-layer entries (see the module docstring).
 MODES = ("isolated", "in_context")
 #: Statistics of the repeated timings (:func:`measure_forward`).
 STATISTICS = ("median", "min")
-#: Names accepted by :func:`cost_model`.
-COST_MODELS = ("macs", "latency")
 
 Timer = Callable[[nn.Module, torch.Tensor], float]
 
@@ -145,7 +137,8 @@ def device_fingerprint(device="cpu", batch_size: int = 1, num_threads: int | Non
         ``cuda`` (version), ``torch`` version and ``batch_size``.
     """
     device = _device(device)
-    out = {"device_type": device.type, "torch": torch.__version__, "batch_size": _positive_int("batch_size", batch_size)}
+    out = {"device_type": device.type, "torch": torch.__version__,
+           "batch_size": _positive_int("batch_size", batch_size)}
     if device.type == "cuda":
         out.update(device_name=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
     else:
@@ -275,12 +268,14 @@ class LatencyTable:
         return pd.DataFrame(rows, columns=["layer", "group_size", "seconds"])
 
     def to_json(self) -> str:
+        """The table as JSON (:meth:`from_json` reads it back)."""
         data = dataclasses.asdict(self)
         data["entries"] = [{str(s): t for s, t in e.items()} for e in self.entries]
         return json.dumps(data, indent=1, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> "LatencyTable":
+        """Read a table written by :meth:`to_json`."""
         data = json.loads(text)
         data["entries"] = [{int(s): float(t) for s, t in e.items()} for e in data["entries"]]
         return cls(**data)
@@ -353,6 +348,29 @@ def _calibration(space) -> list[tuple[int, ...]]:
     return list(dict.fromkeys(tuple(s[min(i, len(s) - 1)] for s in sizes) for i in range(max(map(len, sizes)))))
 
 
+def _layer_entries(layer, sizes, x, timer, device, bar) -> dict[int, float]:
+    """Seconds of ``layer``'s exported bottleneck at each size, alone on input ``x``."""
+    out = {}
+    for s in sizes:
+        out[s] = float(timer(layer.to_bottleneck(s).to(device).eval(), x))
+        bar.update()
+    return out
+
+
+def _in_context_entries(sizes, net_time, bar) -> tuple[list[dict[int, float]], float]:
+    """Whole-network differences from the smallest-size reference; returns (entries, fixed)."""
+    ref = tuple(s[0] for s in sizes)
+    base = net_time(ref)
+    bar.update()
+    entries = []
+    for i, allowed in enumerate(sizes):
+        entries.append({})
+        for s in allowed:
+            entries[i][s] = 0.0 if s == ref[i] else net_time(ref[:i] + (s,) + ref[i + 1:]) - base
+            bar.update()
+    return entries, base
+
+
 def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
                   mode: str = "isolated", num_threads: int | None = None, warmup: int = 2, repeats: int = 7,
                   min_time: float = 0.01, statistic: str = "median", calibration: Sequence | None = None,
@@ -391,40 +409,30 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
     timer_name = "measure_forward" if timer is None else getattr(timer, "__name__", type(timer).__name__)
     timer = timer or _default_timer(warmup, repeats, min_time, statistic)
     names, sizes = list(space), [tuple(v) for v in space.values()]
-    ref = tuple(s[0] for s in sizes)
     calibration = [tuple(c) for c in (calibration or _calibration(space))]
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, *input_size, generator=g).to(device)
     t0 = time.perf_counter()
     with _threads(num_threads):
-        shapes = context_shapes(model, input_size)
 
         def net_time(config):
             return timer(export(model, config).to(device).eval(), x)
 
-        entries: list[dict[int, float]] = [{} for _ in names]
         n_total = sum(map(len, sizes)) + (len(calibration) if mode == "isolated" else 1)
         with _progress(n_total, f"latency table ({device}, batch {batch_size})", progress) as bar:
             if mode == "isolated":
-                layers = gross_layers(model)
-                for i, name in enumerate(names):
-                    xi = torch.randn(batch_size, *shapes[name], generator=g).to(device)
-                    for s in sizes[i]:
-                        entries[i][s] = timer(layers[name].to_bottleneck(s).to(device).eval(), xi)
-                        bar.update()
+                shapes = context_shapes(model, input_size)
+                inputs = {n: torch.randn(batch_size, *shapes[n], generator=g).to(device) for n in names}
+                entries = [_layer_entries(layer, sizes[i], inputs[name], timer, device, bar)
+                           for i, (name, layer) in enumerate(gross_layers(model).items())]
                 residuals = []
                 for c in calibration:
                     residuals.append(net_time(c) - sum(e[s] for e, s in zip(entries, c)))
                     bar.update()
                 fixed = float(np.median(residuals))
             else:
-                base = net_time(ref)
-                bar.update()
-                for i in range(len(names)):
-                    for s in sizes[i]:
-                        entries[i][s] = 0.0 if s == ref[i] else net_time(ref[:i] + (s,) + ref[i + 1:]) - base
-                        bar.update()
-                fixed, residuals, calibration = base, [], [ref]
+                entries, fixed = _in_context_entries(sizes, net_time, bar)
+                residuals, calibration = [], [tuple(s[0] for s in sizes)]
     settings = {
         "mode": mode, "input_size": list(input_size), "warmup": warmup, "repeats": repeats, "min_time": min_time,
         "statistic": statistic, "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
@@ -571,94 +579,3 @@ def predictor_summary(df: pd.DataFrame) -> dict:
     return {"n": len(df), "median_abs_rel_error": float(rel.median()),
             "spearman": spearman(df["predicted_s"], df["measured_s"]),
             "spearman_macs": spearman(df["macs"], df["measured_s"])}
-
-
-# ----------------------------------------------------------------------------- cost models
-
-
-class LatencyCost:
-    """Cost of a configuration as predicted latency in integer nanoseconds (for the searches).
-
-    Search functions compare integer costs with an integer budget; nanoseconds keep the
-    predictor's resolution. ``seconds(config)`` gives the float prediction.
-    """
-
-    unit = "ns"
-
-    def __init__(self, table: LatencyTable):
-        if not isinstance(table, LatencyTable):
-            raise ValueError(f"the latency cost model needs a LatencyTable, got {type(table).__name__}")
-        self.table = table
-
-    def seconds(self, config) -> float:
-        return self.table.predict(config)
-
-    def __call__(self, config) -> int:
-        return int(round(self.table.predict(config) * 1e9))
-
-    def min_config(self) -> tuple[int, ...]:
-        return self.table.cheapest()[0]
-
-
-def cost_model(name: str = "macs", model: nn.Module | None = None, *, input_size=(3, 32, 32),
-               table: LatencyTable | None = None, **table_kwargs):
-    """A ``config -> cost`` callable for the searches of :mod:`gross.search`.
-
-    Parameters
-    ----------
-    name : {"macs", "latency"}
-        ``"macs"``: total MACs (the paper's budget; :class:`gross.search.MacLookup`,
-        returns ``MACs(total, gconv)``). ``"latency"``: predicted latency in integer
-        nanoseconds (:class:`LatencyCost`) from ``table`` or, if not given, from
-        :func:`latency_table` of ``model`` (``table_kwargs``: batch_size, device, ...).
-    model : nn.Module, optional
-        The GroSS model (needed for ``"macs"`` and for ``"latency"`` without ``table``).
-    input_size : tuple of int
-
-    Raises
-    ------
-    ValueError
-        Unknown ``name``, or missing model / table.
-    """
-    if name not in COST_MODELS:
-        raise ValueError(f"unknown cost model {name!r}: expected one of {COST_MODELS}")
-    if name == "macs":
-        from .search import model_mac_lookup
-
-        if model is None:
-            raise ValueError("cost model 'macs' needs the GroSS model (model=...)")
-        return model_mac_lookup(model, input_size)
-    if table is None:
-        if model is None:
-            raise ValueError("cost model 'latency' needs a LatencyTable (table=...) or the model to measure one")
-        table = latency_table(model, input_size, **table_kwargs)
-    return LatencyCost(table)
-
-
-def _total(value) -> float:
-    return float(value[0]) if isinstance(value, tuple) else float(value)
-
-
-def budget_of(cost: Callable, baseline, space=None) -> int:
-    """Budget under ``cost``: the cost of a baseline configuration (or an int budget), checked.
-
-    Raises ``ValueError`` when the budget is below the cheapest configuration's cost
-    (nothing could be found); the cheapest comes from ``cost.min_config()`` or, with
-    ``space``, from enumerating it.
-    """
-    if isinstance(baseline, (bool, np.bool_)):
-        raise ValueError(f"baseline must be a configuration or an int budget, got {baseline!r}")
-    budget = int(baseline) if isinstance(baseline, (int, np.integer)) else int(_total(cost(tuple(baseline))))
-    if hasattr(cost, "min_config"):
-        cheapest = cost.min_config()
-    elif space is not None:
-        cheapest = min(enumerate_configs(space), key=lambda c: _total(cost(c)))
-    else:
-        return budget
-    low = _total(cost(cheapest))
-    if budget < low:
-        unit = getattr(cost, "unit", "MACs" if hasattr(cost, "deltas") else "cost units")
-        raise ValueError(f"budget {budget} {unit} is below the cheapest configuration "
-                         f"{' '.join(map(str, cheapest))} ({int(low)} {unit}); raise the budget or use a "
-                         "more expensive baseline")
-    return budget

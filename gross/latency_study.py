@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import cost_models as C
 from . import latency as L
 from .decomposition import enumerate_configs, search_space
 
@@ -260,14 +261,14 @@ def latency_search(cfg: Mapping):
     def evaluate(cs):
         return [accuracy[tuple(c)] for c in cs]
 
-    lookup = L.cost_model("macs", models[0])
+    lookup = C.cost_model("macs", models[0])
     rows = []
     for b, table in tables(cfg, models[0]).items():
-        cost = L.cost_model("latency", table=table)
+        cost = C.cost_model("latency", table=table)
         for baseline in _uniform_baselines(cfg, space):
             found = {}
             for kind, fn in (("MACs", lookup), ("latency", cost)):
-                L.budget_of(fn, baseline)
+                C.budget_of(fn, baseline)
                 found[kind], _ = exhaustive_search(space, evaluate, fn, baseline, configs=configs)
             todo = [baseline] + [tuple(f["config"]) for f in found.values()]
             times = dict(zip(todo, L.measure_configs(models[0], todo, batch_size=b, device=lat["device"],
