@@ -67,6 +67,7 @@ from .decomposition import export, gross_layers, search_space
 __all__ = [
     "MODES",
     "STATISTICS",
+    "CLOCKS",
     "LatencyTable",
     "device_fingerprint",
     "measure_forward",
@@ -85,6 +86,8 @@ __all__ = [
 MODES = ("isolated", "in_context")
 #: Statistics of the repeated timings (:func:`measure_forward`).
 STATISTICS = ("median", "min")
+#: Clocks of :func:`measure_forward`: wall time, or the process's CPU time (CPU only).
+CLOCKS = ("wall", "process")
 
 Timer = Callable[[nn.Module, torch.Tensor], float]
 
@@ -153,35 +156,44 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_forward(module: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 7,
-                    min_time: float = 0.01, statistic: str = "median") -> float:
+                    min_time: float = 0.01, statistic: str = "median", clock: str = "wall") -> float:
     """Seconds per forward of ``module(x)`` (on ``x``'s device, CUDA synchronised).
 
     ``warmup`` untimed calls, then ``inner`` (chosen so that one timed loop lasts at least
     ``min_time`` seconds) forwards per timed loop, ``repeats`` loops; returns the median
     (``statistic="median"``) or the minimum (``"min"``: robust to other processes
-    stealing the CPU) loop time divided by ``inner``.
+    stealing the CPU) loop time divided by ``inner``. ``clock="wall"`` reads
+    :func:`time.perf_counter`; ``clock="process"`` (CPU only) reads the process's CPU time
+    (:func:`time.process_time`): with one torch thread this is the latency the forward
+    would have on an otherwise idle core, unaffected by time the scheduler gives to
+    other processes on a shared machine.
     """
     if repeats < 1 or warmup < 0 or not min_time >= 0:
         raise ValueError(f"need repeats >= 1, warmup >= 0, min_time >= 0; got {repeats}, {warmup}, {min_time}")
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}: expected one of {STATISTICS}")
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}: expected one of {CLOCKS}")
     device = x.device
+    if clock == "process" and device.type != "cpu":
+        raise ValueError(f"clock='process' measures CPU time and needs a CPU input, got device {device}; use 'wall'")
+    now = time.perf_counter if clock == "wall" else time.process_time
     with torch.inference_mode():
         for _ in range(max(warmup, 1)):
             module(x)
         _sync(device)
-        start = time.perf_counter()
+        start = now()
         module(x)
         _sync(device)
-        inner = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-9)))
+        inner = max(1, math.ceil(min_time / max(now() - start, 1e-9)))
         times = []
         for _ in range(repeats):
             _sync(device)
-            start = time.perf_counter()
+            start = now()
             for _ in range(inner):
                 module(x)
             _sync(device)
-            times.append((time.perf_counter() - start) / inner)
+            times.append((now() - start) / inner)
     return float(statistics.median(times) if statistic == "median" else min(times))
 
 
@@ -338,8 +350,8 @@ def context_shapes(model: nn.Module, input_size=(3, 32, 32)) -> "dict[str, tuple
     return shapes
 
 
-def _default_timer(warmup, repeats, min_time, statistic="median") -> Timer:
-    return lambda module, x: measure_forward(module, x, warmup, repeats, min_time, statistic)
+def _default_timer(warmup, repeats, min_time, statistic="median", clock="wall") -> Timer:
+    return lambda module, x: measure_forward(module, x, warmup, repeats, min_time, statistic, clock)
 
 
 def _calibration(space) -> list[tuple[int, ...]]:
@@ -373,8 +385,8 @@ def _in_context_entries(sizes, net_time, bar) -> tuple[list[dict[int, float]], f
 
 def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
                   mode: str = "isolated", num_threads: int | None = None, warmup: int = 2, repeats: int = 7,
-                  min_time: float = 0.01, statistic: str = "median", calibration: Sequence | None = None,
-                  timer: Timer | None = None,
+                  min_time: float = 0.01, statistic: str = "median", clock: str = "wall",
+                  calibration: Sequence | None = None, timer: Timer | None = None,
                   seed: int = 0, progress: bool | None = None) -> LatencyTable:
     """Measure a :class:`LatencyTable` of a GroSS model (see the module docstring).
 
@@ -389,7 +401,7 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
     mode : {"isolated", "in_context"}
     num_threads : int, optional
         CPU threads while measuring (restored afterwards); default torch's current.
-    warmup, repeats, min_time
+    warmup, repeats, min_time, statistic, clock
         Passed to :func:`measure_forward` (ignored when ``timer`` is given).
     calibration : sequence of configurations, optional
         Configurations whose residual gives the fixed part (``"isolated"``); default
@@ -407,7 +419,7 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
     input_size, device = _input_size(input_size), _device(device)
     fingerprint = device_fingerprint(device, batch_size, num_threads)
     timer_name = "measure_forward" if timer is None else getattr(timer, "__name__", type(timer).__name__)
-    timer = timer or _default_timer(warmup, repeats, min_time, statistic)
+    timer = timer or _default_timer(warmup, repeats, min_time, statistic, clock)
     names, sizes = list(space), [tuple(v) for v in space.values()]
     calibration = [tuple(c) for c in (calibration or _calibration(space))]
     g = torch.Generator().manual_seed(seed)
@@ -435,7 +447,7 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
                 residuals, calibration = [], [tuple(s[0] for s in sizes)]
     settings = {
         "mode": mode, "input_size": list(input_size), "warmup": warmup, "repeats": repeats, "min_time": min_time,
-        "statistic": statistic, "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
+        "statistic": statistic, "clock": clock, "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
         "timer": timer_name,
         "calibration": [list(c) for c in calibration], "residuals": [float(r) for r in residuals],
         "wall_time_s": round(time.perf_counter() - t0, 3), "seed": seed,
@@ -478,7 +490,7 @@ def load_table(path, device="cpu", batch_size: int | None = None, num_threads: i
 
 
 #: Measurement settings a cached table must share with the request to be re-used.
-_MEASUREMENT_KEYS = ("warmup", "repeats", "min_time", "statistic", "seed")
+_MEASUREMENT_KEYS = ("warmup", "repeats", "min_time", "statistic", "clock", "seed")
 
 
 def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
@@ -489,7 +501,7 @@ def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
     ``kwargs`` go to :func:`measure_table`. A cached file whose fingerprint or
     architecture does not match raises (``on_mismatch="error"``) or is re-measured and
     overwritten (``"remeasure"``); a cached table measured with other settings
-    (``warmup``, ``repeats``, ``min_time``, ``statistic``, ``seed`` given in ``kwargs``)
+    (``warmup``, ``repeats``, ``min_time``, ``statistic``, ``clock``, ``seed`` in ``kwargs``)
     is measured again. Cache files are written atomically.
     """
     if on_mismatch not in ("error", "remeasure"):
@@ -518,12 +530,12 @@ def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
 
 def measure_configs(model: nn.Module, configs, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
                     timer: Timer | None = None, warmup: int = 2, repeats: int = 7, min_time: float = 0.01,
-                    statistic: str = "median", num_threads: int | None = None, seed: int = 0,
+                    statistic: str = "median", clock: str = "wall", num_threads: int | None = None, seed: int = 0,
                     progress: bool | None = None) -> list[float]:
     """Measured seconds per forward of the exported network at each configuration."""
     device = _device(device)
     _check_model(model)
-    timer = timer or _default_timer(warmup, repeats, min_time, statistic)
+    timer = timer or _default_timer(warmup, repeats, min_time, statistic, clock)
     x = torch.randn(batch_size, *_input_size(input_size), generator=torch.Generator().manual_seed(seed)).to(device)
     out = []
     with _threads(num_threads), _progress(len(configs), "end-to-end latency", progress) as bar:

@@ -49,7 +49,7 @@ OUTPUTS = {"tables": ["latency_predictor_validation", "latency_predictor_configs
                       "table_latency_search"],
            "figures": ["fig_latency_vs_macs"]}
 
-_TIMING_KEYS = ("warmup", "repeats", "min_time", "statistic")
+_TIMING_KEYS = ("warmup", "repeats", "min_time", "statistic", "clock")
 
 
 def settings(cfg: Mapping) -> dict:
@@ -61,10 +61,14 @@ def settings(cfg: Mapping) -> dict:
         raise ValueError(f"config key 'latency.mode' must be one of {L.MODES}, got {lat['mode']!r}")
     if lat["statistic"] not in L.STATISTICS:
         raise ValueError(f"config key 'latency.statistic' must be one of {L.STATISTICS}, got {lat['statistic']!r}")
+    if lat["clock"] not in L.CLOCKS:
+        raise ValueError(f"config key 'latency.clock' must be one of {L.CLOCKS}, got {lat['clock']!r}")
     bad = [m for m in lat["validation_models"] if m not in ("four_layer", "vgg16")]
     if bad:
         raise ValueError(f"config key 'latency.validation_models' has unknown models {bad}; use four_layer, vgg16")
     lat["device"] = resolve_device(cfg)
+    if lat["device"].type != "cpu":
+        lat["clock"] = "wall"  # CPU time means nothing for a GPU; CUDA timings synchronise the device
     return lat
 
 
@@ -76,7 +80,7 @@ def _notes(lat: Mapping, table: L.LatencyTable | None = None) -> list[str]:
     fp = table.fingerprint if table is not None else L.device_fingerprint(lat["device"], 1, lat["threads"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return [f"latency on {fp['device_name']} ({fp['device_type']}, {fp.get('threads', '-')} threads, torch "
-            f"{fp['torch']}), {lat['statistic']} of {lat['repeats']} timed loops of >= {lat['min_time']} s after "
+            f"{fp['torch']}), {lat['clock']} clock, {lat['statistic']} of {lat['repeats']} timed loops of >= {lat['min_time']} s after "
             f"{lat['warmup']} warm-up, table mode {lat['mode']}",
             f"machine load while measuring: 1-min load average {load:.2f} on {os.cpu_count()} CPUs"]
 

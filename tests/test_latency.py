@@ -89,8 +89,11 @@ def test_measure_forward_runs_and_checks_its_arguments():
     assert L.measure_forward(net, x, warmup=0, repeats=2, min_time=0.0, statistic="min") > 0
     with pytest.raises(ValueError, match="repeats"):
         L.measure_forward(net, x, repeats=0)
+    assert L.measure_forward(net, x, warmup=0, repeats=2, min_time=0.0, clock="process") >= 0
     with pytest.raises(ValueError, match="statistic"):
         L.measure_forward(net, x, statistic="mean")
+    with pytest.raises(ValueError, match="clock"):
+        L.measure_forward(net, x, clock="cycles")
 
 
 # ----------------------------------------------------------------------------- cache

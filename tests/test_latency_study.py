@@ -65,5 +65,7 @@ def test_bad_settings(cfg):
         study.settings({**cfg, "latency": {**cfg["latency"], "mode": "fast"}})
     with pytest.raises(ValueError, match="latency.statistic"):
         study.settings({**cfg, "latency": {**cfg["latency"], "statistic": "mean"}})
+    with pytest.raises(ValueError, match="latency.clock"):
+        study.settings({**cfg, "latency": {**cfg["latency"], "clock": "cycles"}})
     with pytest.raises(ValueError, match="validation_models"):
         study.settings({**cfg, "latency": {**cfg["latency"], "validation_models": ["resnet"]}})
