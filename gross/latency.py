@@ -68,6 +68,7 @@ __all__ = [
     "MODES",
     "STATISTICS",
     "CLOCKS",
+    "FITS",
     "LatencyTable",
     "device_fingerprint",
     "measure_forward",
@@ -86,6 +87,8 @@ __all__ = [
 MODES = ("isolated", "in_context")
 #: Statistics of the repeated timings (:func:`measure_forward`).
 STATISTICS = ("median", "min")
+#: How the fixed part is fitted to the calibration networks (:func:`measure_table`).
+FITS = ("offset", "affine")
 #: Clocks of :func:`measure_forward`: wall time, or the process's CPU time (CPU only).
 CLOCKS = ("wall", "process")
 
@@ -369,6 +372,19 @@ def _layer_entries(layer, sizes, x, timer, device, bar) -> dict[int, float]:
     return out
 
 
+def _fit_fixed(entries, calibration, totals, fit):
+    """(entries, fixed, residuals, scale) from the calibration networks' times (see ``fit``)."""
+    sums = np.array([sum(e[s] for e, s in zip(entries, c)) for c in calibration])
+    totals = np.asarray(totals, dtype=float)
+    scale = 1.0
+    if fit == "affine" and len(sums) >= 2 and np.ptp(sums) > 0:
+        scale, _ = np.polyfit(sums, totals, 1)
+        scale = float(scale) if scale > 0 else 1.0
+    residuals = totals - scale * sums
+    entries = [{s: v * scale for s, v in e.items()} for e in entries]
+    return entries, float(np.median(residuals)), residuals.tolist(), scale
+
+
 def _in_context_entries(sizes, net_time, bar) -> tuple[list[dict[int, float]], float]:
     """Whole-network differences from the smallest-size reference; returns (entries, fixed)."""
     ref = tuple(s[0] for s in sizes)
@@ -386,7 +402,7 @@ def _in_context_entries(sizes, net_time, bar) -> tuple[list[dict[int, float]], f
 def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
                   mode: str = "isolated", num_threads: int | None = None, warmup: int = 2, repeats: int = 7,
                   min_time: float = 0.01, statistic: str = "median", clock: str = "wall",
-                  calibration: Sequence | None = None, timer: Timer | None = None,
+                  calibration: Sequence | None = None, fit: str = "offset", timer: Timer | None = None,
                   seed: int = 0, progress: bool | None = None) -> LatencyTable:
     """Measure a :class:`LatencyTable` of a GroSS model (see the module docstring).
 
@@ -404,8 +420,13 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
     warmup, repeats, min_time, statistic, clock
         Passed to :func:`measure_forward` (ignored when ``timer`` is given).
     calibration : sequence of configurations, optional
-        Configurations whose residual gives the fixed part (``"isolated"``); default
-        the uniform-by-rank configurations (i-th smallest size of every layer).
+        Whole networks timed to fit the fixed part (``"isolated"``); default the
+        uniform-by-rank configurations (i-th smallest size of every layer).
+    fit : {"offset", "affine"}
+        ``"offset"``: fixed = median over the calibration networks of ``T − Σ entries``.
+        ``"affine"``: least squares ``T ≈ fixed + scale · Σ entries`` over them, and the
+        entries multiplied by ``scale`` (corrects isolated timings that are uniformly
+        faster than in the network, e.g. cache-hot weights).
     timer : callable, optional
         ``timer(module, x) -> seconds`` replacing :func:`measure_forward`.
     seed : int
@@ -416,6 +437,8 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
     space = _check_model(model)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}: expected one of {FITS}")
     input_size, device = _input_size(input_size), _device(device)
     fingerprint = device_fingerprint(device, batch_size, num_threads)
     timer_name = "measure_forward" if timer is None else getattr(timer, "__name__", type(timer).__name__)
@@ -437,19 +460,21 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
                 inputs = {n: torch.randn(batch_size, *shapes[n], generator=g).to(device) for n in names}
                 entries = [_layer_entries(layer, sizes[i], inputs[name], timer, device, bar)
                            for i, (name, layer) in enumerate(gross_layers(model).items())]
-                residuals = []
+                totals = []
                 for c in calibration:
-                    residuals.append(net_time(c) - sum(e[s] for e, s in zip(entries, c)))
+                    totals.append(net_time(c))
                     bar.update()
-                fixed = float(np.median(residuals))
+                entries, fixed, residuals, scale = _fit_fixed(entries, calibration, totals, fit)
             else:
                 entries, fixed = _in_context_entries(sizes, net_time, bar)
-                residuals, calibration = [], [tuple(s[0] for s in sizes)]
+                residuals, calibration, totals, scale = [], [tuple(s[0] for s in sizes)], [fixed], 1.0
     settings = {
         "mode": mode, "input_size": list(input_size), "warmup": warmup, "repeats": repeats, "min_time": min_time,
         "statistic": statistic, "clock": clock, "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
         "timer": timer_name,
-        "calibration": [list(c) for c in calibration], "residuals": [float(r) for r in residuals],
+        "fit": fit if mode == "isolated" else "none", "scale": scale,
+        "calibration": [list(c) for c in calibration], "calibration_s": [float(v) for v in totals],
+        "residuals": [float(r) for r in residuals],
         "wall_time_s": round(time.perf_counter() - t0, 3), "seed": seed,
     }
     return LatencyTable(names, entries, float(fixed), fingerprint, _architecture(model, input_size), settings)
@@ -490,7 +515,7 @@ def load_table(path, device="cpu", batch_size: int | None = None, num_threads: i
 
 
 #: Measurement settings a cached table must share with the request to be re-used.
-_MEASUREMENT_KEYS = ("warmup", "repeats", "min_time", "statistic", "clock", "seed")
+_MEASUREMENT_KEYS = ("warmup", "repeats", "min_time", "statistic", "clock", "seed", "fit")
 
 
 def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,

@@ -201,3 +201,21 @@ def test_cached_table_with_other_measurement_settings_is_measured_again(model, g
     assert L.latency_table(model, timer=counting, repeats=3, progress=False) == first and not calls
     again = L.latency_table(model, timer=counting, repeats=5, progress=False)
     assert calls and again.settings["repeats"] == 5
+
+
+def test_affine_fit_corrects_entries_that_are_uniformly_fast_in_isolation(model):
+    def slower_in_network(module, x):  # whole networks 30 % slower than the sum of their parts
+        return fake_timer(module, x) * (1.3 if hasattr(module, "fc2") else 1.0)
+
+    x = torch.zeros(1, 3, 32, 32)
+    affine = L.measure_table(model, timer=slower_in_network, fit="affine", progress=False)
+    offset = L.measure_table(model, timer=slower_in_network, fit="offset", progress=False)
+    assert affine.settings["scale"] == pytest.approx(1.3, rel=1e-9) and offset.settings["scale"] == 1.0
+    errors = {"affine": [], "offset": []}
+    for c in random_configs(search_space(model), 10, seed=5):
+        truth = slower_in_network(export(model, c), x)
+        assert affine.predict(c) == pytest.approx(truth, rel=1e-9)
+        errors["offset"].append(abs(offset.predict(c) - truth) / truth)
+    assert max(errors["offset"]) > 1e-3  # the offset fit cannot absorb a multiplicative difference
+    with pytest.raises(ValueError, match="unknown fit"):
+        L.measure_table(model, timer=fake_timer, fit="spline")
