@@ -18,6 +18,13 @@ timing settings and the machine load (1-minute load average) while measuring.
   under the same model), with GroSS validation accuracy (fine-tuned GroSS 4-layer models of
   notebook 02), MACs, predicted and measured latency and speed-up vs the baseline
   (``table_latency_search``).
+
+Committed numbers come from the notebook under the ``cpu`` profile (``make reproduce``
+runs it after notebooks 01-05, or alone once 02 has run:
+``papermill notebooks/06_latency_aware_search.ipynb out.ipynb -p profile cpu``). The
+``cpu`` profile times with the process's CPU clock and the minimum of the repeats, so
+that a shared machine's load inflates the numbers as little as possible; the load
+average while measuring is written beside every output.
 """
 
 from __future__ import annotations
