@@ -11,8 +11,8 @@ timing settings and the machine load (1-minute load average) while measuring.
   does not depend on weights), per batch size: ``latency_predictor_validation`` (summary:
   median absolute relative error, Spearman) and ``latency_predictor_configs``.
 * :func:`latency_vs_macs` -- every (or ``scatter_configs``) configuration of the 4-layer
-  net: MACs, predicted and measured latency (``latency_all_configs``,
-  ``fig_latency_vs_macs``).
+  net (random GroSS factors): MACs, predicted and measured latency
+  (``latency_all_configs``, ``fig_latency_vs_macs``).
 * :func:`latency_search` -- per uniform baseline and batch size, the exhaustive search's
   winner under the MAC budget and under the latency budget (budget = the baseline's cost
   under the same model), with GroSS validation accuracy (fine-tuned GroSS 4-layer models of
@@ -164,15 +164,16 @@ def _scatter_configs(cfg, space) -> list[tuple]:
 def latency_vs_macs(cfg: Mapping):
     """MACs, predicted and measured latency of the 4-layer net's configurations, per batch size.
 
-    Uses the fine-tuned GroSS model of notebook 02 (repeat 0). Writes ``latency_all_configs``
-    and ``fig_latency_vs_macs`` (:func:`plot_latency_vs_macs`).
+    The network has random GroSS factors (latency does not depend on weights; no
+    predecessor notebook needed). Writes ``latency_all_configs`` and
+    ``fig_latency_vs_macs`` (:func:`plot_latency_vs_macs`).
     """
-    from .experiments import StepResult, load_gross, save_figure, save_table
+    from .experiments import StepResult, save_figure, save_table
     from .search import model_mac_lookup
 
     lat = settings(cfg)
     t0 = time.perf_counter()
-    model = load_gross(cfg, "four_layer", 0)
+    model = _validation_model(cfg, "four_layer")
     configs = _scatter_configs(cfg, search_space(model))
     lookup = model_mac_lookup(model)
     frames = []
