@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from torch import nn
 
 from .layers import GroSSConv2d
+from .space import SearchSpace
 
 __all__ = [
     "decomposable_layers",
@@ -210,12 +211,8 @@ def _normalise_config(model: nn.Module, config) -> "OrderedDict[str, int]":
     space = search_space(model)
     if not space:
         raise ValueError("the model has no GroSS layers; call gross.decompose(model) first")
-    given = per_layer(config, list(space), "config", unit="group sizes")
-    chosen = OrderedDict((n, int(given.get(n, m.group_size))) for n, m in gross_layers(model).items())
-    for name, s in chosen.items():
-        if s not in space[name]:
-            raise ValueError(f"group size {s} is not valid for layer {name!r}: allowed sizes are {space[name]}")
-    return chosen
+    chosen = SearchSpace(space).validate(config, default=get_config(model))
+    return OrderedDict(zip(space, chosen))
 
 
 def set_config(model: nn.Module, config) -> nn.Module:

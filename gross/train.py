@@ -1,6 +1,8 @@
-"""Training, GroSS fine-tuning, individual-configuration fine-tuning and evaluation.
+"""Training, GroSS fine-tuning and individual-configuration fine-tuning.
 
-All loops share one engine: SGD with momentum, a per-epoch ``MultiStepLR``
+:func:`evaluate` is :func:`gross.evaluation.accuracy` (the one accuracy path,
+re-exported here); ``device=None`` means CUDA when available, else CPU
+(:func:`gross.utils.resolve_device`). All loops share one engine: SGD with momentum, a per-epoch ``MultiStepLR``
 schedule, cross-entropy loss, whole-split tensor batches (moved once to the
 training device), a tqdm bar that is quiet when not on a terminal, atomic
 checkpoints that make ``resume=True`` bitwise identical to an uninterrupted run on
@@ -47,7 +49,7 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import pandas as pd
 import torch
@@ -57,7 +59,9 @@ from tqdm import tqdm
 
 from .data import Dataset, batches
 from .decomposition import export, get_config, gross_layers, search_space, set_config
-from .utils import atomic_save, default_device
+from .evaluation import accuracy as evaluate
+from .space import SearchSpace, config_str
+from .utils import atomic_save, resolve_device
 
 __all__ = [
     "Recipe",
@@ -187,18 +191,6 @@ RECIPES: dict[str, Recipe] = {
 
 
 # ----------------------------------------------------------------------------- helpers
-def _resolve_device(device) -> torch.device:
-    return torch.device(device) if device is not None else default_device()
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 def _signature(model: nn.Module) -> list:
     return [[k, list(v.shape)] for k, v in model.state_dict().items()]
 
@@ -215,44 +207,15 @@ def _set_bn_eval(model: nn.Module) -> None:
             m.eval()
 
 
-def _progress_disabled(progress) -> bool | None:
-    return None if progress is None else not progress
-
-
-def _config_label(config) -> str:
-    return "-".join(str(int(s)) for s in config)
-
-
 def uniform_configs(model: nn.Module) -> "OrderedDict[str, tuple[int, ...]]":
     """The smallest (``min``) and largest (``max``) group size in every decomposed layer."""
-    space = search_space(model)
-    return OrderedDict(
-        min=tuple(min(s) for s in space.values()),
-        max=tuple(max(s) for s in space.values()),
-    )
+    space = SearchSpace.from_model(model)
+    return OrderedDict(min=space.min_config(), max=space.max_config())
 
 
 def _check_config(model: nn.Module, config) -> tuple[int, ...]:
-    space = search_space(model)
-    if not space:
-        raise ValueError("the model has no GroSS layers; decompose it first (gross.decomposition.decompose)")
-    if isinstance(config, Mapping):
-        unknown = [k for k in config if k not in space]
-        missing = [k for k in space if k not in config]
-        if unknown or missing:
-            raise ValueError(
-                f"config names layers {list(config)}, but the decomposed layers are {list(space)}"
-            )
-        config = [config[k] for k in space]
-    config = tuple(config)
-    if len(config) != len(space):
-        raise ValueError(
-            f"config has {len(config)} group sizes but the model has {len(space)} decomposed layers {list(space)}"
-        )
-    for (name, sizes), s in zip(space.items(), config):
-        if int(s) not in sizes:
-            raise ValueError(f"group size {s} is not valid for layer {name!r}: allowed sizes are {sizes}")
-    return tuple(int(s) for s in config)
+    """``config`` validated against the model's search space (also used by gross.batched)."""
+    return SearchSpace.from_model(model).validate(config)
 
 
 def _track_dict(model: nn.Module, track_configs) -> "OrderedDict[str, tuple[int, ...]]":
@@ -260,11 +223,8 @@ def _track_dict(model: nn.Module, track_configs) -> "OrderedDict[str, tuple[int,
         return uniform_configs(model)
     if isinstance(track_configs, Mapping):
         return OrderedDict((str(k), _check_config(model, v)) for k, v in track_configs.items())
-    out = OrderedDict()
-    for cfg in track_configs:
-        cfg = _check_config(model, cfg)
-        out[_config_label(cfg)] = cfg
-    return out
+    configs = [_check_config(model, c) for c in track_configs]
+    return OrderedDict((config_str(c, sep="-"), c) for c in configs)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -388,8 +348,7 @@ def _validate(job: _Job, data: Dataset, recipe: Recipe, device) -> dict:
     return row
 
 
-def _fit(job: _Job, data: Dataset, recipe: Recipe, *, run_dir, resume, device, checkpoint_every,
-         progress) -> pd.DataFrame:
+def _check_fit_inputs(data: Dataset, recipe: Recipe, run_dir, resume: bool) -> None:
     if not isinstance(recipe, Recipe):
         raise ValueError(f"recipe must be a gross.train.Recipe (e.g. RECIPES['four_layer_base']), got {recipe!r}")
     if not isinstance(data, Dataset):
@@ -398,90 +357,111 @@ def _fit(job: _Job, data: Dataset, recipe: Recipe, *, run_dir, resume, device, c
         raise ValueError("the training split is empty")
     if resume and run_dir is None:
         raise ValueError("resume=True needs run_dir (where the checkpoint is)")
-    every = recipe.checkpoint_every if checkpoint_every is None else int(checkpoint_every)
-    device = _resolve_device(device)
-    ckpt = Path(run_dir) / f"{job.name}.pt" if run_dir is not None else None
 
-    state = None
-    if resume and ckpt.exists():
-        state = load_checkpoint(ckpt)  # ValueError on corrupt files, before anything changes
-        _check_signature(state, job.model, ckpt)
-        if state.get("recipe") != _recipe_dict(recipe):
-            raise ValueError(
-                f"checkpoint {ckpt} was written with a different recipe {state.get('recipe')}; "
-                f"this call uses {_recipe_dict(recipe)}. Use the same recipe, another run_dir, or resume=False"
-            )
-        if state.get("kind") != job.kind or state.get("config") != (list(job.config) if job.config else None):
-            raise ValueError(
-                f"checkpoint {ckpt} is a {state.get('kind')!r} run at config {state.get('config')}, not a "
-                f"{job.kind!r} run at {job.config}; use another run_dir or name, or resume=False"
-            )
+
+def _resume_state(ckpt: Path, job: _Job, recipe: Recipe) -> dict:
+    """The checkpoint to resume from, checked against this run (before anything changes)."""
+    state = load_checkpoint(ckpt)  # ValueError on corrupt files
+    _check_signature(state, job.model, ckpt)
+    if state.get("recipe") != _recipe_dict(recipe):
+        raise ValueError(
+            f"checkpoint {ckpt} was written with a different recipe {state.get('recipe')}; "
+            f"this call uses {_recipe_dict(recipe)}. Use the same recipe, another run_dir, or resume=False"
+        )
+    if state.get("kind") != job.kind or state.get("config") != (list(job.config) if job.config else None):
+        raise ValueError(
+            f"checkpoint {ckpt} is a {state.get('kind')!r} run at config {state.get('config')}, not a "
+            f"{job.kind!r} run at {job.config}; use another run_dir or name, or resume=False"
+        )
+    return state
+
+
+class _Optim:
+    """Optimiser, schedule and the two seeded generators of a run, with checkpoint (de)serialisation."""
+
+    def __init__(self, job: _Job, recipe: Recipe, device: torch.device):
+        self.job, self.recipe, self.device = job, recipe, device
+        self.optimizer = torch.optim.SGD(job.params, lr=recipe.lr, momentum=recipe.momentum,
+                                         weight_decay=recipe.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(recipe.milestones),
+                                                              gamma=recipe.gamma)
+        self.data_rng = torch.Generator().manual_seed(recipe.seed)
+        self.sampler = torch.Generator().manual_seed(recipe.seed + 1_000_003)
+        self.cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else []
+
+    def load(self, state: dict) -> tuple[list, int]:
+        """Restore weights, optimiser, schedule and every generator; returns ``(history, epoch)``."""
+        self.job.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_rng.set_state(state["data_rng"])
+        self.sampler.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.cuda_devices and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        return list(state["history"]), int(state["epoch"])
+
+    def save(self, ckpt: Path, epoch: int, history: list) -> None:
+        job = self.job
+        atomic_save({
+            "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, "kind": job.kind,
+            "name": job.name, "epoch": epoch, "recipe": _recipe_dict(self.recipe),
+            "config": list(job.config) if job.config else None,
+            "signature": _signature(job.model), "model": job.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "data_rng": self.data_rng.get_state(), "sampler_rng": self.sampler.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.cuda_devices else None,
+            "history": history,
+        }, ckpt)
+
+
+def _epochs(job: _Job, data: Dataset, recipe: Recipe, opt: _Optim, history: list, start: int, ckpt, every: int,
+            progress, last_ckpt) -> None:
+    """Epochs ``start + 1 .. recipe.epochs``: train, step the schedule, validate, checkpoint."""
+    bar_disabled = None if progress is None else not progress  # None: tqdm shows bars on a terminal only
+    with tqdm(range(start + 1, recipe.epochs + 1), initial=start, total=recipe.epochs, desc=job.name,
+              disable=bar_disabled, unit="epoch") as bar:
+        for epoch in bar:
+            lr = opt.optimizer.param_groups[0]["lr"]
+            t0 = time.perf_counter()
+            loss, acc, seen, train_s = _run_epoch(job, recipe, data, opt.optimizer, opt.data_rng, opt.sampler,
+                                                  opt.device, epoch, bar_disabled, last_ckpt)
+            opt.scheduler.step()
+            val = _validate(job, data, recipe, opt.device)
+            best = max([r["val_acc"] for r in history] + [val["val_acc"]])
+            row = {"epoch": epoch, "lr": lr, "train_loss": loss, "train_acc": acc, **val,
+                   "best_val_acc": best, "seconds": time.perf_counter() - t0,
+                   "images_per_s": seen / train_s if train_s > 0 else float("nan")}
+            history.append(row)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.1f}", val=f"{val['val_acc']:.1f}",
+                            img_s=f"{row['images_per_s']:.0f}")
+            if ckpt is not None and (epoch == recipe.epochs or (every and epoch % every == 0)):
+                opt.save(ckpt, epoch, history)
+                last_ckpt = ckpt
+
+
+def _fit(job: _Job, data: Dataset, recipe: Recipe, *, run_dir, resume, device, checkpoint_every,
+         progress) -> pd.DataFrame:
+    _check_fit_inputs(data, recipe, run_dir, resume)
+    every = recipe.checkpoint_every if checkpoint_every is None else int(checkpoint_every)
+    device = resolve_device(device)
+    ckpt = Path(run_dir) / f"{job.name}.pt" if run_dir is not None else None
+    state = _resume_state(ckpt, job, recipe) if resume and ckpt.exists() else None
 
     job.model.to(device)
     data = data.to(device)
     initial_config = get_config(job.model) if job.sampler_layers else None
-    optimizer = torch.optim.SGD(job.params, lr=recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(recipe.milestones),
-                                                     gamma=recipe.gamma)
-    data_rng = torch.Generator().manual_seed(recipe.seed)
-    sampler = torch.Generator().manual_seed(recipe.seed + 1_000_003)
-    history: list[dict] = []
-    start = 0
-    cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-
-    with torch.random.fork_rng(devices=cuda_devices):
+    opt = _Optim(job, recipe, device)
+    history, start = [], 0
+    with torch.random.fork_rng(devices=opt.cuda_devices):
         torch.manual_seed(recipe.seed)
-        last_ckpt = None
         if state is not None:
-            job.model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            data_rng.set_state(state["data_rng"])
-            sampler.set_state(state["sampler_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            if cuda_devices and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
-            history = list(state["history"])
-            start = int(state["epoch"])
-            last_ckpt = ckpt
-
-        def save(epoch):
-            payload = {
-                "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, "kind": job.kind,
-                "name": job.name, "epoch": epoch, "recipe": _recipe_dict(recipe),
-                "config": list(job.config) if job.config else None,
-                "signature": _signature(job.model), "model": job.model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "data_rng": data_rng.get_state(), "sampler_rng": sampler.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if cuda_devices else None,
-                "history": history,
-            }
-            atomic_save(payload, ckpt)
-
-        bar_disabled = _progress_disabled(progress)
+            history, start = opt.load(state)
         try:
-            with tqdm(range(start + 1, recipe.epochs + 1), initial=start, total=recipe.epochs, desc=job.name,
-                      disable=bar_disabled, unit="epoch") as bar:
-                for epoch in bar:
-                    lr = optimizer.param_groups[0]["lr"]
-                    t0 = time.perf_counter()
-                    loss, acc, seen, train_s = _run_epoch(job, recipe, data, optimizer, data_rng, sampler,
-                                                          device, epoch, bar_disabled, last_ckpt)
-                    scheduler.step()
-                    val = _validate(job, data, recipe, device)
-                    best = max([r["val_acc"] for r in history] + [val["val_acc"]])
-                    row = {"epoch": epoch, "lr": lr, "train_loss": loss, "train_acc": acc, **val,
-                           "best_val_acc": best, "seconds": time.perf_counter() - t0,
-                           "images_per_s": seen / train_s if train_s > 0 else float("nan")}
-                    history.append(row)
-                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.1f}", val=f"{val['val_acc']:.1f}",
-                                    img_s=f"{row['images_per_s']:.0f}")
-                    if ckpt is not None and (epoch == recipe.epochs or (every and epoch % every == 0)):
-                        save(epoch)
-                        last_ckpt = ckpt
+            _epochs(job, data, recipe, opt, history, start, ckpt, every, progress,
+                    ckpt if state is not None else None)
         finally:
             if initial_config is not None:
                 set_config(job.model, initial_config)
@@ -607,68 +587,12 @@ def finetune_config(model: nn.Module, config, data: Dataset, recipe: Recipe, *, 
     config = _check_config(model, config)
     layer_names = list(gross_layers(model))
     net = export(model, config)
-    if recipe.freeze:
-        keep = {id(p) for n in layer_names for p in net.get_submodule(n).parameters()}
-        for p in net.parameters():
-            p.requires_grad_(id(p) in keep)
-    else:
-        for p in net.parameters():
-            p.requires_grad_(True)
+    keep = {id(p) for n in layer_names for p in net.get_submodule(n).parameters()} if recipe.freeze else None
+    for p in net.parameters():
+        p.requires_grad_(keep is None or id(p) in keep)
     params = [p for p in net.parameters() if p.requires_grad]
-    job = _Job("config", net, params, bn_eval=recipe.freeze, name=name or f"{recipe.name}-{_config_label(config)}",
+    job = _Job("config", net, params, bn_eval=recipe.freeze, name=name or f"{recipe.name}-{config_str(config, sep='-')}",
                sampler_layers=[], track=OrderedDict(), config=config)
     history = _fit(job, data, recipe, run_dir=run_dir, resume=resume, device=device,
                    checkpoint_every=checkpoint_every, progress=progress)
     return net, history
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, config=None, split: str = "val", batch_size: int = 1000,
-             device=None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> float:
-    """Top-1 accuracy (percent) of ``model`` on one split.
-
-    Parameters
-    ----------
-    model : nn.Module
-    data : gross.data.Dataset
-    config : sequence of int or dict, optional
-        Group-size configuration for a GroSS model; the model's previous
-        configuration is restored afterwards.
-    split : {"val", "test", "train"}
-    batch_size : int
-    device : torch.device or str, optional
-        Default: where the model's parameters are (the model is moved when given).
-    mean, std : sequence of float, optional
-        Input normalisation; default ``data.mean`` / ``data.std``.
-
-    Returns
-    -------
-    float
-        Accuracy in percent. The model's train/eval mode is restored afterwards.
-    """
-    if not isinstance(data, Dataset):
-        raise ValueError(f"data must be a gross.data.Dataset, got {type(data).__name__}")
-    target = data.split(split)
-    device = torch.device(device) if device is not None else _model_device(model)
-    model.to(device)
-    previous = None
-    if config is not None:
-        config = _check_config(model, config)
-        previous = get_config(model)
-        set_config(model, config)
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    total = 0
-    try:
-        for x, y in batches(target, batch_size, mean=data.mean if mean is None else mean,
-                            std=data.std if std is None else std, device=device):
-            correct += (model(x).argmax(1) == y).sum()
-            total += len(y)
-    finally:
-        model.train(was_training)
-        if previous is not None:
-            set_config(model, previous)
-    if total == 0:
-        raise ValueError(f"split {split!r} is empty")
-    return 100.0 * int(correct) / total

@@ -19,6 +19,7 @@ from . import paths
 
 __all__ = [
     "default_device",
+    "resolve_device",
     "seed_everything",
     "atomic_save",
     "atomic_write_text",
@@ -31,6 +32,35 @@ __all__ = [
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device=None) -> torch.device:
+    """The torch device a ``device`` argument names; the one meaning of ``None`` in gross.
+
+    Parameters
+    ----------
+    device : torch.device, str or None
+        ``None`` or ``"auto"``: CUDA when available, else CPU (:func:`default_device`).
+        Anything else is passed to :class:`torch.device` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        An invalid device name, or a CUDA device when CUDA is not available.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not valid: use None, 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use None/'auto' or 'cpu'")
+    return resolved
 
 
 def seed_everything(seed: int) -> None:

@@ -1,117 +1,28 @@
-"""Tests for gross.search: fast evaluation, exhaustive and breadth-first search."""
+"""Tests for gross.search: exhaustive and breadth-first search on any evaluate/cost callables."""
 
 import itertools
-from collections import OrderedDict
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
-from torch import nn
 
-from gross.data import Dataset, Split
-from gross.decomposition import enumerate_configs, export, get_config, search_space, set_config
-from gross.layers import GroSSConv2d
+from gross.decomposition import enumerate_configs, search_space
 from gross.macs import count_macs
+from gross.evaluation import ConfigEvaluator, accuracy
 from gross.search import (
     MacLookup,
-    bfs,
     bfs_incremental,
     bfs_incremental_search,
     bfs_search,
     config_str,
-    evaluate_configs,
-    evaluate_finetuned,
-    exhaustive,
     exhaustive_search,
-    forward_configs,
     model_mac_lookup,
     neighbours,
     parse_config,
     random_configs,
-    sec52_spaces,
-    time_switching_vs_rebuild,
-    time_tree_vs_one_by_one,
 )
-from gross.train import evaluate
+from gross.space import SearchSpace
+from test_evaluation import INPUT, _cpu_by_default, data, model  # noqa: F401 (shared fixtures)
 
-INPUT = (3, 8, 8)
-
-
-# ----------------------------------------------------------------------------- fixtures
-
-
-def gross_layer(t, u, sizes, dtype):
-    layer = GroSSConv2d(t, u, 3, sizes, padding=1, dtype=dtype)
-    with torch.no_grad():
-        for p in layer.parameters():  # random difference terms: every group size computes something else
-            p.normal_(0.0, 0.4)
-    layer.clear_cache()
-    return layer
-
-
-def tiny_gross_net(seed=0, dtype=torch.float32):
-    """Flat Sequential with 3 GroSS layers: 3 x 4 x 2 = 24 configurations, 8x8 inputs."""
-    torch.manual_seed(seed)
-    layers = OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1, dtype=dtype),
-        relu1=nn.ReLU(inplace=True),
-        conv2=gross_layer(4, 8, (1, 2, 4), dtype),
-        relu2=nn.ReLU(inplace=True),
-        pool1=nn.MaxPool2d(2),
-        conv3=gross_layer(8, 8, (1, 2, 4, 8), dtype),
-        relu3=nn.ReLU(inplace=True),
-        pool2=nn.MaxPool2d(2),
-        conv4=gross_layer(8, 8, (1, 8), dtype),
-        relu4=nn.ReLU(inplace=True),
-        flatten=nn.Flatten(),
-        fc1=nn.Linear(8 * 2 * 2, 16, dtype=dtype),
-        relu_fc1=nn.ReLU(inplace=True),
-        dropout=nn.Dropout(0.5),
-        fc2=nn.Linear(16, 5, dtype=dtype),
-    )
-    model = nn.Sequential(layers)
-    for name in ("conv2", "conv3", "conv4"):
-        model.get_submodule(name).name = name
-    return model
-
-
-def tiny_data(n=300, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    split = Split(torch.randint(0, 256, (n, *INPUT), generator=g, dtype=torch.uint8),
-                  torch.randint(0, 5, (n,), generator=g))
-    return Dataset(split, split, split, classes=tuple("abcde"), source="random", mean=(0.4, 0.5, 0.6),
-                   std=(0.3, 0.25, 0.2))
-
-
-class Nested(nn.Module):
-    """Same network, but the GroSS layers are not direct children of a Sequential."""
-
-    def __init__(self, body):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x):
-        return self.body(x)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_gross_net()
-
-
-@pytest.fixture(scope="module")
-def data():
-    return tiny_data()
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -171,81 +82,6 @@ def test_mac_lookup_synthetic():
     lookup = MacLookup([(1, 2), (1, 4)], lambda c: (100 + 3 * c[0] + 5 * c[1], 3 * c[0] + 5 * c[1]))
     assert lookup((2, 4)) == (126, 26)
     assert lookup((1, 1)) == (108, 8)
-
-
-# ----------------------------------------------------------------------------- fast evaluation
-
-
-def test_forward_configs_exact_float64():
-    model = tiny_gross_net(seed=1, dtype=torch.float64)
-    x = torch.randn(7, *INPUT, dtype=torch.float64)
-    configs = enumerate_configs(search_space(model))[::-1] + [(2, 4, 8)]  # any order, duplicates
-    before = get_config(model)
-    outs = forward_configs(model, configs, x, tree=True)
-    model.eval()
-    for c, out in zip(configs, outs):
-        set_config(model, c)
-        with torch.no_grad():
-            ref = model(x)
-        assert torch.equal(out, ref), c
-    set_config(model, before)
-    assert get_config(model) == before
-    # the configurations really differ
-    assert not torch.equal(outs[0], outs[1])
-
-
-def test_evaluate_configs_tree_equals_separate_evaluation(model, data):
-    configs = random_configs(search_space(model), n=24, seed=1) + [(1, 1, 1)]
-    model.train()
-    set_config(model, (2, 4, 8))
-    tree = evaluate_configs(model, configs, data, batch_size=64)
-    assert get_config(model) == (2, 4, 8) and model.training  # restored
-    assert list(tree.columns) == ["config", "accuracy"]
-    assert tree["config"].tolist() == configs
-    flat = evaluate_configs(model, configs, data, batch_size=64, tree=False)
-    nested = evaluate_configs(Nested(model), configs, data, batch_size=64)
-    independent = [evaluate(model, data, config=c, batch_size=64) for c in configs]
-    assert tree["accuracy"].tolist() == independent
-    assert flat["accuracy"].tolist() == independent
-    assert nested["accuracy"].tolist() == independent
-    assert tree["accuracy"].nunique() > 3  # configurations are told apart
-    # explicit mean/std are used (different normalisation -> different accuracies somewhere)
-    other = evaluate_configs(model, configs, data, batch_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
-    assert other["accuracy"].tolist() == [
-        evaluate(model, data, config=c, batch_size=64, mean=(0.5,) * 3, std=(0.5,) * 3) for c in configs]
-
-
-def test_channels_last_tree_equals_one_by_one(model, data):
-    configs = enumerate_configs(search_space(model))
-    tree = evaluate_configs(model, configs, data, batch_size=128, channels_last=True)
-    flat = evaluate_configs(model, configs, data, batch_size=128, channels_last=True, tree=False)
-    assert tree["accuracy"].tolist() == flat["accuracy"].tolist()
-    nchw = evaluate_configs(model, configs, data, batch_size=128)
-    # another memory layout may round differently, flipping at most a rare prediction
-    assert np.abs(tree["accuracy"] - nchw["accuracy"]).max() <= 100 * 2 / 300
-
-
-def test_tree_runs_prefix_once_per_batch(model, data):
-    calls = {}
-    hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
-             for n in ("conv1", "conv2", "conv3", "conv4")]
-    try:
-        evaluate_configs(model, enumerate_configs(search_space(model)), data, batch_size=100)  # 3 batches
-    finally:
-        for h in hooks:
-            h.remove()
-    assert calls == {"conv1": 3, "conv2": 3 * 3, "conv3": 3 * 12, "conv4": 3 * 24}
-
-
-def test_evaluate_configs_errors(model, data):
-    with pytest.raises(ValueError, match="group size 3 is not valid for layer 'conv2'"):
-        evaluate_configs(model, [(3, 1, 1)], data)
-    with pytest.raises(ValueError, match="2 group sizes"):
-        evaluate_configs(model, [(1, 1)], data)
-    with pytest.raises(ValueError, match="no GroSS layers"):
-        evaluate_configs(nn.Sequential(nn.Conv2d(3, 3, 3)), [(1,)], data)
-    with pytest.raises(ValueError, match="batch_size"):
-        evaluate_configs(model, [(1, 1, 1)], data, batch_size=0)
 
 
 # ----------------------------------------------------------------------------- synthetic search problems
@@ -402,58 +238,59 @@ def test_bfs_incremental_seeds_from_previous_search():
 
 
 def test_exhaustive_on_model_matches_independent(model, data):
-    best, table = exhaustive(model, data, (2, 2, 8), batch_size=128)
+    evaluate = ConfigEvaluator(model, data, batch_size=128)
+    best, table = exhaustive_search(search_space(model), evaluate, model_mac_lookup(model, INPUT), (2, 2, 8))
     budget = count_macs(model, INPUT, config=(2, 2, 8)).total
     rows = []
     for c in enumerate_configs(search_space(model)):
         m = count_macs(model, INPUT, config=c)
-        rows.append((c, m.total, evaluate(model, data, config=c, batch_size=128)))
+        rows.append((c, m.total, accuracy(model, data, config=c, batch_size=128)))
     assert table["accuracy"].tolist() == [r[2] for r in rows]
     assert table["macs"].tolist() == [r[1] for r in rows]
     feasible = [r for r in rows if r[1] <= budget]
     top = max(feasible, key=lambda r: (r[2], -r[1]))
     assert best["accuracy"] == top[2] and best["macs"] <= budget
-    assert best["baseline_accuracy"] == evaluate(model, data, config=(2, 2, 8), batch_size=128)
+    assert best["baseline_accuracy"] == accuracy(model, data, config=(2, 2, 8), batch_size=128)
 
 
-def test_bfs_on_model(model, data):
-    best, trace = bfs(model, data, (2, 2, 8), runs=3, max_steps=4, seed=0, batch_size=150)
-    budget = count_macs(model, INPUT, config=(2, 2, 8)).total
-    assert best["budget"] == budget and (trace["macs"] <= budget).all()
+def test_bfs_incremental_on_model(model, data):
+    best, trace = bfs_incremental(model, data, [(2, 2, 8), (1, 1, 1)], runs=3, max_steps=4, seed=0,
+                                  batch_size=150)
+    assert best["baseline"].tolist() == ["1 1 1", "2 2 8"]
+    budgets = [count_macs(model, INPUT, config=c).total for c in [(1, 1, 1), (2, 2, 8)]]
+    assert best["budget"].tolist() == budgets
+    for b, rows in trace.groupby("baseline"):
+        assert (rows["macs"] <= rows["budget"]).all()
     for c, a in zip(trace["config"], trace["accuracy"]):
-        assert a == evaluate(model, data, config=c, batch_size=150)
-    b1, t1 = bfs(model, data, budget, runs=2, start=(1, 1, 1), seed=0)
-    assert t1["config"].iloc[0] == (1, 1, 1)
-    best_df, trace_df = bfs_incremental(model, data, [(2, 2, 8), (1, 1, 1)], runs=3, seed=0)
-    assert best_df["baseline"].tolist() == ["1 1 1", "2 2 8"]
+        assert a == accuracy(model, data, config=c, batch_size=150)
+    # the same search through the pure function with the engine's evaluate callable
+    ref_best, ref_trace = bfs_incremental_search(search_space(model), ConfigEvaluator(model, data, batch_size=150),
+                                                 model_mac_lookup(model, INPUT), [(2, 2, 8), (1, 1, 1)],
+                                                 runs=3, max_steps=4, seed=0)
+    assert trace.equals(ref_trace) and best.equals(ref_best)
+    with pytest.raises(TypeError, match="bogus"):
+        bfs_incremental(model, data, [(1, 1, 1)], bogus=1)
 
 
-# ----------------------------------------------------------------------------- Sec. 5.2 and timing
+# ----------------------------------------------------------------------------- generic costs
 
 
-def test_evaluate_finetuned_and_sec52_with_fake_finetune(model, data, tmp_path):
-    seen = []
-
-    def fake_finetune(m, config, d, recipe, run_dir=None, resume=False, device=None):
-        seen.append((config, run_dir))
-        return export(m, config), pd.DataFrame()
-
-    class R:
-        mean, std = data.mean, data.std
-
-    configs = [(1, 2, 8), (4, 8, 1)]
-    df = evaluate_finetuned(model, configs, data, R(), run_dir=tmp_path, finetune=fake_finetune)
-    assert df["accuracy"].tolist() == [evaluate(model, data, config=c) for c in configs]
-    assert seen[0] == ((1, 2, 8), tmp_path / "config_1_2_8")
-    spaces = sec52_spaces(model, model, configs, data, R(), finetune=fake_finetune)
-    assert list(spaces.columns) == ["config", "no_finetune", "partial", "gross"]
-    assert spaces["partial"].tolist() == spaces["gross"].tolist() == df["accuracy"].tolist()
-
-
-def test_timing_helpers_report_equal_accuracies(model, data):
-    configs = enumerate_configs(search_space(model))[:6]
-    t = time_tree_vs_one_by_one(model, configs, data)
-    assert t.loc[0, "max_abs_diff"] == 0 and t.loc[0, "n_configs"] == 6 and t.loc[0, "n_images"] == 300
-    assert t.loc[0, "ratio"] == pytest.approx(t.loc[0, "one_by_one_s"] / t.loc[0, "tree_s"])
-    r = time_switching_vs_rebuild(model, configs, data)
-    assert r.loc[0, "max_abs_diff"] == 0 and r.loc[0, "rebuild_s"] > 0
+def test_any_cost_callable_and_deprecated_macs_keyword():
+    acc = synthetic_accuracy(4)
+    latency = lambda c: 0.5 + 0.01 * sum(w * s for w, s in zip(WEIGHTS, c))  # noqa: E731 (a float cost)
+    budget = latency((4, 4, 4, 4))
+    best, table = exhaustive_search(SPACE, Recorder(acc), latency, budget)
+    feasible = [c for c in itertools.product(*SPACE) if latency(c) <= budget]
+    assert best["config"] == max(feasible, key=acc) and isinstance(best["budget"], float)
+    assert (table["gconv_macs"] == -1).all() and table["macs"].tolist() == [latency(c) for c in table["config"]]
+    b2, t2 = bfs_search(SPACE, Recorder(acc), latency, (4, 4, 4, 4), runs=4, seed=1)
+    assert (t2["macs"] <= budget).all() and b2["budget"] == budget
+    with pytest.warns(DeprecationWarning, match="cost="):
+        b3, _ = exhaustive_search(SPACE, Recorder(acc), baseline=budget, macs=latency)
+    assert b3 == best
+    with pytest.raises(TypeError, match="both cost= and"):
+        exhaustive_search(SPACE, Recorder(acc), baseline=budget, cost=latency, macs=latency)
+    with pytest.raises(ValueError, match="finite"):
+        exhaustive_search(SPACE, Recorder(acc), lambda c: float("nan"), 1.0)
+    # a SearchSpace works wherever a mapping or sequence of sizes does
+    assert exhaustive_search(SearchSpace(SPACE), Recorder(acc), latency, budget)[0] == best

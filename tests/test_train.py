@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from gross import data as D
 from gross import train as T
+from gross import utils
 from gross.decomposition import decomposable_layers, export, get_config, gross_layers, search_space, set_config
 from gross.layers import GroSSConv2d
 from gross.models import four_layer_net
@@ -30,7 +31,7 @@ def _one_thread():
 def _cpu_by_default(monkeypatch):
     """Tests compare bit-for-bit with CPU models: keep the default device on CPU even where CUDA
     exists (CUDA kernels are not bitwise deterministic); CUDA is tested explicitly below."""
-    monkeypatch.setattr(T, "default_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(utils, "default_device", lambda: torch.device("cpu"))
 
 
 # ----------------------------------------------------------------------------- helpers

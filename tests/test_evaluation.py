@@ -1,0 +1,208 @@
+"""Tests for gross.evaluation: one accuracy path, the prefix tree equal to the plain path."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gross import train, utils
+from gross.data import Dataset, Split
+from gross.decomposition import enumerate_configs, export, get_config, search_space, set_config
+from gross.evaluation import ConfigEvaluator, accuracy, evaluate_configs, get_split, time_switching_vs_rebuild
+from gross.layers import GroSSConv2d
+from gross.space import SearchSpace
+
+INPUT = (3, 8, 8)
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def gross_layer(t, u, sizes, dtype):
+    layer = GroSSConv2d(t, u, 3, sizes, padding=1, dtype=dtype)
+    with torch.no_grad():
+        for p in layer.parameters():  # random difference terms: every group size computes something else
+            p.normal_(0.0, 0.4)
+    layer.clear_cache()
+    return layer
+
+
+def tiny_gross_net(seed=0, dtype=torch.float32):
+    """Flat Sequential with 3 GroSS layers: 3 x 4 x 2 = 24 configurations, 8x8 inputs."""
+    torch.manual_seed(seed)
+    layers = OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1, dtype=dtype),
+        relu1=nn.ReLU(inplace=True),
+        conv2=gross_layer(4, 8, (1, 2, 4), dtype),
+        relu2=nn.ReLU(inplace=True),
+        pool1=nn.MaxPool2d(2),
+        conv3=gross_layer(8, 8, (1, 2, 4, 8), dtype),
+        relu3=nn.ReLU(inplace=True),
+        pool2=nn.MaxPool2d(2),
+        conv4=gross_layer(8, 8, (1, 8), dtype),
+        relu4=nn.ReLU(inplace=True),
+        flatten=nn.Flatten(),
+        fc1=nn.Linear(8 * 2 * 2, 16, dtype=dtype),
+        relu_fc1=nn.ReLU(inplace=True),
+        dropout=nn.Dropout(0.5),
+        fc2=nn.Linear(16, 5, dtype=dtype),
+    )
+    model = nn.Sequential(layers)
+    for name in ("conv2", "conv3", "conv4"):
+        model.get_submodule(name).name = name
+    return model
+
+
+def tiny_data(n=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    split = Split(torch.randint(0, 256, (n, *INPUT), generator=g, dtype=torch.uint8),
+                  torch.randint(0, 5, (n,), generator=g))
+    return Dataset(split, split, split, classes=tuple("abcde"), source="random", mean=(0.4, 0.5, 0.6),
+                   std=(0.3, 0.25, 0.2))
+
+
+class Nested(nn.Module):
+    """Same network, but the GroSS layers are not direct children of a Sequential."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_by_default(monkeypatch):
+    """Bit-for-bit comparisons with CPU evaluations: device=None stays on CPU even where CUDA exists."""
+    monkeypatch.setattr(utils, "default_device", lambda: torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_gross_net()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_data()
+
+
+# ----------------------------------------------------------------------------- fast evaluation
+
+
+def test_tree_logits_exact_float64():
+    """The prefix tree computes exactly model(x) at every configuration (logits, float64)."""
+    model = tiny_gross_net(seed=1, dtype=torch.float64)
+    data = tiny_data(n=40, seed=2)
+    configs = enumerate_configs(search_space(model))[::-1] + [(2, 4, 8)]  # any order, duplicates
+    inputs, logits = [], []
+    hooks = [model.conv1.register_forward_pre_hook(lambda m, a: inputs.append(a[0].clone())),
+             model.fc2.register_forward_hook(lambda m, a, out: logits.append(out.clone()))]
+    before = get_config(model)
+    try:
+        evaluate_configs(model, configs, data, batch_size=64)  # one batch
+    finally:
+        for h in hooks:
+            h.remove()
+    assert get_config(model) == before and len(inputs) == 1 and inputs[0].dtype == torch.float64
+    unique = sorted(set(configs))  # the tree visits configurations in lexicographic order
+    assert len(logits) == len(unique)
+    model.eval()
+    for c, out in zip(unique, logits):
+        set_config(model, c)
+        with torch.no_grad():
+            assert torch.equal(out, model(inputs[0])), c
+    set_config(model, before)
+    assert not torch.equal(logits[0], logits[1])  # the configurations really differ
+
+
+def test_evaluate_configs_tree_equals_separate_evaluation(model, data):
+    configs = SearchSpace.from_model(model).random(24, seed=1) + [(1, 1, 1)]
+    model.train()
+    set_config(model, (2, 4, 8))
+    tree = evaluate_configs(model, configs, data, batch_size=64)
+    assert get_config(model) == (2, 4, 8) and model.training  # restored
+    assert list(tree.columns) == ["config", "accuracy"]
+    assert tree["config"].tolist() == configs
+    flat = evaluate_configs(model, configs, data, batch_size=64, tree=False)
+    nested = evaluate_configs(Nested(model), configs, data, batch_size=64)
+    independent = [accuracy(model, data, config=c, batch_size=64) for c in configs]
+    assert tree["accuracy"].tolist() == independent
+    assert flat["accuracy"].tolist() == independent
+    assert nested["accuracy"].tolist() == independent
+    assert tree["accuracy"].nunique() > 3  # configurations are told apart
+    # explicit mean/std are used (different normalisation -> different accuracies somewhere)
+    other = evaluate_configs(model, configs, data, batch_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert other["accuracy"].tolist() == [
+        accuracy(model, data, config=c, batch_size=64, mean=(0.5,) * 3, std=(0.5,) * 3) for c in configs]
+    # the exported plain network, a bare split and gross.train.evaluate all go the same way
+    assert train.evaluate is accuracy
+    plain = [accuracy(export(model, c), data.val, batch_size=64, mean=data.mean, std=data.std) for c in configs]
+    assert plain == independent
+
+
+def test_channels_last_tree_equals_one_by_one(model, data):
+    configs = enumerate_configs(search_space(model))
+    tree = evaluate_configs(model, configs, data, batch_size=128, channels_last=True)
+    flat = evaluate_configs(model, configs, data, batch_size=128, channels_last=True, tree=False)
+    assert tree["accuracy"].tolist() == flat["accuracy"].tolist()
+    nchw = evaluate_configs(model, configs, data, batch_size=128)
+    # another memory layout may round differently, flipping at most a rare prediction
+    assert np.abs(tree["accuracy"] - nchw["accuracy"]).max() <= 100 * 2 / 300
+
+
+def test_tree_runs_prefix_once_per_batch(model, data):
+    calls = {}
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
+             for n in ("conv1", "conv2", "conv3", "conv4")]
+    try:
+        evaluate_configs(model, enumerate_configs(search_space(model)), data, batch_size=100)  # 3 batches
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls == {"conv1": 3, "conv2": 3 * 3, "conv3": 3 * 12, "conv4": 3 * 24}
+
+
+def test_evaluate_configs_errors(model, data):
+    with pytest.raises(ValueError, match="group size 3 is not valid for layer 'conv2'"):
+        evaluate_configs(model, [(3, 1, 1)], data)
+    with pytest.raises(ValueError, match="2 group sizes"):
+        evaluate_configs(model, [(1, 1)], data)
+    with pytest.raises(ValueError, match="no GroSS layers"):
+        evaluate_configs(nn.Sequential(nn.Conv2d(3, 3, 3)), [(1,)], data)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_configs(model, [(1, 1, 1)], data, batch_size=0)
+
+
+def test_config_evaluator_and_get_split(model, data):
+    ev = ConfigEvaluator(model, data, batch_size=100)
+    configs = [(1, 1, 1), (4, 8, 8), (1, 1, 1)]
+    assert ev(configs) == evaluate_configs(model, configs, data, batch_size=100)["accuracy"].tolist()
+    assert ev.input_size() == INPUT
+    assert get_split(data, "test") is data.test and get_split(data.val) is data.val
+    with pytest.raises(ValueError, match="gross.data.Dataset or Split"):
+        get_split([1, 2, 3])
+    with pytest.raises(ValueError, match="batch_size"):
+        ConfigEvaluator(model, data, batch_size=0)
+    with pytest.raises(TypeError):
+        ConfigEvaluator(model, data, bogus=1)
+
+
+def test_accuracy_restores_mode_and_config(model, data):
+    model.train()
+    set_config(model, (2, 4, 8))
+    a = accuracy(model, data, config={"conv2": 1, "conv3": 1, "conv4": 1})
+    assert model.training and get_config(model) == (2, 4, 8)
+    assert a == accuracy(model, data, config="1 1 1") == accuracy(export(model, (1, 1, 1)), data)
+    with pytest.raises(ValueError, match="is empty"):
+        accuracy(model, Split(data.val.images[:0], data.val.labels[:0]))
+
+
+def test_switching_vs_rebuild_reports_equal_accuracies(model, data):
+    configs = enumerate_configs(search_space(model))[:6]
+    r = time_switching_vs_rebuild(model, configs, data)
+    assert r.loc[0, "max_abs_diff"] == 0 and r.loc[0, "n_configs"] == 6 and r.loc[0, "rebuild_s"] > 0
+    assert r.loc[0, "ratio"] == pytest.approx(r.loc[0, "rebuild_s"] / r.loc[0, "switching_s"])
