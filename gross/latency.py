@@ -1,0 +1,618 @@
+"""Per-device latency tables of a GroSS model, an additive latency predictor and cost models.
+
+The paper budgets configurations by MACs; on real hardware fewer MACs need not mean
+faster (small-group convolutions are memory-bound). Because the whole search space is
+one network, the latency of any configuration can be *predicted* from a small table:
+
+* **entries**: for every decomposed layer ``l`` and group size ``s``, the time of the
+  exported bottleneck (1×1 ``P`` → grouped ``k×k`` ``R`` → 1×1 ``Q``, exactly what
+  :func:`gross.decomposition.export` builds) on an input of the shape it meets inside
+  the network (its *context shape*, captured with a forward hook) at the table's batch
+  size;
+* **fixed**: the rest of the network (first convolution, pooling, ReLUs, classifier,
+  framework overhead), estimated as the median over calibration configurations of
+  ``T(exported network) − Σ_l entry_l``.
+
+``predict(config) = fixed + Σ_l entry_l(config_l)`` (:meth:`LatencyTable.predict`).
+
+Two ways to measure the entries (``mode``):
+
+``"isolated"`` (default)
+    Each bottleneck timed alone on its context-shaped input:
+    ``1 + Σ_l |sizes_l|`` timed modules plus the calibration networks.
+``"in_context"``
+    ``entry_l(s) = T(net at ref with layer l at s) − T(net at ref)`` and
+    ``fixed = T(net at ref)`` with ``ref`` the smallest sizes: every entry includes
+    the cache and scheduling effects of running inside the network, at the price of
+    differences of whole-network timings (noisier on a loaded machine).
+
+Timings (:func:`measure_forward`) run under :func:`torch.inference_mode`: warm-up
+calls, then the median over ``repeats`` of loops of ``inner`` forwards lasting at
+least ``min_time`` seconds each (``inner`` calibrated once); on CUDA the device is
+synchronised before reading the clock. Any ``timer(module, x) -> seconds`` can be
+passed instead (tests use deterministic fake timers).
+
+Tables are cached as JSON under ``runs/latency/`` (:func:`gross.paths.runs_root`),
+one file per architecture, batch size and **device fingerprint**
+(:func:`device_fingerprint`: CPU model and thread count or GPU name, torch version,
+batch size). A table whose fingerprint differs from the current one is refused
+(:meth:`LatencyTable.check`) or re-measured (``on_mismatch="remeasure"``), never
+reused silently.
+
+Cost models for the searches built on these tables live in :mod:`gross.cost_models`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import paths, utils
+from .decomposition import export, gross_layers, search_space
+
+__all__ = [
+    "MODES",
+    "STATISTICS",
+    "CLOCKS",
+    "FITS",
+    "LatencyTable",
+    "device_fingerprint",
+    "measure_forward",
+    "context_shapes",
+    "measure_table",
+    "latency_table",
+    "table_path",
+    "load_table",
+    "measure_configs",
+    "validate_predictor",
+    "predictor_summary",
+    "spearman",
+]
+
+#: Ways of measuring the per-layer entries (see the module docstring).
+MODES = ("isolated", "in_context")
+#: Statistics of the repeated timings (:func:`measure_forward`).
+STATISTICS = ("median", "min")
+#: How the fixed part is fitted to the calibration networks (:func:`measure_table`).
+FITS = ("offset", "affine")
+#: Clocks of :func:`measure_forward`: wall time, or the process's CPU time (CPU only).
+CLOCKS = ("wall", "process")
+
+Timer = Callable[[nn.Module, torch.Tensor], float]
+
+
+# ----------------------------------------------------------------------------- device and timing
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def _device(device) -> torch.device:
+    try:
+        device = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not valid: use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use 'cpu'")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"latency tables support 'cpu' and 'cuda' devices, got {str(device)!r}")
+    return device
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def device_fingerprint(device="cpu", batch_size: int = 1, num_threads: int | None = None) -> dict:
+    """What a latency table depends on besides the architecture.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"`` or ``"cuda[:N]"``.
+    batch_size : int
+        Batch size of the timed forwards.
+    num_threads : int, optional
+        CPU threads (default: :func:`torch.get_num_threads` now).
+
+    Returns
+    -------
+    dict
+        ``device_type``, ``device_name`` (CPU model or GPU name), ``threads`` (CPU) or
+        ``cuda`` (version), ``torch`` version and ``batch_size``.
+    """
+    device = _device(device)
+    out = {"device_type": device.type, "torch": torch.__version__,
+           "batch_size": _positive_int("batch_size", batch_size)}
+    if device.type == "cuda":
+        out.update(device_name=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
+    else:
+        threads = torch.get_num_threads() if num_threads is None else _positive_int("num_threads", num_threads)
+        out.update(device_name=_cpu_model(), threads=threads)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_forward(module: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 7,
+                    min_time: float = 0.01, statistic: str = "median", clock: str = "wall") -> float:
+    """Seconds per forward of ``module(x)`` (on ``x``'s device, CUDA synchronised).
+
+    ``warmup`` untimed calls, then ``inner`` (chosen so that one timed loop lasts at least
+    ``min_time`` seconds) forwards per timed loop, ``repeats`` loops; returns the median
+    (``statistic="median"``) or the minimum (``"min"``: robust to other processes
+    stealing the CPU) loop time divided by ``inner``. ``clock="wall"`` reads
+    :func:`time.perf_counter`; ``clock="process"`` (CPU only) reads the process's CPU time
+    (:func:`time.process_time`): with one torch thread this is the latency the forward
+    would have on an otherwise idle core, unaffected by time the scheduler gives to
+    other processes on a shared machine.
+    """
+    if repeats < 1 or warmup < 0 or not min_time >= 0:
+        raise ValueError(f"need repeats >= 1, warmup >= 0, min_time >= 0; got {repeats}, {warmup}, {min_time}")
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}: expected one of {STATISTICS}")
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}: expected one of {CLOCKS}")
+    device = x.device
+    if clock == "process" and device.type != "cpu":
+        raise ValueError(f"clock='process' measures CPU time and needs a CPU input, got device {device}; use 'wall'")
+    now = time.perf_counter if clock == "wall" else time.process_time
+    with torch.inference_mode():
+        for _ in range(max(warmup, 1)):
+            module(x)
+        _sync(device)
+        start = now()
+        module(x)
+        _sync(device)
+        inner = max(1, math.ceil(min_time / max(now() - start, 1e-9)))
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            start = now()
+            for _ in range(inner):
+                module(x)
+            _sync(device)
+            times.append((now() - start) / inner)
+    return float(statistics.median(times) if statistic == "median" else min(times))
+
+
+@contextlib.contextmanager
+def _threads(num_threads: int | None):
+    old = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _progress(total: int, desc: str, progress):
+    from tqdm.auto import tqdm
+
+    # disable=None: tqdm stays quiet when stderr is not a terminal (tests, logs)
+    return tqdm(total=total, desc=desc, disable=None if progress is None else not progress, leave=False)
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+@dataclasses.dataclass
+class LatencyTable:
+    """Per-layer latency entries (seconds) of one architecture on one device.
+
+    Attributes
+    ----------
+    layers : list of str
+        Decomposed layers, in :func:`gross.decomposition.search_space` order.
+    entries : list of dict of int to float
+        ``entries[l][s]``: seconds of layer ``l`` at group size ``s``.
+    fixed : float
+        Seconds of the rest of the network.
+    fingerprint : dict
+        :func:`device_fingerprint` of the device it was measured on.
+    architecture : str
+        Hash of the exported architecture and input size (:func:`_architecture`).
+    settings : dict
+        How it was measured: mode, warm-up, repeats, min_time, input size,
+        calibration configurations and their residuals, wall time.
+    """
+
+    layers: list
+    entries: list
+    fixed: float
+    fingerprint: dict
+    architecture: str
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def sizes(self) -> list[tuple[int, ...]]:
+        """Group sizes per layer."""
+        return [tuple(sorted(e)) for e in self.entries]
+
+    def _check(self, config) -> tuple[int, ...]:
+        config = tuple(config)
+        if len(config) != len(self.layers):
+            raise ValueError(f"config {config} has {len(config)} group sizes; this table has "
+                             f"{len(self.layers)} layers {self.layers}")
+        for name, s, e in zip(self.layers, config, self.entries):
+            if s not in e:
+                raise ValueError(f"group size {s!r} of layer {name!r} is not in the table; valid: {sorted(e)}")
+        return config
+
+    def predict(self, config) -> float:
+        """Predicted seconds per forward: ``fixed + Σ_l entries[l][config[l]]``."""
+        config = self._check(config)
+        return self.fixed + sum(e[s] for e, s in zip(self.entries, config))
+
+    __call__ = predict
+
+    def cheapest(self) -> tuple[tuple[int, ...], float]:
+        """The fastest predicted configuration and its predicted seconds."""
+        config = tuple(min(e, key=lambda s: (e[s], s)) for e in self.entries)
+        return config, self.predict(config)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``layer, group_size, seconds`` (the fixed part as layer ``"(fixed)"``)."""
+        rows = [(n, s, t) for n, e in zip(self.layers, self.entries) for s, t in sorted(e.items())]
+        rows.append(("(fixed)", 0, self.fixed))
+        return pd.DataFrame(rows, columns=["layer", "group_size", "seconds"])
+
+    def to_json(self) -> str:
+        """The table as JSON (:meth:`from_json` reads it back)."""
+        data = dataclasses.asdict(self)
+        data["entries"] = [{str(s): t for s, t in e.items()} for e in self.entries]
+        return json.dumps(data, indent=1, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LatencyTable":
+        """Read a table written by :meth:`to_json`."""
+        data = json.loads(text)
+        data["entries"] = [{int(s): float(t) for s, t in e.items()} for e in data["entries"]]
+        return cls(**data)
+
+    def check(self, fingerprint: Mapping, architecture: str | None = None, source="the table") -> None:
+        """Raise ``ValueError`` unless measured with ``fingerprint`` (and ``architecture``)."""
+        diff = sorted(k for k in set(self.fingerprint) | set(fingerprint)
+                      if self.fingerprint.get(k) != fingerprint.get(k))
+        if diff:
+            detail = ", ".join(f"{k}: table {self.fingerprint.get(k)!r} vs here {fingerprint.get(k)!r}" for k in diff)
+            raise ValueError(
+                f"{source} was measured on another device or setup ({detail}); latencies do not transfer. "
+                "Re-measure here with gross.latency.latency_table(..., on_mismatch='remeasure') "
+                "or measure_table(...)"
+            )
+        if architecture is not None and architecture != self.architecture:
+            raise ValueError(f"{source} was measured for another architecture or input size "
+                             f"({self.architecture} vs {architecture}); measure a table for this model")
+
+
+def _architecture(model: nn.Module, input_size) -> str:
+    """Hash of the exported architecture (module structure and shapes, no weights) and input size."""
+    space = search_space(model)
+    ref = tuple(s[0] for s in space.values())
+    text = repr(export(model, ref)) + json.dumps({"space": {k: list(v) for k, v in space.items()},
+                                                   "input_size": list(input_size)})
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _check_model(model: nn.Module) -> "dict[str, tuple[int, ...]]":
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module with GroSS layers, got {type(model).__name__}")
+    space = search_space(model)
+    if not space:
+        raise ValueError("the model has no GroSS layers; decompose it first (gross.decompose)")
+    return space
+
+
+def _input_size(input_size) -> tuple[int, ...]:
+    if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence) or not input_size \
+            or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_size):
+        raise ValueError(f"input_size must be a sequence of positive ints like (3, 32, 32), got {input_size!r}")
+    return tuple(int(d) for d in input_size)
+
+
+def context_shapes(model: nn.Module, input_size=(3, 32, 32)) -> "dict[str, tuple[int, ...]]":
+    """Input shape (without batch) of every GroSS layer inside ``model`` (one batch-1 forward)."""
+    input_size = _input_size(input_size)
+    shapes, handles = {}, []
+    for name, layer in gross_layers(model).items():
+        handles.append(layer.register_forward_pre_hook(
+            lambda mod, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:]))))
+    try:
+        p = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=p.device, dtype=p.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _default_timer(warmup, repeats, min_time, statistic="median", clock="wall") -> Timer:
+    return lambda module, x: measure_forward(module, x, warmup, repeats, min_time, statistic, clock)
+
+
+def _calibration(space) -> list[tuple[int, ...]]:
+    """The "uniform by rank" configurations: the i-th smallest size of every layer (clipped)."""
+    sizes = list(space.values())
+    return list(dict.fromkeys(tuple(s[min(i, len(s) - 1)] for s in sizes) for i in range(max(map(len, sizes)))))
+
+
+def _layer_entries(layer, sizes, x, timer, device, bar) -> dict[int, float]:
+    """Seconds of ``layer``'s exported bottleneck at each size, alone on input ``x``."""
+    out = {}
+    for s in sizes:
+        out[s] = float(timer(layer.to_bottleneck(s).to(device).eval(), x))
+        bar.update()
+    return out
+
+
+def _fit_fixed(entries, calibration, totals, fit):
+    """(entries, fixed, residuals, scale) from the calibration networks' times (see ``fit``)."""
+    sums = np.array([sum(e[s] for e, s in zip(entries, c)) for c in calibration])
+    totals = np.asarray(totals, dtype=float)
+    scale = 1.0
+    if fit == "affine" and len(sums) >= 2 and np.ptp(sums) > 0:
+        scale, _ = np.polyfit(sums, totals, 1)
+        scale = float(scale) if scale > 0 else 1.0
+    residuals = totals - scale * sums
+    entries = [{s: v * scale for s, v in e.items()} for e in entries]
+    return entries, float(np.median(residuals)), residuals.tolist(), scale
+
+
+def _in_context_entries(sizes, net_time, bar) -> tuple[list[dict[int, float]], float]:
+    """Whole-network differences from the smallest-size reference; returns (entries, fixed)."""
+    ref = tuple(s[0] for s in sizes)
+    base = net_time(ref)
+    bar.update()
+    entries = []
+    for i, allowed in enumerate(sizes):
+        entries.append({})
+        for s in allowed:
+            entries[i][s] = 0.0 if s == ref[i] else net_time(ref[:i] + (s,) + ref[i + 1:]) - base
+            bar.update()
+    return entries, base
+
+
+def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
+                  mode: str = "isolated", num_threads: int | None = None, warmup: int = 2, repeats: int = 7,
+                  min_time: float = 0.01, statistic: str = "median", clock: str = "wall",
+                  calibration: Sequence | None = None, fit: str = "offset", timer: Timer | None = None,
+                  seed: int = 0, progress: bool | None = None) -> LatencyTable:
+    """Measure a :class:`LatencyTable` of a GroSS model (see the module docstring).
+
+    Parameters
+    ----------
+    model : nn.Module
+        GroSS-decomposed model (not modified; weights do not matter for timing).
+    input_size : tuple of int
+        One input without the batch dimension, e.g. ``(3, 32, 32)``.
+    batch_size : int
+    device : str or torch.device
+    mode : {"isolated", "in_context"}
+    num_threads : int, optional
+        CPU threads while measuring (restored afterwards); default torch's current.
+    warmup, repeats, min_time, statistic, clock
+        Passed to :func:`measure_forward` (ignored when ``timer`` is given).
+    calibration : sequence of configurations, optional
+        Whole networks timed to fit the fixed part (``"isolated"``); default the
+        uniform-by-rank configurations (i-th smallest size of every layer).
+    fit : {"offset", "affine"}
+        ``"offset"``: fixed = median over the calibration networks of ``T − Σ entries``.
+        ``"affine"``: least squares ``T ≈ fixed + scale · Σ entries`` over them, and the
+        entries multiplied by ``scale`` (corrects isolated timings that are uniformly
+        faster than in the network, e.g. cache-hot weights).
+    timer : callable, optional
+        ``timer(module, x) -> seconds`` replacing :func:`measure_forward`.
+    seed : int
+        Seed of the random inputs.
+    progress : bool, optional
+        tqdm progress bar; default: only on a terminal.
+    """
+    space = _check_model(model)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}: expected one of {FITS}")
+    input_size, device = _input_size(input_size), _device(device)
+    fingerprint = device_fingerprint(device, batch_size, num_threads)
+    timer_name = "measure_forward" if timer is None else getattr(timer, "__name__", type(timer).__name__)
+    timer = timer or _default_timer(warmup, repeats, min_time, statistic, clock)
+    names, sizes = list(space), [tuple(v) for v in space.values()]
+    calibration = [tuple(c) for c in (calibration or _calibration(space))]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, *input_size, generator=g).to(device)
+    t0 = time.perf_counter()
+    with _threads(num_threads):
+
+        def net_time(config):
+            return timer(export(model, config).to(device).eval(), x)
+
+        n_total = sum(map(len, sizes)) + (len(calibration) if mode == "isolated" else 1)
+        with _progress(n_total, f"latency table ({device}, batch {batch_size})", progress) as bar:
+            if mode == "isolated":
+                shapes = context_shapes(model, input_size)
+                inputs = {n: torch.randn(batch_size, *shapes[n], generator=g).to(device) for n in names}
+                entries = [_layer_entries(layer, sizes[i], inputs[name], timer, device, bar)
+                           for i, (name, layer) in enumerate(gross_layers(model).items())]
+                totals = []
+                for c in calibration:
+                    totals.append(net_time(c))
+                    bar.update()
+                entries, fixed, residuals, scale = _fit_fixed(entries, calibration, totals, fit)
+            else:
+                entries, fixed = _in_context_entries(sizes, net_time, bar)
+                residuals, calibration, totals, scale = [], [tuple(s[0] for s in sizes)], [fixed], 1.0
+    settings = {
+        "mode": mode, "input_size": list(input_size), "warmup": warmup, "repeats": repeats, "min_time": min_time,
+        "statistic": statistic, "clock": clock, "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
+        "timer": timer_name,
+        "fit": fit if mode == "isolated" else "none", "scale": scale,
+        "calibration": [list(c) for c in calibration], "calibration_s": [float(v) for v in totals],
+        "residuals": [float(r) for r in residuals],
+        "wall_time_s": round(time.perf_counter() - t0, 3), "seed": seed,
+    }
+    return LatencyTable(names, entries, float(fixed), fingerprint, _architecture(model, input_size), settings)
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def table_path(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu",
+               mode: str = "isolated", num_threads: int | None = None, directory=None) -> Path:
+    """Cache file of a table: ``runs/latency/<architecture>-<mode>-<fingerprint hash>.json``."""
+    fingerprint = device_fingerprint(device, batch_size, num_threads)
+    key = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:10]
+    directory = Path(directory) if directory is not None else paths.runs_root() / "latency"
+    return directory / f"{_architecture(model, _input_size(input_size))}-{mode}-b{batch_size}-{key}.json"
+
+
+def load_table(path, device="cpu", batch_size: int | None = None, num_threads: int | None = None,
+               model: nn.Module | None = None, input_size=(3, 32, 32)) -> LatencyTable:
+    """Read a table and check it was measured here (same fingerprint; same architecture if ``model``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        Measured on another device, thread count, torch version or batch size (or for
+        another architecture): never silently reused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no latency table at {path}; measure one with gross.latency.latency_table")
+    table = LatencyTable.from_json(path.read_text())
+    batch_size = table.fingerprint.get("batch_size", 1) if batch_size is None else batch_size
+    arch = _architecture(model, _input_size(input_size)) if model is not None else None
+    table.check(device_fingerprint(device, batch_size, num_threads), arch, source=str(path))
+    return table
+
+
+#: Measurement settings a cached table must share with the request to be re-used.
+_MEASUREMENT_KEYS = ("warmup", "repeats", "min_time", "statistic", "clock", "seed", "fit")
+
+
+def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
+                  mode: str = "isolated", num_threads: int | None = None, cache: bool = True, directory=None,
+                  on_mismatch: str = "error", **kwargs) -> LatencyTable:
+    """The latency table of ``model`` on this device: from the cache when valid, else measured.
+
+    ``kwargs`` go to :func:`measure_table`. A cached file whose fingerprint or
+    architecture does not match raises (``on_mismatch="error"``) or is re-measured and
+    overwritten (``"remeasure"``); a cached table measured with other settings
+    (``warmup``, ``repeats``, ``min_time``, ``statistic``, ``clock``, ``seed`` in ``kwargs``)
+    is measured again. Cache files are written atomically.
+    """
+    if on_mismatch not in ("error", "remeasure"):
+        raise ValueError(f"on_mismatch must be 'error' or 'remeasure', got {on_mismatch!r}")
+    _check_model(model)
+    path = table_path(model, input_size, batch_size, device, mode, num_threads, directory)
+    if cache and path.is_file():
+        try:
+            table = load_table(path, device, batch_size, num_threads, model, input_size)
+        except ValueError:
+            if on_mismatch == "error":
+                raise
+        else:
+            asked = {k: v for k, v in kwargs.items() if k in _MEASUREMENT_KEYS}
+            if all(table.settings.get(k) == v for k, v in asked.items()):
+                return table  # else: measured with other settings (repeats, ...): measure again
+    table = measure_table(model, input_size, batch_size, device, mode=mode, num_threads=num_threads, **kwargs)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        utils.atomic_write_text(table.to_json() + "\n", path)
+    return table
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def measure_configs(model: nn.Module, configs, input_size=(3, 32, 32), batch_size: int = 1, device="cpu", *,
+                    timer: Timer | None = None, warmup: int = 2, repeats: int = 7, min_time: float = 0.01,
+                    statistic: str = "median", clock: str = "wall", num_threads: int | None = None, seed: int = 0,
+                    progress: bool | None = None) -> list[float]:
+    """Measured seconds per forward of the exported network at each configuration."""
+    device = _device(device)
+    _check_model(model)
+    timer = timer or _default_timer(warmup, repeats, min_time, statistic, clock)
+    x = torch.randn(batch_size, *_input_size(input_size), generator=torch.Generator().manual_seed(seed)).to(device)
+    out = []
+    with _threads(num_threads), _progress(len(configs), "end-to-end latency", progress) as bar:
+        for c in configs:
+            out.append(float(timer(export(model, tuple(c)).to(device).eval(), x)))
+            bar.update()
+    return out
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (average ranks for ties) of two equal-length sequences."""
+    a, b = pd.Series(np.asarray(a, dtype=float)), pd.Series(np.asarray(b, dtype=float))
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"need two sequences of the same length >= 2, got lengths {len(a)} and {len(b)}")
+    return float(np.corrcoef(a.rank().to_numpy(), b.rank().to_numpy())[0, 1])
+
+
+def validate_predictor(model: nn.Module, table: LatencyTable, configs=None, n_configs: int = 30, seed: int = 0,
+                       input_size=None, device="cpu", **kwargs) -> pd.DataFrame:
+    """Predicted vs measured end-to-end latency of ``n_configs`` random configurations.
+
+    ``configs`` (default: a seeded draw of distinct random configurations) are measured
+    with :func:`measure_configs` (``kwargs``) at the table's batch size.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``config, macs, predicted_s, measured_s, rel_error``
+        (``(predicted − measured) / measured``); summarise with :func:`predictor_summary`.
+    """
+    from .macs import count_macs
+    from .search import random_configs
+
+    space = _check_model(model)
+    input_size = tuple(table.settings.get("input_size", (3, 32, 32))) if input_size is None else input_size
+    table.check(device_fingerprint(device, table.fingerprint["batch_size"], kwargs.get("num_threads")),
+                _architecture(model, _input_size(input_size)))
+    configs = random_configs(space, n_configs, seed) if configs is None else [tuple(c) for c in configs]
+    measured = measure_configs(model, configs, input_size, table.fingerprint["batch_size"], device, **kwargs)
+    predicted = [table.predict(c) for c in configs]
+    macs = [count_macs(model, input_size, config=c).total for c in configs]
+    df = pd.DataFrame({"config": configs, "macs": macs, "predicted_s": predicted, "measured_s": measured})
+    df["rel_error"] = (df["predicted_s"] - df["measured_s"]) / df["measured_s"]
+    return df
+
+
+def predictor_summary(df: pd.DataFrame) -> dict:
+    """``n``, ``median_abs_rel_error``, ``spearman`` (predicted vs measured) and ``spearman_macs``."""
+    missing = {"predicted_s", "measured_s", "macs"} - set(df.columns)
+    if missing:
+        raise ValueError(f"df is missing columns {sorted(missing)}; pass the output of validate_predictor")
+    rel = (df["predicted_s"] - df["measured_s"]).abs() / df["measured_s"]
+    return {"n": len(df), "median_abs_rel_error": float(rel.median()),
+            "spearman": spearman(df["predicted_s"], df["measured_s"]),
+            "spearman_macs": spearman(df["macs"], df["measured_s"])}

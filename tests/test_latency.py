@@ -1,0 +1,221 @@
+"""Latency tables, the additive predictor, the cache and the cost models (:mod:`gross.latency`).
+
+Timings are replaced by deterministic fake timers (no wall times are asserted).
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gross import latency as L
+from gross.bench import random_gross
+from gross.decomposition import enumerate_configs, export, search_space
+from gross.macs import count_macs
+from gross.models import four_layer_net
+from gross.search import random_configs
+
+NS = 1e-9
+
+
+def fake_timer(module: nn.Module, x: torch.Tensor) -> float:
+    """Additive over layers: 1 ns per MAC of the batch plus 1 µs per leaf module."""
+    macs = count_macs(module, tuple(x.shape[1:])).total * x.shape[0]
+    leaves = sum(1 for m in module.modules() if not list(m.children()))
+    return macs * NS + leaves * 1e-6
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_gross(four_layer_net(), seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def table(model):
+    return L.measure_table(model, batch_size=2, timer=fake_timer, progress=False)
+
+
+def test_context_shapes_are_the_layer_inputs(model):
+    # 4-layer net: conv -> pool after every conv, 32x32 input
+    assert L.context_shapes(model) == {"conv2": (32, 16, 16), "conv3": (32, 8, 8), "conv4": (64, 4, 4)}
+
+
+def test_entries_are_the_bottleneck_times_in_context_shape(model, table):
+    shapes = {"conv2": (32, 16, 16), "conv3": (32, 8, 8), "conv4": (64, 4, 4)}
+    assert table.layers == list(shapes)
+    for name, entries in zip(table.layers, table.entries):
+        conv = four_layer_net().get_submodule(name)
+        for s, t in entries.items():
+            c, h, w = shapes[name]
+            k = conv.kernel_size[0] * conv.kernel_size[1]
+            # independent count: P (c*c), R (c*s*k), Q (c*u + bias) per pixel, 3 leaf convs
+            macs = h * w * (c * c + c * s * k + conv.out_channels * c + conv.out_channels)
+            assert t == pytest.approx(2 * macs * NS + 3e-6, rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", L.MODES)
+def test_prediction_is_fixed_plus_layer_sum_and_matches_an_additive_timer(model, mode):
+    table = L.measure_table(model, batch_size=2, mode=mode, timer=fake_timer, progress=False)
+    x = torch.zeros(2, 3, 32, 32)
+    for c in random_configs(search_space(model), 12, seed=3):
+        independent = table.fixed + sum(table.entries[i][s] for i, s in enumerate(c))
+        assert table.predict(c) == independent
+        assert table.predict(c) == pytest.approx(fake_timer(export(model, c), x), rel=1e-9)
+
+
+def test_fixed_part_is_the_median_calibration_residual(model):
+    noise = iter(np.random.default_rng(0).uniform(0, 1e-3, 1000))
+    table = L.measure_table(model, timer=lambda m, x: fake_timer(m, x) + next(noise), progress=False)
+    res = table.settings["residuals"]
+    assert len(res) == len(table.settings["calibration"]) == 7  # conv4 has 7 sizes
+    assert table.fixed == pytest.approx(float(np.median(res)))
+    assert table.settings["calibration"][0] == [1, 1, 1] and table.settings["calibration"][-1] == [32, 32, 64]
+
+
+def test_cheapest_and_frame(table):
+    config, seconds = table.cheapest()
+    brute = min(enumerate_configs(dict(zip(table.layers, table.sizes))), key=table.predict)
+    assert config == brute and seconds == table.predict(brute)
+    df = table.to_frame()
+    assert len(df) == sum(map(len, table.sizes)) + 1 and df["seconds"].iloc[-1] == table.fixed
+
+
+def test_measure_forward_runs_and_checks_its_arguments():
+    net = nn.Conv2d(3, 4, 3)
+    x = torch.randn(1, 3, 8, 8)
+    assert L.measure_forward(net, x, warmup=0, repeats=2, min_time=0.0) > 0
+    assert L.measure_forward(net, x, warmup=0, repeats=2, min_time=0.0, statistic="min") > 0
+    with pytest.raises(ValueError, match="repeats"):
+        L.measure_forward(net, x, repeats=0)
+    assert L.measure_forward(net, x, warmup=0, repeats=2, min_time=0.0, clock="process") >= 0
+    with pytest.raises(ValueError, match="statistic"):
+        L.measure_forward(net, x, statistic="mean")
+    with pytest.raises(ValueError, match="clock"):
+        L.measure_forward(net, x, clock="cycles")
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def test_cache_round_trip_without_remeasuring(model, gross_runs):
+    first = L.latency_table(model, batch_size=2, timer=fake_timer, progress=False)
+    path = L.table_path(model, batch_size=2)
+    assert path.is_file() and path.parent == gross_runs / "latency"
+
+    def fail(module, x):
+        raise AssertionError("must not measure again")
+
+    again = L.latency_table(model, batch_size=2, timer=fail, progress=False)
+    assert again == first
+    other_batch = L.table_path(model, batch_size=4)
+    assert other_batch != path
+
+
+@pytest.mark.parametrize("key,value", [("torch", "0.0.1"), ("device_name", "Some Other CPU"), ("threads", 97)])
+def test_table_from_another_device_is_refused_or_remeasured(model, gross_runs, key, value):
+    L.latency_table(model, batch_size=2, timer=fake_timer, progress=False)
+    path = L.table_path(model, batch_size=2)
+    data = json.loads(path.read_text())
+    data["fingerprint"][key] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"another device.*{key}"):
+        L.latency_table(model, batch_size=2, timer=fake_timer, progress=False)
+    with pytest.raises(ValueError, match="Re-measure here"):
+        L.load_table(path)
+    remeasured = L.latency_table(model, batch_size=2, timer=fake_timer, progress=False, on_mismatch="remeasure")
+    assert remeasured.fingerprint == L.device_fingerprint("cpu", 2)
+    assert L.load_table(path, batch_size=2).fingerprint[key] != value
+
+
+def test_table_of_another_batch_size_or_architecture_is_refused(model, tmp_path):
+    table = L.measure_table(model, batch_size=2, timer=fake_timer, progress=False)
+    path = tmp_path / "t.json"
+    path.write_text(table.to_json())
+    assert L.load_table(path, model=model) == table
+    with pytest.raises(ValueError, match="batch_size"):
+        L.load_table(path, batch_size=8)
+    other = random_gross(four_layer_net(), group_sizes=(1, 2, 4), seed=0)
+    with pytest.raises(ValueError, match="another architecture"):
+        L.load_table(path, model=other)
+    with pytest.raises(FileNotFoundError, match="latency_table"):
+        L.load_table(tmp_path / "missing.json")
+
+
+def test_fingerprint_contents():
+    fp = L.device_fingerprint("cpu", 64, num_threads=3)
+    assert fp["batch_size"] == 64 and fp["threads"] == 3 and fp["torch"] == torch.__version__
+    assert fp["device_type"] == "cpu" and fp["device_name"]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_validation_with_an_additive_timer_is_exact(model, table):
+    df = L.validate_predictor(model, table, n_configs=8, seed=1, timer=fake_timer, progress=False)
+    assert len(df) == 8 and df["config"].nunique() == 8
+    summary = L.predictor_summary(df)
+    assert summary["median_abs_rel_error"] < 1e-9 and summary["spearman"] == pytest.approx(1.0)
+    assert list(df["macs"]) == [count_macs(model, config=c).total for c in df["config"]]
+
+
+def test_spearman_against_scipy():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, 40).astype(float)  # with ties
+    b = a + rng.normal(0, 2, 40)
+    assert L.spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    with pytest.raises(ValueError, match="same length"):
+        L.spearman([1, 2], [1, 2, 3])
+
+
+def test_bad_inputs(model, table):
+    with pytest.raises(ValueError, match="3 layers"):
+        table.predict((1, 2))
+    with pytest.raises(ValueError, match="group size 3 of layer 'conv2'"):
+        table.predict((3, 1, 1))
+    with pytest.raises(ValueError, match="unknown mode"):
+        L.measure_table(model, mode="fast", timer=fake_timer)
+    with pytest.raises(ValueError, match="no GroSS layers"):
+        L.measure_table(four_layer_net(), timer=fake_timer)
+    with pytest.raises(ValueError, match="batch_size"):
+        L.measure_table(model, batch_size=0, timer=fake_timer)
+    with pytest.raises(ValueError, match="input_size"):
+        L.context_shapes(model, "3x32")
+    with pytest.raises(ValueError, match="device"):
+        L.device_fingerprint("tpu")
+    with pytest.raises(ValueError, match="on_mismatch"):
+        L.latency_table(model, on_mismatch="ignore")
+
+
+def test_cached_table_with_other_measurement_settings_is_measured_again(model, gross_runs):
+    first = L.latency_table(model, timer=fake_timer, repeats=3, progress=False)
+    calls = []
+
+    def counting(module, x):
+        calls.append(1)
+        return fake_timer(module, x)
+
+    assert L.latency_table(model, timer=counting, repeats=3, progress=False) == first and not calls
+    again = L.latency_table(model, timer=counting, repeats=5, progress=False)
+    assert calls and again.settings["repeats"] == 5
+
+
+def test_affine_fit_corrects_entries_that_are_uniformly_fast_in_isolation(model):
+    def slower_in_network(module, x):  # whole networks 30 % slower than the sum of their parts
+        return fake_timer(module, x) * (1.3 if hasattr(module, "fc2") else 1.0)
+
+    x = torch.zeros(1, 3, 32, 32)
+    affine = L.measure_table(model, timer=slower_in_network, fit="affine", progress=False)
+    offset = L.measure_table(model, timer=slower_in_network, fit="offset", progress=False)
+    assert affine.settings["scale"] == pytest.approx(1.3, rel=1e-9) and offset.settings["scale"] == 1.0
+    errors = {"affine": [], "offset": []}
+    for c in random_configs(search_space(model), 10, seed=5):
+        truth = slower_in_network(export(model, c), x)
+        assert affine.predict(c) == pytest.approx(truth, rel=1e-9)
+        errors["offset"].append(abs(offset.predict(c) - truth) / truth)
+    assert max(errors["offset"]) > 1e-3  # the offset fit cannot absorb a multiplicative difference
+    with pytest.raises(ValueError, match="unknown fit"):
+        L.measure_table(model, timer=fake_timer, fit="spline")
