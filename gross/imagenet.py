@@ -62,6 +62,7 @@ __all__ = [
     "load_pretrained",
     "ImageFolderSplit",
     "imagenet",
+    "generate_folder",
     "loader",
     "decompose_imagenet",
     "units",
@@ -360,6 +361,30 @@ def imagenet(root, resize: int = 256, crop: int = 224, held_out: int = 0, split_
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(int(split_seed))).tolist()
     val_idx, train_idx = sorted(perm[:held_out]), sorted(perm[held_out:])
     return Dataset(train=full.subset(train_idx), val=full.subset(val_idx, train=False), test=test, **common)
+
+
+def generate_folder(root, classes: int = 10, train_per_class: int = 20, val_per_class: int = 4,
+                    size: int = 64, seed: int = 0) -> Path:
+    """Write a small ImageNet-style folder of JPEGs (tests, smoke runs); returns ``root``.
+
+    Class ``c`` images are noise around a class colour (so that a network can learn them),
+    sizes vary around ``size`` so that the shorter-side resize matters.
+    """
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(30, 226, (classes, 3))
+    for split, per in (("train", train_per_class), ("val", val_per_class)):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per):
+                h, w = size + int(rng.integers(0, size // 4 + 1)), size + int(rng.integers(0, size // 4 + 1))
+                arr = np.clip(colours[c] + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(folder / f"{split}_{c}_{i}.JPEG", quality=90)
+    return root
 
 
 def loader(split: ImageFolderSplit, batch_sampler, workers: int = 8, pin_memory: bool = True,
