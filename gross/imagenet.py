@@ -94,12 +94,23 @@ def _vgg16(num_classes: int, width_mult: float, hidden: int) -> nn.Module:
     from torchvision.models.vgg import VGG, make_layers
 
     plan = [c if c == "M" else _scaled(c, width_mult) for c in _VGG_PLAN]
-    model = VGG(make_layers(plan, batch_norm=False), num_classes=num_classes, init_weights=True)
-    if width_mult != 1.0 or hidden != 4096:
-        last = plan[-2]
-        model.classifier = nn.Sequential(
-            nn.Linear(last * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(), nn.Linear(hidden, hidden), nn.ReLU(True),
-            nn.Dropout(), nn.Linear(hidden, num_classes))
+    if width_mult == 1.0 and hidden == 4096:
+        return VGG(make_layers(plan, batch_norm=False), num_classes=num_classes, init_weights=True)
+    # torchvision's VGG class and module names with a narrower classifier (not built at full size first)
+    model = VGG.__new__(VGG)
+    nn.Module.__init__(model)
+    model.features = make_layers(plan, batch_norm=False)
+    model.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+    model.classifier = nn.Sequential(
+        nn.Linear(plan[-2] * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(), nn.Linear(hidden, hidden), nn.ReLU(True),
+        nn.Dropout(), nn.Linear(hidden, num_classes))
+    for m in model.modules():  # torchvision's VGG initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
     return model
 
 
@@ -199,7 +210,8 @@ def load_pretrained(name: str, path: str | os.PathLike | None = None, **build_kw
     arch = arch_name(name)
     file = weights_path(arch, path)
     state = _read_state(file, arch)
-    model = build(arch, **build_kwargs)
+    with torch.device("meta"):  # shapes only; the file's tensors are assigned below
+        model = build(arch, **build_kwargs)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -212,7 +224,7 @@ def load_pretrained(name: str, path: str | os.PathLike | None = None, **build_kw
             f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, "
             f"{len(shapes)} shape mismatches {shapes[:2]}. Is it the file of {other} or of another width? "
             f"Expected torchvision's {WEIGHT_FILES[arch]}")
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)
     return model.eval()
 
 

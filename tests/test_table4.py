@@ -53,8 +53,10 @@ def test_whole_table4_path_writes_every_row(cfg, tmp_path):
     runs = list((tmp_path / "runs" / "smoke").glob("imagenet-*/*_gross.pt"))
     assert len(runs) == 2
     mtimes = {p: p.stat().st_mtime_ns for p in runs}
-    again = table4.table4(cfg).tables["table4_imagenet"]
-    assert again.equals(table) and all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    tuned = table4.gross_finetuned(cfg, "resnet18", 10)
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    assert table4.true_accuracy(cfg, "resnet18", table4._uniform(table4.search_space(tuned), 1), 10) == \
+        pytest.approx(float(table[first].str.startswith("Depthwise").pipe(lambda m: table.loc[m, "True"]).iloc[-1]))
 
 
 def test_skipped_without_root_and_clear_errors(cfg, tmp_path, monkeypatch):
