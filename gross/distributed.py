@@ -70,7 +70,9 @@ __all__ = [
     "ShardSampler",
     "finetune",
     "evaluate",
+    "evaluate_plain",
     "evaluator",
+    "barrier",
     "write_job",
     "launch",
     "main",
@@ -374,6 +376,21 @@ def _shard(n: int, ctx: Context) -> range:
     return range(min(ctx.rank * per, n), min((ctx.rank + 1) * per, n))
 
 
+def _sharded_counts(split, ctx: Context, batch_size: int, workers: int, pin_memory: bool, count) -> torch.Tensor:
+    """``count(batches) -> (int64 counts, n)`` on this rank's shard, summed over all ranks (last entry: n)."""
+    idx = list(_shard(len(split), ctx))
+    chunks = [idx[i:i + int(batch_size)] for i in range(0, len(idx), int(batch_size))]
+    data = inet.loader(split, chunks, workers, pin_memory, persistent_workers=False) if chunks else []
+    correct, n = count(data)
+    counts = torch.cat([correct.reshape(-1).cpu(), torch.tensor([n])]).to(ctx.device)
+    if ctx.distributed:
+        dist.all_reduce(counts)
+    counts = counts.cpu()
+    if int(counts[-1]) == 0:
+        raise ValueError("the evaluation split is empty")
+    return counts
+
+
 def evaluate(model: nn.Module, configs: Sequence, split, *, ctx: Context | None = None, batch_size: int = 256,
              workers: int = 8, pin_memory: bool = True, mean=inet.IMAGENET_MEAN, std=inet.IMAGENET_STD,
              tree: bool = True) -> pd.DataFrame:
@@ -381,25 +398,45 @@ def evaluate(model: nn.Module, configs: Sequence, split, *, ctx: Context | None 
 
     Every rank returns the same DataFrame (``config``, ``accuracy`` in percent, ``images``).
     With one process this is plain (prefix-tree) evaluation; with ``N`` the integer counts
-    of the ``N`` shards are summed (all-reduce), so the accuracy is the same.
+    of the ``N`` contiguous shards are summed (all-reduce), so the accuracy is the same.
     """
     ctx = ctx or init()
-    idx = list(_shard(len(split), ctx))
-    chunks = [idx[i:i + int(batch_size)] for i in range(0, len(idx), int(batch_size))]
     dtype = next(model.parameters()).dtype
     model.to(ctx.device).eval()
-    data = inet.loader(split, chunks, workers, pin_memory, persistent_workers=False) if chunks else []
-    batches = ((inet.normalise(x, ctx.device, dtype, mean, std), y.to(ctx.device)) for x, y in data)
-    correct, n = inet.count_correct(model, configs, batches, tree=tree)
-    counts = torch.cat([correct, torch.tensor([n])]).to(ctx.device)
-    if ctx.distributed:
-        dist.all_reduce(counts)
-    counts = counts.cpu()
-    total = int(counts[-1])
-    if total == 0:
-        raise ValueError("the evaluation split is empty")
+
+    def count(data):
+        batches = ((inet.normalise(x, ctx.device, dtype, mean, std), y.to(ctx.device)) for x, y in data)
+        return inet.count_correct(model, configs, batches, tree=tree)
+
+    counts = _sharded_counts(split, ctx, batch_size, workers, pin_memory, count)
     return pd.DataFrame({"config": [tuple(int(s) for s in c) for c in configs],
-                         "accuracy": (100.0 * counts[:-1].double() / total).tolist(), "images": total})
+                         "accuracy": (100.0 * counts[:-1].double() / counts[-1]).tolist(),
+                         "images": int(counts[-1])})
+
+
+def evaluate_plain(net: nn.Module, split, *, ctx: Context | None = None, batch_size: int = 256, workers: int = 8,
+                   pin_memory: bool = True, mean=inet.IMAGENET_MEAN, std=inet.IMAGENET_STD) -> float:
+    """Top-1 accuracy (percent) of an ordinary network on ``split``, sharded like :func:`evaluate`."""
+    ctx = ctx or init()
+    dtype = next(net.parameters()).dtype
+    net.to(ctx.device).eval()
+
+    @torch.inference_mode()
+    def count(data):
+        correct, n = torch.zeros(1, dtype=torch.int64), 0
+        for x, y in data:
+            correct += int((net(inet.normalise(x, ctx.device, dtype, mean, std)).argmax(1).cpu() == y).sum())
+            n += len(y)
+        return correct, n
+
+    counts = _sharded_counts(split, ctx, batch_size, workers, pin_memory, count)
+    return 100.0 * float(counts[0]) / float(counts[-1])
+
+
+def barrier(ctx: Context) -> None:
+    """Wait for every rank (no-op with one process)."""
+    if ctx.distributed:
+        dist.barrier()
 
 
 def evaluator(model: nn.Module, split, **kwargs):

@@ -40,12 +40,17 @@ from .macs import count_macs
 from .train import RECIPES, Recipe
 
 __all__ = ["settings", "dataset", "pretrained", "decomposed", "gross_finetuned", "search", "true_accuracy",
-           "rows", "table4", "TITLES"]
+           "rows", "table4", "main", "TITLES"]
 
 #: Model blocks of Table 4.
 TITLES = {"vgg16": "VGG-16", "resnet18": "ResNet-18"}
 _NOTE_26 = ("the rows of [26] (VGG-16 with the decomposition structure of Zhang et al.) are left out: that "
             "structure is given in the paper's supplementary material, which is not available")
+
+
+def _ctx(cfg) -> "ddp.Context":
+    """This process's rank (one process, or every rank when run under ``torchrun -m gross.table4``)."""
+    return ddp.init(str(cfg.get("device", "auto")).split(":")[0])
 
 
 def settings(cfg: Mapping) -> dict:
@@ -90,14 +95,18 @@ def pretrained(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
     return inet.load_pretrained(name, s[f"{name}_weights"], **kw)
 
 
-def _cached(path: Path, make):
-    if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=False)
-    model = make()
+def _cached(cfg, path: Path, make, collective: bool = False):
+    """Load ``path``, else make it: on rank 0 only, or on every rank (``collective``: training)."""
     from .utils import atomic_save
 
-    atomic_save(model, path)
-    return model
+    ctx = _ctx(cfg)
+    if not path.exists():
+        if collective or ctx.rank == 0:
+            model = make()
+            if ctx.rank == 0:
+                atomic_save(model, path)
+        ddp.barrier(ctx)
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def decomposed(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
@@ -108,7 +117,7 @@ def decomposed(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
         model = pretrained(cfg, name, num_classes)
         return inet.decompose_imagenet(model, s["group_sizes"], tol=s["btd_tol"], max_iter=s["btd_max_iter"],
                                        seed=int(cfg["seed"]))
-    return _cached(_work_dir(cfg, f"{name}_init.pt"), make)
+    return _cached(cfg, _work_dir(cfg, f"{name}_init.pt"), make)
 
 
 def _recipe(cfg, name: str, kind: str, n_train: int) -> tuple[Recipe, int | None]:
@@ -133,13 +142,14 @@ def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str) -> nn.Mod
     options = dict(checkpoint_every_steps=s["checkpoint_every_steps"], max_steps_per_epoch=max_steps,
                    workers=s["workers"], pin_memory=s["pin_memory"], persistent_workers=s["persistent_workers"])
     trainable = "gross" if kind == "gross" else "all"
-    if s["nproc"] > 1:
+    ctx = _ctx(cfg)
+    if s["nproc"] > 1 and not ctx.distributed:
         job = ddp.write_job(run_dir / f"{run_name}.job", model, _data_kwargs(cfg), recipe, run_dir, name=run_name,
                             trainable=trainable, **options)
         ddp.launch(job, s["nproc"], device=str(cfg.get("device", "auto")).split(":")[0])
     else:
-        ddp.finetune(model, data.train, recipe, run_dir=run_dir, name=run_name, trainable=trainable,
-                     ctx=ddp.init(str(cfg.get("device", "auto")).split(":")[0]), **options)
+        ddp.finetune(model, data.train, recipe, run_dir=run_dir, name=run_name, trainable=trainable, ctx=ctx,
+                     **options)
     state = torch.load(run_dir / f"{run_name}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     return model.eval()
@@ -148,12 +158,14 @@ def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str) -> nn.Mod
 def gross_finetuned(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
     """GroSS fine-tuned ``name`` (cached; resumes an interrupted run)."""
     path = _work_dir(cfg, f"{name}_gross_model.pt")
-    return _cached(path, lambda: _train(cfg, decomposed(cfg, name, num_classes), name, "gross", f"{name}_gross"))
+    return _cached(cfg, path, lambda: _train(cfg, decomposed(cfg, name, num_classes), name, "gross", f"{name}_gross"),
+                   collective=True)
 
 
 def _eval_kw(cfg) -> dict:
     s = settings(cfg)
-    return {"batch_size": s["eval_batch_size"], "workers": s["workers"], "pin_memory": s["pin_memory"]}
+    return {"batch_size": s["eval_batch_size"], "workers": s["workers"], "pin_memory": s["pin_memory"],
+            "ctx": _ctx(cfg)}
 
 
 def _uniform(space: Mapping, s: int) -> tuple:
@@ -181,28 +193,16 @@ def true_accuracy(cfg: Mapping, name: str, config, num_classes: int) -> float:
     """Test accuracy of ``config`` decomposed alone (GroSS initialisation exported) and fine-tuned (all layers)."""
     label = "-".join(str(int(c)) for c in config)
     path = _work_dir(cfg, f"{name}_true_{label}.json")
-    if path.exists():
-        return json.loads(path.read_text())["test_acc"]
-    from .utils import atomic_write_text
+    if not path.exists():
+        from .utils import atomic_write_text
 
-    net = export(decomposed(cfg, name, num_classes), tuple(config))
-    net = _train(cfg, net, name, "config", f"{name}_config_{label}")
-    acc = _plain_accuracy(cfg, net, dataset(cfg).test)
-    atomic_write_text(json.dumps({"config": list(config), "test_acc": acc}), path)
-    return acc
-
-
-def _plain_accuracy(cfg, net: nn.Module, split) -> float:
-    kw = _eval_kw(cfg)
-    chunks = [list(range(i, min(i + kw["batch_size"], len(split)))) for i in range(0, len(split), kw["batch_size"])]
-    correct = n = 0
-    net.eval()
-    dtype = next(net.parameters()).dtype
-    with torch.inference_mode():
-        for x, y in inet.loader(split, chunks, kw["workers"], kw["pin_memory"], persistent_workers=False):
-            correct += int((net(inet.normalise(x, "cpu", dtype)).argmax(1) == y).sum())
-            n += len(y)
-    return 100.0 * correct / n
+        net = export(decomposed(cfg, name, num_classes), tuple(config))
+        net = _train(cfg, net, name, "config", f"{name}_config_{label}")
+        acc = ddp.evaluate_plain(net, dataset(cfg).test, **_eval_kw(cfg))
+        if _ctx(cfg).rank == 0:
+            atomic_write_text(json.dumps({"config": list(config), "test_acc": acc}), path)
+        ddp.barrier(_ctx(cfg))
+    return json.loads(path.read_text())["test_acc"]
 
 
 def rows(cfg: Mapping, name: str) -> tuple[pd.DataFrame, pd.DataFrame, list, list]:
@@ -227,7 +227,8 @@ def rows(cfg: Mapping, name: str) -> tuple[pd.DataFrame, pd.DataFrame, list, lis
     out = []
     for group, role, c in entries:
         m = count_macs(full, size) if c is None else count_macs(model, size, config=c)
-        true = _plain_accuracy(cfg, full, data.test) if c is None else true_accuracy(cfg, name, c, nc)
+        true = ddp.evaluate_plain(full, data.test, **_eval_kw(cfg)) if c is None else \
+            true_accuracy(cfg, name, c, nc)
         out.append({"group": group, "role": role, "config": c, "macs": m.total, "gconv_macs": m.gconv,
                     "gross_acc": float("nan") if c is None else gross[c], "true_acc": true, "repeat": 0,
                     **({"label": f"{TITLES[name]} (Full)"} if c is None else {})})
@@ -260,8 +261,34 @@ def table4(cfg: Mapping):
     trace = pd.concat(traces, ignore_index=True)
     trace = trace.assign(config=[" ".join(map(str, c)) for c in trace["config"]],
                          baseline=[b if isinstance(b, str) else " ".join(map(str, b)) for b in trace["baseline"]])
-    save_table(cfg, trace, "bfs_imagenet_trace", "imagenet", wall, notes[:1])
-    save_table(cfg, table, "table4_imagenet", "imagenet", wall, notes)
-    for fname, fig in figures.items():
-        save_figure(cfg, fig, fname, "imagenet", wall, notes[:1])
+    if _ctx(cfg).rank == 0:
+        save_table(cfg, trace, "bfs_imagenet_trace", "imagenet", wall, notes[:1])
+        save_table(cfg, table, "table4_imagenet", "imagenet", wall, notes)
+        for fname, fig in figures.items():
+            save_figure(cfg, fig, fname, "imagenet", wall, notes[:1])
+    ddp.barrier(_ctx(cfg))
     return StepResult(tables={"table4_imagenet": table, "bfs_imagenet_trace": trace}, figures=figures, notes=notes)
+
+
+def main(argv=None) -> None:
+    """``[torchrun --nproc-per-node N] python -m gross.table4 --profile paper imagenet__root=/data/imagenet ...``.
+
+    Every rank runs every step: fine-tunes are DDP, evaluations are sharded, rank 0 writes.
+    """
+    import argparse
+
+    from . import config
+
+    parser = argparse.ArgumentParser(prog="python -m gross.table4", description="Table 4 (ImageNet)")
+    parser.add_argument("--profile", default="paper")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE settings, e.g. imagenet__root=/data/imagenet")
+    args = parser.parse_args(argv)
+    cfg = config.load(args.profile, **config.parse_overrides(args.overrides))
+    if not cfg["imagenet"]["root"]:
+        parser.error("set imagenet__root=/path/to/imagenet (train/ and val/ class folders)")
+    torch.manual_seed(int(cfg["seed"]))
+    table4(cfg)
+
+
+if __name__ == "__main__":
+    main()
