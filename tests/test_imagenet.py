@@ -152,3 +152,11 @@ def test_prefix_tree_counts_equal_one_by_one_and_the_plain_forward(name):
             ref.append(int((model(x).argmax(1) == y).sum()) + int((model(x[:3]).argmax(1) == y[:3]).sum()))
     assert tree.tolist() == ref
     assert inet.units(model) is not None and inet._stages(model, __import__("gross").decomposition.gross_layers(model))
+
+
+def test_gross_data_imagenet_is_this_function(folder):
+    from gross import data
+
+    a = data.imagenet(folder, 40, 32, held_out=4, split_seed=1)
+    b = inet.imagenet(folder, resize=40, crop=32, held_out=4, split_seed=1)
+    assert a.val.samples == b.val.samples and a.test.samples == b.test.samples and a.info == b.info
