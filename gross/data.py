@@ -42,41 +42,8 @@ __all__ = [*_datasets.__all__, *_cifar.__all__, *_batching.__all__, "imagenet"]
 
 
 # ----------------------------------------------------------------------------- ImageNet
-def imagenet(root, resize: int = 256, crop: int = 224, val_dir: str = "val") -> Dataset:
-    """ImageNet-style image folders ``root/train/<class>/*`` and ``root/<val_dir>/<class>/*``.
+def imagenet(root, *args, **kwargs) -> Dataset:
+    """ImageNet-style image folders; moved to :func:`gross.imagenet.imagenet` (same arguments)."""
+    from .imagenet import imagenet as _imagenet
 
-    Training images: shorter side resized to ``resize``, random ``crop`` x ``crop``
-    crop, horizontal flip (p=0.5). Evaluation: resize, centre crop (1-crop accuracy).
-    Items are ``(uint8 3 x crop x crop tensor, label)``; normalisation (ImageNet
-    mean/std by default) happens in :func:`batches`.
-
-    Returns
-    -------
-    Dataset
-        ``train`` and ``val`` are ``torchvision.datasets.ImageFolder`` objects; ``test``
-        is the validation folder too (ImageNet test labels are not public; the paper
-        reports validation accuracy).
-    """
-    from torchvision import transforms as T
-    from torchvision.datasets import ImageFolder
-
-    root = Path(root).expanduser()
-    for sub in ("train", val_dir):
-        if not (root / sub).is_dir():
-            raise FileNotFoundError(
-                f"ImageNet folder {root / sub} not found: expected '{root}/train/<class>/*' and '{root}/{val_dir}/<class>/*'"
-            )
-    train_tf = T.Compose([T.Resize(resize), T.RandomCrop(crop), T.RandomHorizontalFlip(), T.PILToTensor()])
-    eval_tf = T.Compose([T.Resize(resize), T.CenterCrop(crop), T.PILToTensor()])
-    try:
-        train = ImageFolder(str(root / "train"), transform=train_tf)
-        val = ImageFolder(str(root / val_dir), transform=eval_tf)
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise FileNotFoundError(f"ImageNet folder {root} is incomplete: {exc}") from exc
-    if train.classes != val.classes:
-        raise ValueError(
-            f"ImageNet folder {root}: train has {len(train.classes)} classes, {val_dir} has {len(val.classes)}; "
-            "they must be the same class folders"
-        )
-    return Dataset(train=train, val=val, test=val, classes=tuple(train.classes), source=str(root.resolve()),
-                   mean=IMAGENET_MEAN, std=IMAGENET_STD, info={"kind": "imagefolder"})
+    return _imagenet(root, *args, **kwargs)

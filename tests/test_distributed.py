@@ -1,0 +1,162 @@
+"""Tests of gross.distributed: DDP (2 gloo processes via torchrun) equals 1 process, resume, sharded evaluation.
+
+Tolerance: the model runs in float64; 2-process DDP and 1-process weights agree to 1e-12
+(only the order of floating-point sums differs: measured 3e-17).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gross import distributed as D
+from gross import imagenet as inet
+from gross.train import RECIPES
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1e-12
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
+    env.pop("GROSS_FAIL_AT", None)
+    env.update(extra)
+    return env
+
+
+def _torchrun(nproc, *args, **env):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
+    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    root = inet.generate_folder(tmp / "data", classes=10, train_per_class=20, val_per_class=4, size=64)
+    data_kw = dict(root=str(root), resize=40, crop=32, held_out=40)
+    torch.manual_seed(0)
+    model = inet.build("resnet18", num_classes=10, width_mult=1 / 16)
+    inet.decompose_imagenet(model, (1, 2, 4), tol=1e-2, max_iter=1)
+    model = model.double()
+    recipe = RECIPES["resnet18_imagenet_gross"].replace(batch_size=32, lr=0.05).scaled(2)
+    job = D.write_job(tmp / "job.pt", model, data_kw, recipe, tmp / "ddp", checkpoint_every_steps=3, workers=1,
+                      persistent_workers=True)
+    ref = torch.load(job, weights_only=False)["model"]
+    D.finetune(ref, inet.imagenet(**data_kw).train, recipe, run_dir=tmp / "one", checkpoint_every_steps=3, workers=0)
+    return tmp, job, data_kw, model, torch.load(tmp / "one" / f"{recipe.name}.pt", weights_only=True)
+
+
+def _max_diff(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_shard_sampler_splits_each_global_batch():
+    one = list(D.ShardSampler(50, 12, 1, 0, seed=3, epoch=1))
+    parts = [list(D.ShardSampler(50, 12, 3, r, seed=3, epoch=1)) for r in range(3)]
+    assert len(one) == 4 and all(len(p) == 4 for p in parts)
+    for step in range(4):
+        assert sum((p[step] for p in parts), []) == one[step]
+    assert {i for b in one for i, _ in b} <= set(range(50)) and len({i for b in one for i, _ in b}) == 48
+    assert one != list(D.ShardSampler(50, 12, 1, 0, seed=3, epoch=2))
+    assert list(D.ShardSampler(50, 12, 1, 0, seed=3, epoch=1, start_step=2)) == one[2:]
+    with pytest.raises(ValueError, match="global batch 12 .* not divisible by the 5 processes"):
+        D.ShardSampler(50, 12, 5, 0)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        D.ShardSampler(5, 12, 1, 0)
+
+
+def test_two_gloo_processes_equal_one_process(setup):
+    tmp, job, _, model, ref = setup
+    out = _torchrun(2, "-m", "gross.distributed", "finetune", "--job", str(job), "--device", "cpu")
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = torch.load(tmp / "ddp" / "resnet18_imagenet_gross.pt", weights_only=True)
+    assert got["world"] == 2 and ref["world"] == 1
+    assert got["run"]["configs"] == ref["run"]["configs"] and len(ref["run"]["configs"]) == 10
+    assert len({tuple(c) for c in ref["run"]["configs"]}) > 1
+    assert _max_diff(got["model"], ref["model"]) < TOL
+    # training changed the GroSS weights (the comparison is not trivial) and nothing else
+    init = model.state_dict()
+    changed = {k for k in init if not torch.equal(init[k], ref["model"][k])}
+    assert changed and all(".P1" in k or ".R1" in k or ".Q1" in k or ".p." in k or ".r." in k or ".q." in k
+                           or k.endswith("bias") for k in changed)
+    assert got["run"]["history"][-1]["train_loss"] == pytest.approx(ref["run"]["history"][-1]["train_loss"], abs=TOL)
+
+
+def test_killed_rank_resumes_from_checkpoint_with_same_or_other_world(setup):
+    tmp, job, data_kw, _, ref = setup
+    shutil.rmtree(tmp / "ddp", ignore_errors=True)
+    out = _torchrun(2, "-m", "gross.distributed", "finetune", "--job", str(job), "--device", "cpu",
+                    GROSS_FAIL_AT="1:7")  # rank 1 SIGKILLs itself before global step 8 (epoch 2, mid-epoch)
+    assert out.returncode != 0
+    ckpt = tmp / "ddp" / "resnet18_imagenet_gross.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["run"]["global_step"] == 6 and state["run"]["epoch"] == 1 and state["run"]["step"] == 1
+    shutil.copytree(tmp / "ddp", tmp / "ddp_one")
+    out = _torchrun(2, "-m", "gross.distributed", "finetune", "--job", str(job), "--device", "cpu")
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = torch.load(ckpt, weights_only=True)
+    assert got["run"]["configs"] == ref["run"]["configs"] and _max_diff(got["model"], ref["model"]) < TOL
+    # the same checkpoint resumed by one process (N changed from 2 to 1)
+    jobd = torch.load(job, weights_only=False)
+    D.finetune(jobd["model"], inet.imagenet(**data_kw).train, D.Recipe(**jobd["recipe"]), run_dir=tmp / "ddp_one",
+               name=jobd["name"], checkpoint_every_steps=3, workers=0)
+    one = torch.load(tmp / "ddp_one" / "resnet18_imagenet_gross.pt", weights_only=True)
+    assert one["run"]["configs"] == ref["run"]["configs"] and _max_diff(one["model"], ref["model"]) < TOL
+
+
+_EVAL_SCRIPT = """
+import sys, torch
+from gross import distributed as D, imagenet as inet
+ctx = D.init("cpu")
+model = torch.load(sys.argv[1], weights_only=False)
+configs = torch.load(sys.argv[2], weights_only=False)
+ds = inet.imagenet(sys.argv[3], resize=40, crop=32, held_out=40)
+df = D.evaluate(model, configs, ds.test, ctx=ctx, batch_size=7, workers=1)
+if ctx.rank == 0:
+    torch.save(df.to_dict("list"), sys.argv[4])
+"""
+
+
+def test_sharded_evaluation_equals_single_process(setup):
+    tmp, _, data_kw, model, ref = setup
+    model.load_state_dict(ref["model"])
+    model.eval()
+    configs = [tuple(c) for c in ref["run"]["configs"][:6]]
+    torch.save(model, tmp / "model.pt")
+    torch.save(configs, tmp / "configs.pt")
+    (tmp / "eval.py").write_text(_EVAL_SCRIPT)
+    out = _torchrun(3, str(tmp / "eval.py"), str(tmp / "model.pt"), str(tmp / "configs.pt"), data_kw["root"],
+                    str(tmp / "acc.pt"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = torch.load(tmp / "acc.pt", weights_only=False)
+    test = inet.imagenet(**data_kw).test
+    one = D.evaluate(model, configs, test, batch_size=40, workers=0)
+    assert got["accuracy"] == one["accuracy"].tolist() and got["images"][0] == 40
+    # and the plain model at each configuration (independent of the prefix tree)
+    from gross.decomposition import export
+
+    x = torch.stack([inet.normalise(test[i][0][None], "cpu", torch.float64)[0] for i in range(len(test))])
+    y = torch.tensor([test[i][1] for i in range(len(test))])
+    with torch.no_grad():
+        ref_acc = [100.0 * float((export(model, c)(x).argmax(1) == y).double().mean()) for c in configs]
+    assert one["accuracy"].tolist() == pytest.approx(ref_acc, abs=1e-9)
+
+
+def test_more_processes_than_gpus_and_bad_batches(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="--nproc-per-node 2 is larger than the 1 GPU"):
+        D.init("auto")
+    with pytest.raises(ValueError, match="--nproc-per-node 4 is larger than the 1 GPU"):
+        D.launch("job.pt", 4)
+    with pytest.raises(ValueError, match="device must be"):
+        D.init("tpu")
+    with pytest.raises(ValueError, match="global batch 128 .* not divisible by the 3 processes"):
+        D.check_batch(128, 3)
+    assert D.check_batch(512, 8) == 64
