@@ -59,18 +59,23 @@ _CHOICES = {
     ("data", "source"): ("cifar10", "synthetic"),
     ("four_layer", "btd_method"): ("als", "hooi"),
     ("vgg16", "btd_method"): ("als", "hooi"),
+    ("executor", "name"): ("serial", "local", "submitit_local", "slurm"),
 }
 # Keys that must be >= 0 (all other ints/floats must be > 0 unless listed here).
 _NON_NEGATIVE = {
     ("seed",), ("num_threads",), ("data", "split_seed"), ("ap", "seed"), ("ap", "repeat"),
     ("vgg16", "n_train"), ("vgg16", "n_val"), ("vgg16", "bfs_seeded_runs"), ("imagenet", "n_val"),
     ("four_layer", "btd_ridge"), ("vgg16", "btd_ridge"),
+    ("executor", "gpus"), ("executor", "slurm_gpus_per_job"),
 }
 
 
 #: Keys that do not change any number (where or how fast it runs): never part of an
 #: artefact's fingerprint, never listed by :func:`reductions`.
-NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root"})
+NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root"}
+                      | {f"executor.{k}" for k in ("name", "workers", "threads", "gpus", "workers_per_gpu",
+                                                   "slurm_partition", "slurm_time_min", "slurm_gpus_per_job",
+                                                   "slurm_array_parallelism")})
 
 
 def profiles() -> list[str]:
@@ -108,6 +113,8 @@ def _type_name(value) -> str:
 def _check_value(key: tuple, value, reference):
     """Return ``value`` (ints promoted to float where the schema has a float) or raise."""
     name = _dotted(key)
+    if key == ("executor", "gpus") and isinstance(value, int) and not isinstance(value, bool):
+        return value  # "auto" (the schema's value) or a number of GPUs
     if isinstance(reference, bool):
         ok = isinstance(value, bool)
     elif isinstance(reference, int):

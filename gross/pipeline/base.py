@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from torch import nn
 
-from .common import MODELS, NOTEBOOKS, build_model, check_models, evaluate, prepare_data, recipe, resolve_device
+from .common import (MODELS, NOTEBOOKS, build_model, check_models, evaluate, fan_out, prepare_data, recipe,
+                     resolve_device)
 from .outputs import StepResult, step
 from .store import Store
 
@@ -61,8 +62,10 @@ def base_models(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     """
     from ..macs import count_macs
 
+    names = check_models(models)
+    fan_out(cfg, "01_decomposition", [(base_state, (name,), base_path(name)) for name in names])  # independent jobs
     rows = []
-    for name in check_models(models):
+    for name in names:
         model = base_model(cfg, name)
         state = base_state(cfg, name, train=False)
         rows.append({

@@ -9,8 +9,9 @@ reductions include them exactly when it calls these functions.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -34,6 +35,9 @@ __all__ = [
     "true_repeats",
     "uniform",
     "uniform_configs",
+    "executor",
+    "artefact_job",
+    "fan_out",
 ]
 
 #: The two CIFAR-10 networks of the paper, by pipeline name.
@@ -217,3 +221,80 @@ def uniform_configs(space: Mapping) -> list[tuple]:
     """Every distinct uniform configuration of ``space``, smallest size first."""
     sizes = sorted({s for ss in space.values() for s in ss})
     return list(dict.fromkeys(uniform(space, s) for s in sizes))
+
+
+# ----------------------------------------------------------------------------- jobs (gross.jobs)
+
+_EXECUTOR_KEYS = ("name", "workers", "threads", "gpus", "workers_per_gpu", "slurm_partition", "slurm_time_min",
+                  "slurm_gpus_per_job", "slurm_array_parallelism")
+
+
+def executor(cfg: Mapping):
+    """The :class:`gross.jobs.ExecutorSettings` of the profile's ``[executor]`` section (and ``$GROSS_EXECUTOR``).
+
+    Every key is read (they are in :data:`gross.config.NO_EFFECT`: no fingerprint or
+    reductions line depends on them). The ``serial`` executor runs jobs in this process
+    with its own thread count (``num_threads``), so it computes exactly what the step
+    computed before jobs existed.
+    """
+    import dataclasses
+
+    from ..jobs import executor_settings
+
+    settings = executor_settings({k: cfg["executor"][k] for k in _EXECUTOR_KEYS})
+    if settings.name == "serial":
+        settings = dataclasses.replace(settings, threads=torch.get_num_threads())
+    return settings
+
+
+def artefact_job(*, cfg: Mapping, target: str, args: Sequence, seed: int = 0) -> dict:
+    """Job function (:class:`gross.jobs.Job`): make one store artefact by calling ``target(cfg, *args)``.
+
+    ``cfg`` is a plain dict of the resolved config, ``target`` ``"module:function"``
+    (e.g. ``"gross.pipeline.finetune:true_accuracy"``). The artefact goes to the store
+    (``runs/<profile>/``) as when the step calls the function itself; the job's own
+    output only records that it ran. ``seed`` is used by :func:`gross.jobs.execute`.
+    """
+    from ..config import Config
+
+    module, _, name = target.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    fn(Config(dict(cfg)), *args)
+    return {"target": target, "args": list(args)}
+
+
+def fan_out(cfg: Mapping, step: str, calls: Sequence[tuple[Callable, tuple, str]]) -> int:
+    """Make the missing artefacts of ``calls`` as independent jobs on the profile's executor.
+
+    Parameters
+    ----------
+    cfg : Config
+    step : str
+        Job folder ``runs/<profile>/jobs/<step>`` and progress-bar label.
+    calls : sequence of (function, args, artefact)
+        ``function(cfg, *args)`` makes store artefact ``artefact`` (a module-level
+        function of :mod:`gross.pipeline`; ``args`` JSON-like). Calls whose artefact is
+        fresh are skipped; duplicates run once.
+
+    Returns
+    -------
+    int
+        Jobs run (or found finished). The step then loads the artefacts as before, so
+        its outputs do not depend on the executor.
+    """
+    from ..jobs import Job, run_jobs
+    from .store import Store
+
+    store = Store(cfg)
+    settings = executor(cfg)
+    plain = {k: v for k, v in cfg.to_dict().items() if k != "executor"}
+    jobs: dict = {}
+    for fn, args, artefact in calls:
+        if artefact in jobs or store.is_fresh(artefact):
+            continue
+        label = artefact.replace("/", "_").rsplit(".", 1)[0]
+        jobs[artefact] = Job(artefact_job, {"cfg": plain, "target": f"{fn.__module__}:{fn.__name__}",
+                                            "args": list(args), "seed": int(cfg["seed"])},
+                             name=label, directory=store.root / "jobs" / step)
+    run_jobs(list(jobs.values()), settings, desc=step)
+    return len(jobs)

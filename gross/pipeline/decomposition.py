@@ -8,8 +8,8 @@ import pandas as pd
 from torch import nn
 
 from ..decomposition import decompose, gross_layers, planned_space, search_space, skeleton
-from .base import base_model
-from .common import MODELS, NOTEBOOKS, build_model, check_models, n_repeats, uniform
+from .base import base_model, base_state
+from .common import MODELS, NOTEBOOKS, build_model, check_models, fan_out, n_repeats, uniform
 from .outputs import StepResult, step
 from .store import Store
 
@@ -95,6 +95,10 @@ def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     from .. import plots
 
     names = list(check_models(models))
+    for name in names:
+        base_state(cfg, name)  # once, before the decompositions that read it run as independent jobs
+    fan_out(cfg, "01_decomposition", [(gross_decompose, (name, r), init_path(name, r))
+                                      for name in names for r in range(n_repeats(cfg, name))])
     rows = []
     for name in names:
         for r in range(n_repeats(cfg, name)):

@@ -14,14 +14,14 @@ import pandas as pd
 
 from ..decomposition import search_space
 from ..space import config_str
-from .common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, n_repeats, prepare_data, recipe,
-                     resolve_device, true_repeats, uniform, uniform_configs)
+from .common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats, prepare_data,
+                     recipe, resolve_device, true_repeats, uniform, uniform_configs)
 from .decomposition import gross_decompose, gross_payload, load_gross, tuned_path
 from .outputs import StepResult, step
 from .store import Store
 
-__all__ = ["finetune_gross", "finetune_gross_models", "uniform_before_after", "true_accuracy",
-           "individual_finetunes"]
+__all__ = ["finetune_gross", "finetune_gross_models", "uniform_before_after", "true_path", "true_accuracy",
+           "true_accuracies", "individual_finetunes"]
 
 
 def _finetune(cfg: Mapping, store: Store, name: str, r: int) -> dict:
@@ -70,8 +70,11 @@ def finetune_gross_models(cfg: Mapping, models: Sequence[str] = MODELS) -> StepR
     """
     from .. import plots
 
+    names = check_models(models)
+    fan_out(cfg, "02_finetuning", [(finetune_gross, (name, r), tuned_path(name, r))
+                                   for name in names for r in range(n_repeats(cfg, name))])
     histories = []
-    for name in check_models(models):
+    for name in names:
         for r in range(n_repeats(cfg, name)):
             histories.append(finetune_gross(cfg, name, r).assign(model=name, repeat=r))
     df = pd.concat(histories, ignore_index=True)
@@ -140,8 +143,25 @@ def true_accuracy(cfg: Mapping, name: str, config, repeat: int = 0, kind: str = 
     _check_name(name)
     config = tuple(int(s) for s in config)
     store = Store(cfg)
-    path = f"true/{name}/{kind}_{'-'.join(map(str, config))}_r{int(repeat)}.json"
+    path = true_path(name, config, repeat, kind)
     return store.make(path, lambda: _individual(cfg, store, name, config, repeat, kind), NOTEBOOKS["finetuning"])
+
+
+def true_path(name: str, config, repeat: int = 0, kind: str = "config") -> str:
+    """Store artefact of the individual fine-tune :func:`true_accuracy` makes."""
+    return f"true/{name}/{kind}_{'-'.join(str(int(s)) for s in config)}_r{int(repeat)}.json"
+
+
+def true_accuracies(cfg: Mapping, name: str, configs, repeats, kind: str = "config") -> dict:
+    """:func:`true_accuracy` of every configuration and repeat, the missing ones run as jobs.
+
+    The individual fine-tunes are independent, so they fan out on the profile's
+    executor (:func:`gross.pipeline.common.fan_out`); each result is the same whatever
+    the executor. Returns ``{(config, repeat): result}``.
+    """
+    pairs = list(dict.fromkeys((tuple(int(s) for s in c), int(r)) for c in configs for r in repeats))
+    fan_out(cfg, "true", [(true_accuracy, (name, list(c), r, kind), true_path(name, c, r, kind)) for c, r in pairs])
+    return {(c, r): true_accuracy(cfg, name, c, r, kind) for c, r in pairs}
 
 
 @step("02_finetuning", tables=("individual_finetunes",))
@@ -155,9 +175,11 @@ def individual_finetunes(cfg: Mapping, models: Sequence[str] = MODELS) -> StepRe
     for name in check_models(models):
         space = search_space(load_gross(cfg, name, 0, tuned=False))
         sizes = list(cfg[name]["baselines"]) + [1]
-        for c in dict.fromkeys(uniform(space, s) for s in sizes):
+        configs = list(dict.fromkeys(uniform(space, s) for s in sizes))
+        results = true_accuracies(cfg, name, configs, range(true_repeats(cfg, name)))
+        for c in configs:
             for r in range(true_repeats(cfg, name)):
-                res = true_accuracy(cfg, name, c, r)
+                res = results[(c, r)]
                 rows.append({"model": name, "config": config_str(c), "repeat": r, "epochs": res["epochs"],
                              "no_finetune_val_acc": res["no_finetune_val_acc"], "val_acc": res["val_acc"],
                              "test_acc": res["test_acc"], "train_time_s": res["wall_time_s"]})

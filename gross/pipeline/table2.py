@@ -12,6 +12,7 @@ from ..space import config_str
 from .base import base_model
 from .common import eval_kwargs, n_repeats, prepare_data, resolve_device, true_repeats, uniform
 from .decomposition import load_gross
+from .finetune import true_accuracies
 from .outputs import StepResult, step
 from .rows import search_entries, search_rows, search_table, tidy_for_csv
 
@@ -71,6 +72,8 @@ def exhaustive_search(cfg: Mapping) -> StepResult:
     found = [tuple(_exhaustive(space, None, lookup, b, table=table)[0]["config"]) for b in baselines]
     vbmf = tuple(select_config(base_model(cfg, name, train=False), sizes=dict(space)))
     entries = search_entries(list(zip(baselines, found)), vbmf, uniform(space, cfg[name]["depthwise"]), lookup)
+    true_accuracies(cfg, name, [e["config"] for e in entries if e["config"] is not None],
+                    range(true_repeats(cfg, name)))  # individual fine-tunes as independent jobs
     tidy = search_rows(cfg, name, models, base_model(cfg, name, train=False), data, entries)
     notes = [
         f"search on the mean GroSS validation accuracy over {len(models)} repeat(s); GroSS/True columns are test "

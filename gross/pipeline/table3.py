@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from ..decomposition import search_space
 from ..space import config_str
 from .base import base_model
-from .common import eval_kwargs, prepare_data, uniform
+from .common import eval_kwargs, prepare_data, true_repeats, uniform
 from .decomposition import load_gross
+from .finetune import true_accuracies
 from .outputs import StepResult, step
 from .rows import search_entries, search_rows, search_table, tidy_for_csv
 
@@ -45,6 +46,8 @@ def bfs_vgg16(cfg: Mapping) -> StepResult:
     vbmf = tuple(select_config(base, sizes=dict(space)))
     pairs = sorted(zip(baselines, found), key=lambda t: -lookup(t[0]).total)
     entries = search_entries(pairs, vbmf, uniform(space, 1), lookup)
+    true_accuracies(cfg, name, [e["config"] for e in entries if e["config"] is not None],
+                    range(true_repeats(cfg, name)))  # individual fine-tunes as independent jobs
     tidy = search_rows(cfg, name, [model], base, data, entries)
     notes = [f"breadth-first search on {len(data.val)} validation images; GroSS/True columns are test accuracy",
              f"{trace['config'].nunique()} distinct configurations evaluated"]

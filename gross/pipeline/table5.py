@@ -10,7 +10,7 @@ from ..decomposition import search_space
 from ..space import config_str
 from .common import eval_kwargs, prepare_data
 from .decomposition import load_gross
-from .finetune import true_accuracy
+from .finetune import true_accuracies
 from .outputs import StepResult, step
 
 __all__ = ["ap_configs", "ap_comparison"]
@@ -45,8 +45,10 @@ def ap_comparison(cfg: Mapping) -> StepResult:
     lookup = model_mac_lookup(init)
     none = evaluate_configs(init, configs, data, split="val", **eval_kwargs(cfg, data))["accuracy"]
     gross = evaluate_configs(tuned, configs, data, split="val", **eval_kwargs(cfg, data))["accuracy"]
-    true = [true_accuracy(cfg, name, c, r, kind="config")["val_acc"] for c in configs]
-    partial = [true_accuracy(cfg, name, c, r, kind="partial")["val_acc"] for c in configs]
+    true_runs = true_accuracies(cfg, name, configs, [r], kind="config")  # independent jobs (gross.jobs)
+    partial_runs = true_accuracies(cfg, name, configs, [r], kind="partial")
+    true = [true_runs[(tuple(c), r)]["val_acc"] for c in configs]
+    partial = [partial_runs[(tuple(c), r)]["val_acc"] for c in configs]
     df = pd.DataFrame({"config": [config_str(c) for c in configs], "macs": [lookup(c).total for c in configs],
                        "true_acc": true, "none": list(none), "partial": partial, "gross": list(gross)})
     table5 = ap_table(df["true_acc"], {"No Fine-tuning": df["none"], "Partial Fine-tuning": df["partial"],
