@@ -1,0 +1,95 @@
+"""The pipeline's job fan-out (gross.pipeline.common.fan_out): the same tables whatever the executor.
+
+Table 5's individual and partial fine-tunes (smoke profile, 4-layer network) are run once
+in the test's process (``serial``) and once through the ``local`` pool of 2 worker
+processes x 1 thread, from copies of the same decomposed and GroSS-fine-tuned network;
+every table must be identical.
+"""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from gross import config
+from gross.jobs import ExecutorSettings, JobFailedError
+from gross.pipeline import base, decomposition, finetune, table5
+from gross.pipeline.common import executor, fan_out
+
+
+def _smoke(**overrides):
+    return config.load("smoke", device="cpu", **overrides)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """runs/ with the 4-layer base network, its decomposition and GroSS fine-tune (serial)."""
+    tmp = tmp_path_factory.mktemp("jobs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
+        mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
+        mp.delenv("GROSS_EXECUTOR", raising=False)
+        cfg = _smoke()
+        base.base_models(cfg, models=["four_layer"])
+        decomposition.btd_error_table(cfg, models=["four_layer"])
+        finetune.finetune_gross_models(cfg, models=["four_layer"])
+    return tmp / "runs"
+
+
+def _table5(prepared, tmp, monkeypatch, **overrides):
+    shutil.copytree(prepared, tmp / "runs")
+    monkeypatch.setenv("GROSS_RUNS", str(tmp / "runs"))
+    monkeypatch.setenv("GROSS_OUTPUTS", str(tmp / "out"))
+    result = table5.ap_comparison(_smoke(**overrides))
+    jobs = sorted(p.name for p in (tmp / "runs" / "smoke" / "jobs" / "true").glob("*.pt"))
+    return result.tables, jobs
+
+
+@pytest.mark.slow
+def test_table5_fine_tunes_equal_serially_and_through_the_local_pool(prepared, tmp_path, monkeypatch):
+    monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
+    serial, serial_jobs = _table5(prepared, tmp_path / "serial", monkeypatch)
+    pool, pool_jobs = _table5(prepared, tmp_path / "pool", monkeypatch, executor__name="local",
+                              executor__workers=2, executor__threads=1, executor__gpus=0)
+    n = _smoke()["ap"]["n_configs"]
+    assert len(serial_jobs) == 2 * n  # individual + partial fine-tune per configuration, each one job
+    assert pool_jobs == serial_jobs  # same job fingerprints: executor keys are not part of them
+    for name in serial:
+        pd.testing.assert_frame_equal(pool[name], serial[name], check_exact=True, obj=name)
+
+
+def test_executor_keys_do_not_change_fingerprints_or_reductions():
+    a, b = _smoke(), _smoke(executor__name="local", executor__workers=3, executor__gpus=0)
+    assert config.reductions(a) == config.reductions(b)
+    assert not [r for r in config.reductions(b) if r.startswith("executor.")]
+
+
+def test_executor_settings_read_from_the_profile(monkeypatch):
+    monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
+    with config.recording() as reads:
+        s = executor(_smoke(executor__name="local", executor__workers=2, executor__gpus=0))
+    assert (s.name, s.workers, s.gpus) == ("local", 2, 0)
+    assert {f"executor.{k}" for k in ("name", "workers", "threads", "gpus", "workers_per_gpu", "slurm_partition",
+                                      "slurm_time_min", "slurm_gpus_per_job", "slurm_array_parallelism")} <= reads
+    paper = executor(config.load("paper"))
+    assert paper == ExecutorSettings(name="local", workers=4, threads=2, gpus=None, workers_per_gpu=4,
+                                     slurm_time_min=120)
+    monkeypatch.setenv("GROSS_EXECUTOR", "name=local,workers=2,gpus=0")
+    assert executor(_smoke()).name == "local"
+
+
+def test_bad_executor_settings_are_rejected():
+    with pytest.raises(ValueError, match="executor.name"):
+        _smoke(executor__name="threads")
+    with pytest.raises(ValueError, match="executor.gpus"):
+        _smoke(executor__gpus=-1)
+
+
+def _fails(cfg, name):
+    raise RuntimeError(f"no artefact for {name}")
+
+
+def test_failing_job_names_the_job(gross_runs, monkeypatch):
+    monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
+    with pytest.raises(JobFailedError, match="x_pt"):
+        fan_out(_smoke(), "test", [(_fails, ("x",), "x.pt")])
