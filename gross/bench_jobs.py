@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .bench import _row
+from .bench.core import register, row
 
 __all__ = ["JobBenchSettings", "JOB_PRESETS", "bench_executor", "bench_batched", "bench_packed", "bench_jobs"]
 
@@ -81,7 +81,8 @@ def _init_file(directory: Path, seed: int) -> Path:
     return save_gross_init(net, {"model": "four_layer"}, directory / "init.pt")
 
 
-def bench_executor(settings: JobBenchSettings) -> list[dict]:
+@register("executor", presets=JOB_PRESETS)
+def bench_executor(settings: JobBenchSettings, device=None) -> list[dict]:
     """CPU: serial vs ``local`` pool on ``n_jobs`` smoke individual fine-tunes (one row)."""
     from .job_functions import individual_finetune
     from .jobs import ExecutorSettings, Job, run_jobs
@@ -109,7 +110,8 @@ def bench_executor(settings: JobBenchSettings) -> list[dict]:
         pool_s = time.perf_counter() - t0
     note = (f"{settings.n_jobs} jobs x {settings.epochs} epochs on {settings.n_train} synthetic images; "
             f"pool time includes spawning workers; {before} before, {_load()} after; os.cpu_count()={os.cpu_count()}")
-    return [_row("executor", f"{settings.n_jobs} smoke fine-tune jobs",
+    del device  # CPU workers (gpus=0): the row compares processes on the CPU cores
+    return [row("executor", f"{settings.n_jobs} smoke fine-tune jobs",
                  f"local pool {settings.workers} workers x {settings.threads} thread", pool_s,
                  f"serial ({settings.threads} thread)", serial_s, target="report", device="cpu", note=note)]
 
@@ -119,6 +121,7 @@ def _seconds_per_image(history) -> float:
     return 1.0 / float(history["images_per_s"].iloc[-1])
 
 
+@register("batched", presets=JOB_PRESETS)
 def bench_batched(settings: JobBenchSettings, device=None) -> list[dict]:
     """K 4-layer networks trained at once (``vmap``) vs one at a time, aggregate throughput."""
     from .batched import train_stacked
@@ -144,7 +147,7 @@ def bench_batched(settings: JobBenchSettings, device=None) -> list[dict]:
             nets.append(four_layer_net())
         hists = train_stacked(nets, data, [recipe.replace(seed=i) for i in range(k)], device=device)
         together_s = n * _seconds_per_image(hists[0])
-        rows.append(_row(
+        rows.append(row(
             "batched", f"four_layer base training, {k} networks, {n} images",
             f"{k} at once (vmap)", together_s, "one at a time (x K)", k * lone_s,
             target="ratio <= 0.05 (>= 20x)" if cuda else "CPU: informs method='auto'",
@@ -155,8 +158,9 @@ def bench_batched(settings: JobBenchSettings, device=None) -> list[dict]:
     return rows
 
 
+@register("packed", presets=JOB_PRESETS)
 def bench_packed(settings: JobBenchSettings, device) -> list[dict]:
-    """Different configurations fine-tuned at once (packed) vs one at a time (one row)."""
+    """Different configurations fine-tuned at once (packed) vs one at a time (one row; CUDA only, else none)."""
     import random
 
     from .batched import finetune_configs
@@ -166,6 +170,8 @@ def bench_packed(settings: JobBenchSettings, device) -> list[dict]:
     from .train import RECIPES, finetune_config
 
     device = torch.device(device)
+    if device.type != "cuda":
+        return []  # packing is a GPU technique; on CPU method="auto" trains one at a time
     n, k = settings.gpu_images, settings.gpu_configs
     data = synthetic(n_train=n, n_val=1000, n_test=16, seed=settings.seed).to(device)
     recipe = RECIPES["four_layer_config"].scaled(settings.batch_epochs).replace(checkpoint_every=0)
@@ -177,7 +183,7 @@ def bench_packed(settings: JobBenchSettings, device) -> list[dict]:
     _, hists = finetune_configs(gross, configs, data, [recipe.replace(seed=i) for i in range(k)], method="vmap",
                                 device=device)
     packed_s = n * _seconds_per_image(hists[0])
-    return [_row("packed", f"four_layer fine-tunes of {k} different configurations, {n} images",
+    return [row("packed", f"four_layer fine-tunes of {k} different configurations, {n} images",
                  f"{k} at once (packed, vmap)", packed_s, "one at a time (x K)", k * lone_s,
                  target="report (45 x 100 epochs on 40k images <= 3 min on one H200)", device=str(device),
                  note=f"last of {settings.batch_epochs} epochs timed; one-at-a-time time is configuration "
@@ -194,7 +200,7 @@ def bench_jobs(settings: JobBenchSettings | str = "default", device=None) -> lis
         if settings not in JOB_PRESETS:
             raise ValueError(f"unknown preset {settings!r}; valid presets are {sorted(JOB_PRESETS)}")
         settings = JOB_PRESETS[settings]
-    rows = bench_executor(settings)
+    rows = bench_executor(settings, "cpu")
     rows += bench_batched(settings, "cpu")
     if (device is None and torch.cuda.is_available()) or (device is not None and torch.device(device).type == "cuda"):
         rows += bench_batched(settings, "cuda")
@@ -202,7 +208,7 @@ def bench_jobs(settings: JobBenchSettings | str = "default", device=None) -> lis
     return rows
 
 
-if __name__ == "__main__":  # python -m gross.bench_jobs [quick|default]
+if __name__ == "__main__":  # python -m gross.bench_jobs [quick|default]; or python -m gross.bench --only executor
     import sys
 
     import pandas as pd

@@ -91,5 +91,5 @@ def _fails(cfg, name):
 
 def test_failing_job_names_the_job(gross_runs, monkeypatch):
     monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
-    with pytest.raises(JobFailedError, match="x_pt"):
+    with pytest.raises(JobFailedError, match="no artefact for x"):
         fan_out(_smoke(), "test", [(_fails, ("x",), "x.pt")])

@@ -55,6 +55,7 @@ from .training import bench_train_step  # noqa: E402  "train_step"
 from .evaluation import bench_switching, bench_tree  # noqa: E402  "switching", "tree"
 from .latency import _found_configs, bench_latency  # noqa: E402, F401  "latency"
 from .data import bench_data  # noqa: E402  "data"
+from ..bench_jobs import bench_batched, bench_executor, bench_packed  # noqa: E402  "executor", "batched", "packed"
 
 __all__ = [
     "COLUMNS",
