@@ -24,6 +24,7 @@ Every row's ``ratio = measured_s / versus_s`` (below 1: the ``measured`` way is 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -170,8 +171,9 @@ def bench_packed(settings: JobBenchSettings, device) -> list[dict]:
     from .train import RECIPES, finetune_config
 
     device = torch.device(device)
-    if device.type != "cuda":
-        return []  # packing is a GPU technique; on CPU method="auto" trains one at a time
+    if device.type != "cuda":  # packing is a GPU technique; on CPU method="auto" trains one at a time
+        return [row("packed", "four_layer fine-tunes of different configurations", "packed (vmap)", math.nan,
+                    target="report (CUDA only)", device=str(device), note="not measured: CUDA only")]
     n, k = settings.gpu_images, settings.gpu_configs
     data = synthetic(n_train=n, n_val=1000, n_test=16, seed=settings.seed).to(device)
     recipe = RECIPES["four_layer_config"].scaled(settings.batch_epochs).replace(checkpoint_every=0)
