@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import cost_models as C
+from . import costs as C
 from . import latency as L
 from . import paths
 from .decomposition import enumerate_configs, search_space

@@ -39,7 +39,7 @@ batch size). A table whose fingerprint differs from the current one is refused
 (:meth:`LatencyTable.check`) or re-measured (``on_mismatch="remeasure"``), never
 reused silently.
 
-Cost models for the searches built on these tables live in :mod:`gross.cost_models`.
+Cost models for the searches built on these tables live in :mod:`gross.costs`.
 """
 
 from __future__ import annotations
