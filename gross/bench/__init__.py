@@ -26,6 +26,9 @@ Benchmarks (the ``benchmark`` column):
 ``latency``
     Inference latency of exported configurations vs their uniform baselines at batch 1
     and 256: do fewer MACs give lower latency? (The paper reports only MACs.)
+``latency_predictor``, ``latency_search`` (:mod:`gross.bench_latency`)
+    Median relative error of the additive latency predictor; measured latency of the
+    latency-budget search's winner over the MAC-budget winner at the same baseline.
 ``data``
     CIFAR-10 load from the decoded cache vs decoding the source, and batched
     augmentation (:func:`gross.data.augment`) vs torchvision's per-image transforms.
@@ -55,6 +58,7 @@ from .training import bench_train_step  # noqa: E402  "train_step"
 from .evaluation import bench_switching, bench_tree  # noqa: E402  "switching", "tree"
 from .latency import _found_configs, bench_latency  # noqa: E402, F401  "latency"
 from .data import bench_data  # noqa: E402  "data"
+from ..bench_latency import bench_latency_predictor, bench_latency_search  # noqa: E402  "latency_predictor", "latency_search"
 
 __all__ = [
     "COLUMNS",
