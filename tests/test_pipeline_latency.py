@@ -100,3 +100,17 @@ def test_bad_settings(cfg, key, value, match):
 def test_unknown_validation_model(cfg):
     with pytest.raises(ValueError, match="validation_models.*resnet"):
         study._validation_model(cfg, "resnet")
+
+
+def test_tables_are_store_artefacts_keyed_by_device(cfg):
+    from gross import latency as L
+
+    model = study._validation_model(cfg, "four_layer")
+    study.tables(cfg, model)
+    files = sorted((paths.run_dir("smoke") / "latency").glob("*.json"))
+    assert files
+    env = json.loads(files[0].read_text())
+    assert {"latency.repeats", "latency.warmup", "latency.mode", "seed"} <= set(env["settings"])
+    assert "latency.n_validation" not in env["settings"]
+    assert L.table_path(model, num_threads=1, directory="latency") != L.table_path(model, num_threads=2,
+                                                                                   directory="latency")

@@ -3,8 +3,8 @@
 Settings come from the ``[latency]`` section (``configs/paper.toml``); every step reads
 only the keys it uses, so each output's reductions line lists exactly those. Timings
 run on the config's ``device`` with ``latency.threads`` CPU threads; latency tables are
-cached per device fingerprint under ``runs/<profile>/latency/`` (a table of another
-device or torch version is refused by :mod:`gross.latency`, never reused). Notes beside
+artefacts of the store under ``runs/<profile>/latency/``, one per device fingerprint (a
+table of another device, thread count or torch version is never reused). Notes beside
 every output give the device fingerprint, the timing settings and the 1-minute load
 average while measuring.
 
@@ -24,6 +24,7 @@ average while measuring.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 
@@ -106,14 +107,32 @@ def _validation_model(cfg: Mapping, name: str):
     return random_gross(net, cfg["vgg16"]["group_sizes"], seed=int(cfg["seed"])).eval()
 
 
+def _table(cfg: Mapping, model, batch_size: int, lat: Mapping) -> L.LatencyTable:
+    """One latency table, a :class:`.store.Store` artefact named by architecture, mode, batch and device."""
+    store = Store(cfg)
+    name = L.table_path(model, batch_size=batch_size, device=lat["device"], mode=lat["mode"],
+                        num_threads=lat["threads"], directory="latency")
+
+    def compute() -> dict:
+        again = settings(cfg)  # read inside the artefact: its recorded settings are the timing keys
+        table = L.measure_table(model, batch_size=batch_size, device=again["device"], mode=again["mode"],
+                                num_threads=again["threads"], seed=int(cfg["seed"]), **_timing(again))
+        return {"table": json.loads(table.to_json())}
+
+    table = L.LatencyTable.from_json(json.dumps(store.make(str(name), compute, NOTEBOOK)["table"]))
+    table.check(L.device_fingerprint(lat["device"], batch_size, lat["threads"]), source=str(store.path(str(name))))
+    return table
+
+
 def tables(cfg: Mapping, model, lat: Mapping | None = None) -> dict[int, L.LatencyTable]:
-    """Latency tables of ``model`` per batch size of ``latency.batch_sizes`` (cached under ``runs/<profile>/latency``)."""
+    """Latency tables of ``model`` per batch size of ``latency.batch_sizes`` (``runs/<profile>/latency/``).
+
+    Each is an artefact of the pipeline's store: re-measured when a timing setting
+    changes; the file name holds the device fingerprint, so another device (or torch
+    version, or thread count) gets its own table and a table is never reused elsewhere.
+    """
     lat = settings(cfg) if lat is None else lat
-    directory = Store(cfg).path("latency")
-    return {b: L.latency_table(model, batch_size=b, device=lat["device"], mode=lat["mode"],
-                               num_threads=lat["threads"], directory=directory, seed=int(cfg["seed"]),
-                               **_timing(lat))
-            for b in lat["batch_sizes"]}
+    return {b: _table(cfg, model, b, lat) for b in lat["batch_sizes"]}
 
 
 @step(NOTEBOOK, tables=("latency_predictor_validation", "latency_predictor_configs"))
