@@ -451,8 +451,8 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
                 residuals, calibration, totals, scale = [], [tuple(s[0] for s in sizes)], [fixed], 1.0
     settings = {
         "mode": mode, "input_size": list(input_size), "warmup": warmup, "repeats": repeats, "min_time": min_time,
-        "statistic": statistic, "clock": clock, "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
-        "timer": timer_name,
+        "statistic": statistic, "clock": clock, "timer": timer_name,
+        "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
         "fit": fit if mode == "isolated" else "none", "scale": scale,
         "calibration": [list(c) for c in calibration], "calibration_s": [float(v) for v in totals],
         "residuals": [float(r) for r in residuals],

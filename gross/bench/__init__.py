@@ -58,7 +58,7 @@ from .training import bench_train_step  # noqa: E402  "train_step"
 from .evaluation import bench_switching, bench_tree  # noqa: E402  "switching", "tree"
 from .latency import _found_configs, bench_latency  # noqa: E402, F401  "latency"
 from .data import bench_data  # noqa: E402  "data"
-from ..bench_latency import bench_latency_predictor, bench_latency_search  # noqa: E402  "latency_predictor", "latency_search"
+from ..bench_latency import bench_latency_predictor, bench_latency_search  # noqa: E402  "latency_*"
 
 __all__ = [
     "COLUMNS",
