@@ -13,10 +13,11 @@
     from ``results/exhaustive_search_all.csv`` (notebook 03) when present, else from a
     seeded stand-in (said in the note).
 
-Both take ``(settings, device)`` like the functions of :data:`gross.bench.BENCHMARKS`
-(``settings``: a :class:`gross.bench.Settings`; fields used: ``seed``, ``warmup``,
-``repeats``, ``latency_min_s``, ``latency_batches``, ``latency_baselines``) and return
-lists of row dicts.
+Both are registered benchmark groups of :mod:`gross.bench` (``python -m gross.bench
+--only latency_predictor,latency_search``); they take ``(settings, device)`` (the shared
+:class:`gross.bench.Settings`; fields used: ``seed``, ``warmup``, ``repeats``,
+``latency_min_s``, ``latency_batches``, ``latency_baselines``) and return rows made with
+:func:`gross.bench.row`.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import cost_models as C
+from . import costs as C
 from . import latency as L
 from . import paths
+from .bench.common import random_gross
+from .bench.core import register, row
 from .decomposition import enumerate_configs, search_space
+from .space import config_str
 
-__all__ = ["bench_latency_predictor", "bench_latency_search", "BENCHMARKS"]
+__all__ = ["bench_latency_predictor", "bench_latency_search"]
 
 
 def _model(seed: int):
-    from .bench import random_gross
     from .models import four_layer_net
 
     torch.manual_seed(seed)
@@ -49,10 +52,9 @@ def _n_configs(settings) -> int:
     return 31 if settings.repeats >= 3 else 5  # odd: the median is one configuration's error
 
 
+@register("latency_predictor")
 def bench_latency_predictor(settings, device) -> list[dict]:
     """Median relative error of the latency predictor, 4-layer net, per batch size."""
-    from .bench import _row
-
     device = torch.device(device)
     model = _model(settings.seed)
     rows = []
@@ -63,7 +65,7 @@ def bench_latency_predictor(settings, device) -> list[dict]:
         rel = (df["predicted_s"] - df["measured_s"]).abs() / df["measured_s"]
         mid = df.iloc[int(np.argsort(rel.to_numpy())[len(df) // 2])]
         summary = L.predictor_summary(df)
-        rows.append(_row(
+        rows.append(row(
             "latency_predictor", f"four_layer batch {b}: {len(df)} random configs", "|predicted - measured|",
             abs(mid["predicted_s"] - mid["measured_s"]), "measured latency", mid["measured_s"], settings.repeats,
             "ratio (median relative error) <= 0.10", summary["median_abs_rel_error"] <= 0.10, device,
@@ -77,21 +79,22 @@ def _accuracies(space, seed: int) -> tuple[dict, str]:
     from .search import parse_config
 
     configs = enumerate_configs(space)
-    source = paths.RESULTS / "exhaustive_search_all.csv"
+    source = paths.results_dir("cpu") / "exhaustive_search_all.csv"
     if source.is_file():
         table = pd.read_csv(source)
         acc = {parse_config(c): float(a) for c, a in zip(table["config"], table["accuracy"])}
         if all(c in acc for c in configs):
-            return acc, f"accuracies from {source.relative_to(paths.ROOT)}"
+            return acc, f"accuracies from {source}"
     rng = np.random.default_rng(seed)
     # stand-in: accuracy grows with the group sizes (log2) plus seeded noise
     acc = {c: float(sum(np.log2(c)) + rng.normal(0, 1.0)) for c in configs}
     return acc, "stand-in accuracies (sum of log2 group sizes + seeded noise; no results/exhaustive_search_all.csv)"
 
 
+@register("latency_search")
 def bench_latency_search(settings, device) -> list[dict]:
     """Measured latency: latency-budget winner vs MAC-budget winner, per batch and uniform baseline."""
-    from .bench import _config_str, _row, _uniform
+    from .pipeline.common import uniform
     from .search import exhaustive_search
 
     device = torch.device(device)
@@ -105,14 +108,16 @@ def bench_latency_search(settings, device) -> list[dict]:
         table = L.measure_table(model, batch_size=b, device=device, seed=settings.seed, **_timing(settings))
         lat = C.cost_model("latency", table=table)
         for s in settings.latency_baselines:
-            base = _uniform(space, s)
+            base = uniform(space, s)
             found = [tuple(exhaustive_search(space, lambda cs: [acc[c] for c in cs], cost, base,
                                              configs=configs)[0]["config"]) for cost in (macs, lat)]
-            t_mac, t_lat = L.measure_configs(model, found, batch_size=b, device=device, seed=settings.seed,
-                                             **_timing(settings))
-            rows.append(_row(
-                "latency_search", f"four_layer batch {b}, baseline {_config_str(base)}: "
-                f"{_config_str(found[1])} (latency budget) vs {_config_str(found[0])} (MAC budget)",
+            distinct = list(dict.fromkeys(found))  # the same winner is measured once (ratio exactly 1)
+            times = dict(zip(distinct, L.measure_configs(model, distinct, batch_size=b, device=device,
+                                                         seed=settings.seed, **_timing(settings))))
+            t_mac, t_lat = times[found[0]], times[found[1]]
+            rows.append(row(
+                "latency_search", f"four_layer batch {b}, baseline {config_str(base)}: "
+                f"{config_str(found[1])} (latency budget) vs {config_str(found[0])} (MAC budget)",
                 "latency-budget winner", t_lat, "MAC-budget winner", t_mac, settings.repeats, "ratio <= 1",
                 t_lat <= t_mac, device,
                 f"{source}; MACs {macs(found[1]).total:,} vs {macs(found[0]).total:,}; predicted "
@@ -121,6 +126,3 @@ def bench_latency_search(settings, device) -> list[dict]:
             ))
     return rows
 
-
-#: Name -> function, to register in :data:`gross.bench.BENCHMARKS`.
-BENCHMARKS = {"latency_predictor": bench_latency_predictor, "latency_search": bench_latency_search}

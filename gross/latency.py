@@ -1,45 +1,30 @@
-"""Per-device latency tables of a GroSS model, an additive latency predictor and cost models.
+"""Per-device latency tables of a GroSS model and the additive latency predictor.
 
-The paper budgets configurations by MACs; on real hardware fewer MACs need not mean
-faster (small-group convolutions are memory-bound). Because the whole search space is
-one network, the latency of any configuration can be *predicted* from a small table:
+On real hardware fewer MACs need not mean faster (small-group convolutions are
+memory-bound). Because the whole search space is one network, the latency of any
+configuration is *predicted* from a small table (:meth:`LatencyTable.predict`)::
 
-* **entries**: for every decomposed layer ``l`` and group size ``s``, the time of the
-  exported bottleneck (1×1 ``P`` → grouped ``k×k`` ``R`` → 1×1 ``Q``, exactly what
-  :func:`gross.decomposition.export` builds) on an input of the shape it meets inside
-  the network (its *context shape*, captured with a forward hook) at the table's batch
-  size;
-* **fixed**: the rest of the network (first convolution, pooling, ReLUs, classifier,
-  framework overhead), estimated as the median over calibration configurations of
-  ``T(exported network) − Σ_l entry_l``.
+    predict(config) = fixed + Σ_l entry_l(config_l)
 
-``predict(config) = fixed + Σ_l entry_l(config_l)`` (:meth:`LatencyTable.predict`).
+``mode="isolated"`` (default): ``entry_l(s)`` is the time of layer ``l``'s exported
+bottleneck (1×1 ``P`` → grouped ``k×k`` ``R`` → 1×1 ``Q``, as
+:func:`gross.decomposition.export` builds it) alone on an input of its context shape
+(captured with a forward hook) at the table's batch size, and ``fixed`` (the rest of
+the network and framework overhead) the median over calibration configurations of
+``T(exported network) − Σ_l entry_l``. ``mode="in_context"``: ``entry_l(s) = T(net at
+ref with layer l at s) − T(net at ref)``, ``fixed = T(net at ref)`` (ref: smallest sizes),
+which includes cache effects at the price of noisier differences.
 
-Two ways to measure the entries (``mode``):
+Timings (:func:`measure_forward`) run under :func:`torch.inference_mode`: warm-up, then
+the median (or min) over ``repeats`` loops lasting at least ``min_time`` s; CUDA is
+synchronised before reading the clock. Any ``timer(module, x) -> seconds`` can replace it.
 
-``"isolated"`` (default)
-    Each bottleneck timed alone on its context-shaped input:
-    ``1 + Σ_l |sizes_l|`` timed modules plus the calibration networks.
-``"in_context"``
-    ``entry_l(s) = T(net at ref with layer l at s) − T(net at ref)`` and
-    ``fixed = T(net at ref)`` with ``ref`` the smallest sizes: every entry includes
-    the cache and scheduling effects of running inside the network, at the price of
-    differences of whole-network timings (noisier on a loaded machine).
-
-Timings (:func:`measure_forward`) run under :func:`torch.inference_mode`: warm-up
-calls, then the median over ``repeats`` of loops of ``inner`` forwards lasting at
-least ``min_time`` seconds each (``inner`` calibrated once); on CUDA the device is
-synchronised before reading the clock. Any ``timer(module, x) -> seconds`` can be
-passed instead (tests use deterministic fake timers).
-
-Tables are cached as JSON under ``runs/latency/`` (:func:`gross.paths.runs_root`),
-one file per architecture, batch size and **device fingerprint**
-(:func:`device_fingerprint`: CPU model and thread count or GPU name, torch version,
-batch size). A table whose fingerprint differs from the current one is refused
-(:meth:`LatencyTable.check`) or re-measured (``on_mismatch="remeasure"``), never
-reused silently.
-
-Cost models for the searches built on these tables live in :mod:`gross.cost_models`.
+Tables are cached as JSON (default ``runs/latency/``), one file per architecture, mode,
+batch size and **device fingerprint** (:func:`device_fingerprint`: CPU model and
+threads or GPU name, torch version, batch size); a table of another fingerprint is
+refused (:meth:`LatencyTable.check`) or re-measured (``on_mismatch="remeasure"``),
+never reused silently. The search cost built on a table is
+:func:`gross.costs.cost_model` ``("latency", table=...)``.
 """
 
 from __future__ import annotations
@@ -107,12 +92,8 @@ def _cpu_model() -> str:
 
 
 def _device(device) -> torch.device:
-    try:
-        device = torch.device("cpu" if device is None else device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not valid: use 'cpu', 'cuda' or 'cuda:N'") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use 'cpu'")
+    """:func:`gross.utils.resolve_device` (None: CPU), limited to the devices tables support."""
+    device = utils.resolve_device("cpu" if device is None else device)
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"latency tables support 'cpu' and 'cuda' devices, got {str(device)!r}")
     return device
@@ -470,8 +451,8 @@ def measure_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
                 residuals, calibration, totals, scale = [], [tuple(s[0] for s in sizes)], [fixed], 1.0
     settings = {
         "mode": mode, "input_size": list(input_size), "warmup": warmup, "repeats": repeats, "min_time": min_time,
-        "statistic": statistic, "clock": clock, "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
-        "timer": timer_name,
+        "statistic": statistic, "clock": clock, "timer": timer_name,
+        "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
         "fit": fit if mode == "isolated" else "none", "scale": scale,
         "calibration": [list(c) for c in calibration], "calibration_s": [float(v) for v in totals],
         "residuals": [float(r) for r in residuals],

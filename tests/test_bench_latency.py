@@ -22,8 +22,8 @@ def test_predictor_row_ratio_is_the_median_relative_error(settings):
     assert row["met"] == (row["ratio"] <= 0.10) and "Spearman" in row["note"]
 
 
-def test_search_row_compares_the_two_winners(settings, monkeypatch):
-    monkeypatch.setattr(bench_latency.paths, "RESULTS", bench_latency.paths.ROOT / "no-such-folder")
+def test_search_row_compares_the_two_winners(settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("GROSS_OUTPUTS", str(tmp_path / "no-results"))
     rows = bench_latency.bench_latency_search(settings, "cpu")
     assert len(rows) == len(settings.latency_baselines) * len(settings.latency_batches)
     for row in rows:
@@ -32,5 +32,9 @@ def test_search_row_compares_the_two_winners(settings, monkeypatch):
         assert row["met"] == (row["measured_s"] <= row["versus_s"]) and "stand-in" in row["note"]
 
 
-def test_registry():
-    assert set(bench_latency.BENCHMARKS) == {"latency_predictor", "latency_search"}
+def test_registered_in_the_bench_package():
+    for name, fn in (("latency_predictor", bench_latency.bench_latency_predictor),
+                     ("latency_search", bench_latency.bench_latency_search)):
+        assert bench.GROUPS[name].fn is fn and bench.BENCHMARKS[name] is fn
+    names = list(bench.GROUPS)
+    assert names.index("latency") < names.index("latency_predictor") < names.index("latency_search")

@@ -330,6 +330,8 @@ def builders(exhaustive_table, bfs_trace):
                             "val_acc_smallest": [58.0, 62, 68], "train_loss": [1.5, 1.0, 0.8]})
     fig5 = pd.DataFrame({"config": [(1, 1), (2, 2), (4, 4)], "true_acc": [70.0, 75, 80],
                          "none": [60.0, 66, 71], "partial": [65.0, 70, 74], "gross": [69.0, 74, 79]})
+    latency = pd.DataFrame({"batch_size": [1, 1, 1, 8, 8, 8], "macs": [1e6, 2e6, 3e6] * 2,
+                            "measured_s": [3e-3, 1e-3, 2e-3, 8e-3, 9e-3, 7e-3]})
     return {
         "fig2_expansion": (lambda ax: plots.fig2_expansion(ax=ax), 6),
         "grouped_conv_cost_figure": (lambda ax: plots.grouped_conv_cost_figure(
@@ -340,6 +342,7 @@ def builders(exhaustive_table, bfs_trace):
             exhaustive_table, [(2, 2, 2), (4, 4, 4)], ax=ax), 1),
         "fig4_bfs": (lambda ax: plots.fig4_bfs(bfs_trace, ax=ax), 2),
         "fig5_search_vs_true": (lambda ax: plots.fig5_search_vs_true(fig5, ax=ax), 3),
+        "latency_vs_macs_figure": (lambda ax: plots.latency_vs_macs_figure(latency, ax=ax), 2),
     }
 
 
@@ -352,7 +355,7 @@ def _drawn(ax):
 
 
 def test_every_builder_draws_into_given_axes(builders):
-    public = {n for n in plots.__all__ if n.startswith(("fig", "btd", "grouped", "finetuning"))}
+    public = {n for n in plots.__all__ if n.startswith(("fig", "btd", "grouped", "finetuning", "latency"))}
     assert public == set(builders)  # a new builder must be added to this test
     for name, (build, n) in builders.items():
         alone = build(None)
@@ -417,3 +420,11 @@ def test_pdfs_are_vector_except_image_plots(builders, tmp_path):
                                     "val_acc": [1.0, 2, 3, 4]}), by="model")}
     for name, fig in composites.items():
         assert _pdf_images(fig, tmp_path / f"{name}.pdf") == 0, name
+
+
+def test_latency_vs_macs_figure_titles_hold_the_rank_correlation():
+    df = pd.DataFrame({"batch_size": [1] * 4, "macs": [1.0, 2, 3, 4], "measured_s": [4.0, 3, 2, 1]})
+    fig = plots.latency_vs_macs_figure(df)
+    assert fig.axes[0].get_title() == "batch 1: Spearman(MACs, latency) = -1.00"
+    with pytest.raises(ValueError, match="missing columns .'measured_s'."):
+        plots.latency_vs_macs_figure(df.drop(columns="measured_s"))

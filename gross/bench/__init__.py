@@ -26,6 +26,9 @@ Benchmarks (the ``benchmark`` column):
 ``latency``
     Inference latency of exported configurations vs their uniform baselines at batch 1
     and 256: do fewer MACs give lower latency? (The paper reports only MACs.)
+``latency_predictor``, ``latency_search`` (:mod:`gross.bench_latency`)
+    Median relative error of the additive latency predictor; measured latency of the
+    latency-budget search's winner over the MAC-budget winner at the same baseline.
 ``data``
     CIFAR-10 load from the decoded cache vs decoding the source, and batched
     augmentation (:func:`gross.data.augment`) vs torchvision's per-image transforms.
@@ -56,6 +59,7 @@ from .evaluation import bench_switching, bench_tree  # noqa: E402  "switching", 
 from .latency import _found_configs, bench_latency  # noqa: E402, F401  "latency"
 from .data import bench_data  # noqa: E402  "data"
 from ..bench_jobs import bench_batched, bench_executor, bench_packed  # noqa: E402  "executor", "batched", "packed"
+from ..bench_latency import bench_latency_predictor, bench_latency_search  # noqa: E402  "latency_*"
 
 __all__ = [
     "COLUMNS",

@@ -1,4 +1,4 @@
-"""The experiment pipeline behind notebooks 00-05: one module per paper result.
+"""The experiment pipeline behind notebooks 00-06: one module per paper result.
 
 =====================  ==================================================  ===========================
 module                 steps (outputs declared with :func:`outputs.step`)  notebook
@@ -13,6 +13,8 @@ module                 steps (outputs declared with :func:`outputs.step`)  noteb
 :mod:`.table4`         ``imagenet_bfs`` (Table 4, optional)                04_breadth_first_search
 :mod:`.table5`         ``ap_comparison`` (Table 5, Fig. 5)                 05_ap_comparison
 :mod:`.timing`         ``inference_timing``                                05_ap_comparison
+:mod:`.latency`        ``predictor_validation``, ``latency_vs_macs``,      06_latency_aware_search
+                       ``latency_search`` (beyond the paper)
 =====================  ==================================================  ===========================
 
 Support modules: :mod:`.store` (``runs/<profile>/`` artefacts with fingerprints, the
@@ -30,6 +32,7 @@ file                                             written by                     
 ``<model>_gross_<repeat>.pt``                    :func:`.finetune.finetune_gross`  02_finetuning
 ``true/<model>/<kind>_<config>_r<repeat>.json``  :func:`.finetune.true_accuracy`  02, 03, 04, 05
 ``checkpoints/...``                              training checkpoints (resume)  all
+``latency/<arch>-<mode>-b<batch>-<hash>.json``   :func:`gross.latency.latency_table`  06
 ===============================================  =============================  ===================
 
 Choices where the paper is silent (documented in the outputs too)
@@ -61,7 +64,8 @@ __all__ = ["STEPS", "Step", "StepResult", "step", "expected_outputs", "expected_
 
 def _import_steps() -> None:
     """Import every step module (their :func:`step` decorators fill :data:`STEPS`)."""
-    from . import base, decomposition, finetune, table2, table3, table4, table5, timing, tutorial  # noqa: F401
+    from . import (base, decomposition, finetune, latency, table2, table3, table4, table5,  # noqa: F401
+                   timing, tutorial)
 
 
 _import_steps()
@@ -71,14 +75,15 @@ EXPECTED_OUTPUTS: dict[str, list[str]] = expected_outputs()
 
 
 def _pipeline():
-    from . import base, decomposition, finetune, table2, table3, table5, timing
+    from . import base, decomposition, finetune, latency, table2, table3, table5, timing
 
     return (base.base_models, decomposition.btd_error_table, decomposition.mac_table,
             finetune.finetune_gross_models, finetune.uniform_before_after, finetune.individual_finetunes,
-            table2.exhaustive_search, table3.bfs_vgg16, table5.ap_comparison, timing.inference_timing)
+            table2.exhaustive_search, table3.bfs_vgg16, table5.ap_comparison, timing.inference_timing,
+            latency.predictor_validation, latency.latency_vs_macs, latency.latency_search)
 
 
-#: The steps of notebooks 01-05 in notebook order (what the notebooks call, minus display).
+#: The steps of notebooks 01-06 in notebook order (what the notebooks call, minus display).
 PIPELINE = _pipeline()
 
 

@@ -21,7 +21,7 @@ back from CSV); they are labelled like the paper, ``"32 16 64"``.
 Modules: :mod:`~gross.plots.style` (palette, rc style, axes handling),
 :mod:`~gross.plots.tutorial` (Fig. 2, grouped-convolution costs),
 :mod:`~gross.plots.training` (BTD error, fine-tuning curves),
-:mod:`~gross.plots.searches` (Figs. 3-5), :mod:`~gross.plots.composite` (:func:`facet`).
+:mod:`~gross.plots.searches` (Figs. 3-5), :mod:`~gross.plots.latency` (notebook 06), :mod:`~gross.plots.composite` (:func:`facet`).
 """
 
 from .style import PALETTE, SPACE_TITLES, STYLE, panel_axes  # first: chooses the backend
@@ -29,6 +29,7 @@ from .composite import facet  # noqa: I001
 from .searches import fig3_exhaustive_search, fig4_bfs, fig5_search_vs_true
 from .training import btd_error_figure, finetuning_curves
 from .tutorial import fig2_expansion, grouped_conv_cost_figure
+from .latency import latency_vs_macs_figure
 
 __all__ = [
     "PALETTE",
@@ -43,4 +44,5 @@ __all__ = [
     "fig3_exhaustive_search",
     "fig4_bfs",
     "fig5_search_vs_true",
+    "latency_vs_macs_figure",
 ]

@@ -1,15 +1,16 @@
-"""Cost models for the searches (:mod:`gross.cost_models`): MACs and predicted latency."""
+"""Costs for the searches (:mod:`gross.costs`): MAC lookups, cost values, cost models (MACs, latency), budgets."""
 
 import numpy as np
 import pytest
 
-from gross import cost_models as C
+from gross import costs as C
 from gross import latency as L
 from gross.bench import random_gross
 from gross.decomposition import enumerate_configs, search_space
 from gross.macs import count_macs
 from gross.models import four_layer_net
 from gross.search import bfs_search, exhaustive_search, random_configs
+
 
 def weight_timer(module, x):
     """Additive fake timer: 1 ns per weight element and sample (no wall time)."""
@@ -73,3 +74,33 @@ def test_bad_inputs(model, table):
         C.budget_of(C.cost_model("macs", model), 1000)
     with pytest.raises(ValueError, match="baseline must be"):
         C.budget_of(cost, True)
+
+
+def test_mac_lookup_equals_count_macs_on_random_configs(model):
+    lookup = C.model_mac_lookup(model)
+    for c in random_configs(search_space(model), 8, seed=3):
+        assert lookup(c) == count_macs(model, config=c)
+    cheapest = lookup.min_config()
+    assert all(lookup(cheapest).total <= lookup(c).total for c in enumerate_configs(search_space(model)))
+
+
+def test_as_cost():
+    assert C.as_cost(5) == (5, -1) and C.as_cost((7, 3)) == (7, 3) and C.as_cost(2.5) == (2.5, -1)
+    with pytest.raises(ValueError, match="number or a .total, secondary. pair"):
+        C.as_cost((1, 2, 3))
+    with pytest.raises(ValueError, match="must be finite"):
+        C.as_cost(float("nan"))
+    with pytest.raises(ValueError, match="must be a number"):
+        C.as_cost(True)
+
+
+def test_budget_of_a_plain_callable_uses_the_space(model):
+    space = search_space(model)
+    macs = C.model_mac_lookup(model)
+
+    def total(c):
+        return macs(c).total
+
+    assert C.budget_of(total, (4, 4, 4), space=space) == macs((4, 4, 4)).total
+    with pytest.raises(ValueError, match="below the cheapest configuration .* cost units"):
+        C.budget_of(total, 10, space=space)
