@@ -92,7 +92,7 @@ def test_artefacts_are_reused_and_true_column_matches(run):
     table = res.tables["table4_imagenet"]
     depthwise = table.loc[table.iloc[:, 0].str.startswith("Depthwise"), "True"].iloc[-1]
     ones = table4.uniform(table4.search_space(tuned), 1)
-    assert table4.true_accuracy(cfg, "resnet18", ones, CLASSES) == pytest.approx(float(depthwise))
+    assert table4.imagenet_true_accuracy(cfg, "resnet18", ones, CLASSES) == pytest.approx(float(depthwise))
     # another number of workers / processes is the same run (machine-only keys are not in the folder's hash)
     other = config.load("smoke", device="cpu", imagenet__root=cfg["imagenet"]["root"], imagenet__workers=2,
                         imagenet__eval_batch_size=7, imagenet__vgg16_weights=cfg["imagenet"]["vgg16_weights"],

@@ -9,7 +9,7 @@ Steps below :func:`imagenet_bfs` (each a function of the resolved config ``cfg``
    ``torchrun``, :mod:`gross.distributed`).
 4. :func:`search` -- incremental breadth-first search against the uniform ``baselines``
    (4s and 16s) on the held-out training images.
-5. :func:`true_accuracy` -- individual fine-tune of a configuration (all layers train).
+5. :func:`imagenet_true_accuracy` -- individual fine-tune of a configuration (all layers train).
 6. :func:`imagenet_bfs` -- the step: Table 4 in the paper's layout plus Fig. 4's panels,
    written by :func:`gross.pipeline.outputs.step` as ``table4_imagenet``,
    ``bfs_imagenet_trace`` and ``fig4_bfs_imagenet_<model>``.
@@ -46,7 +46,7 @@ from .rows import search_table
 from .store import fingerprint
 
 __all__ = ["MACHINE_KEYS", "TITLES", "settings", "dataset", "pretrained", "decomposed", "gross_finetuned",
-           "search", "true_accuracy", "rows", "imagenet_bfs", "main"]
+           "search", "imagenet_true_accuracy", "rows", "imagenet_bfs", "main"]
 
 #: Model blocks of Table 4.
 TITLES = {"vgg16": "VGG-16", "resnet18": "ResNet-18"}
@@ -189,7 +189,7 @@ def search(cfg: Mapping, name: str, model: nn.Module, data) -> tuple[pd.DataFram
     return best, trace, baselines
 
 
-def true_accuracy(cfg: Mapping, name: str, config, num_classes: int) -> float:
+def imagenet_true_accuracy(cfg: Mapping, name: str, config, num_classes: int) -> float:
     """Test accuracy of ``config`` decomposed alone (GroSS initialisation exported) and fine-tuned (all layers)."""
     label = config_str(config, "-")
     path = _work_dir(cfg, f"{name}_true_{label}.json")
@@ -229,7 +229,7 @@ def rows(cfg: Mapping, name: str) -> tuple[pd.DataFrame, pd.DataFrame, list, lis
     for group, role, c in entries:
         m = count_macs(full, size) if c is None else count_macs(model, size, config=c)
         true = ddp.evaluate_plain(full, data.test, **_eval_kw(cfg)) if c is None else \
-            true_accuracy(cfg, name, c, nc)
+            imagenet_true_accuracy(cfg, name, c, nc)
         out.append({"group": group, "role": role, "config": c, "macs": m.total, "gconv_macs": m.gconv,
                     "gross_acc": float("nan") if c is None else gross[c], "true_acc": true, "repeat": 0,
                     **({"label": f"{TITLES[name]} (Full)"} if c is None else {})})
