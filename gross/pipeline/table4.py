@@ -61,10 +61,10 @@ def _ctx(cfg) -> "ddp.Context":
     return ddp.init(str(cfg["device"]).split(":")[0])
 
 
-def settings(cfg: Mapping) -> dict:
-    """The ``[imagenet]`` section; raises if ``root`` is empty or a model is unknown."""
-    s = dict(cfg["imagenet"])
-    if not s.get("root"):
+def settings(cfg: Mapping) -> Mapping:
+    """The ``[imagenet]`` section (reads are recorded key by key); raises if ``root`` is empty or a model is unknown."""
+    s = cfg["imagenet"]
+    if not s["root"]:
         raise ValueError("imagenet.root is empty: set it to a folder with train/<class>/ and val/<class>/ images")
     for name in s["models"]:
         inet.arch_name(name)
@@ -74,7 +74,10 @@ def settings(cfg: Mapping) -> dict:
 def _work_dir(cfg, *parts) -> Path:
     from .. import paths
 
-    keys = {k: v for k, v in settings(cfg).items() if k not in MACHINE_KEYS}
+    settings(cfg)
+    # the folder's identity: every setting but the machine-only ones (not recorded as the step's reads:
+    # the keys a step reads are those its computations use, see tests/test_table4.py)
+    keys = {k: v for k, v in cfg.to_dict()["imagenet"].items() if k not in MACHINE_KEYS}
     keys["seed"] = cfg["seed"]
     d = paths.run_dir(cfg["profile"]) / f"imagenet-{fingerprint(keys)[:10]}"
     d.mkdir(parents=True, exist_ok=True)
