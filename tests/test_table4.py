@@ -62,6 +62,7 @@ def test_whole_table4_path_writes_every_row(run):
     assert meta["profile"] == "smoke" and meta["settings_read"] == res.reads
     for name in ("vgg16", "resnet18"):
         assert (out / "figures" / f"fig4_bfs_imagenet_{name}.png").stat().st_size > 0
+        assert b"/Subtype /Image" not in (out / "figures" / f"fig4_bfs_imagenet_{name}.pdf").read_bytes()
     trace = pd.read_csv(out / "results" / "bfs_imagenet_trace.csv")
     assert set(trace["model"]) == {"vgg16", "resnet18"} and trace["accuracy"].between(0, 100).all()
     assert "[26]" not in (out / "results" / "bfs_imagenet_trace.md").read_text()
