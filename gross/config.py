@@ -65,6 +65,7 @@ _CHOICES = {
 _NON_NEGATIVE = {
     ("seed",), ("num_threads",), ("data", "split_seed"), ("ap", "seed"), ("ap", "repeat"),
     ("vgg16", "n_train"), ("vgg16", "n_val"), ("vgg16", "bfs_seeded_runs"), ("imagenet", "n_val"),
+    ("imagenet", "workers"),
     ("four_layer", "btd_ridge"), ("vgg16", "btd_ridge"),
     ("executor", "gpus"), ("executor", "slurm_gpus_per_job"),
 }
@@ -72,7 +73,11 @@ _NON_NEGATIVE = {
 
 #: Keys that do not change any number (where or how fast it runs): never part of an
 #: artefact's fingerprint, never listed by :func:`reductions`.
-NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root"}
+NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root",
+                       # Table 4's machine-only keys (gross.pipeline.table4.MACHINE_KEYS) and weight locations
+                       "imagenet.vgg16_weights", "imagenet.resnet18_weights", "imagenet.nproc", "imagenet.workers",
+                       "imagenet.pin_memory", "imagenet.persistent_workers", "imagenet.eval_batch_size",
+                       "imagenet.checkpoint_every_steps"}
                       | {f"executor.{k}" for k in ("name", "workers", "threads", "gpus", "workers_per_gpu",
                                                    "slurm_partition", "slurm_time_min", "slurm_gpus_per_job",
                                                    "slurm_array_parallelism")})

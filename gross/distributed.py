@@ -5,7 +5,7 @@ One process per GPU (NCCL) or several CPU processes (gloo)::
     torchrun --standalone --nproc-per-node 8 -m gross.distributed finetune --job runs/paper/imagenet/vgg16_gross.job
 
 The job file (:func:`write_job`) holds the GroSS-decomposed model, the data settings
-and the recipe; :func:`gross.table4.gross_finetune` writes it and launches ``torchrun``
+and the recipe; :func:`gross.pipeline.table4.gross_finetuned` writes it and launches ``torchrun``
 (:func:`launch`) or trains in-process with one rank.
 
 Equivalence with one process

@@ -1,4 +1,4 @@
-"""Benchmark for Table 4's cost (README-imagenet.md): decoding, GroSS training (1 vs 2 gloo ranks), prefix tree.
+"""Benchmark for Table 4's cost (README, "Table 4 on ImageNet"): decoding, GroSS training, prefix tree.
 
 Run from the repository root (CPU; prints one JSON object)::
 

@@ -84,12 +84,12 @@ def test_value_constraints():
 
 
 def test_override_spellings():
-    cfg = config.load("smoke", seed=7, four_layer__repeats=3, data_path="/x", bfs_seeded_runs=4,
+    cfg = config.load("smoke", seed=7, four_layer__repeats=3, data_path="/x", held_out=12,
                       vgg16__btd_tol=1)
     assert cfg["seed"] == 7
     assert cfg["four_layer"]["repeats"] == 3
     assert cfg["data"]["path"] == "/x"
-    assert cfg["vgg16"]["bfs_seeded_runs"] == 4
+    assert cfg["imagenet"]["held_out"] == 12  # a bare key unique to one section
     # int accepted for a float key, stored as float
     assert cfg["vgg16"]["btd_tol"] == 1.0 and isinstance(cfg["vgg16"]["btd_tol"], float)
     # other sections untouched

@@ -4,6 +4,7 @@ Tolerance: the model runs in float64; 2-process DDP and 1-process weights agree 
 (only the order of floating-point sums differs: measured 3e-17).
 """
 
+import copy
 import os
 import shutil
 import subprocess
@@ -33,21 +34,68 @@ def _torchrun(nproc, *args, **env):
     return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=300)
 
 
+_DDP_SCRIPT = """
+import sys, torch
+from gross import distributed as D, imagenet as inet
+ctx = D.init("cpu")
+model = torch.load(sys.argv[1], weights_only=False)
+configs = torch.load(sys.argv[2], weights_only=False)
+ds = inet.imagenet(sys.argv[3], resize=40, crop=32, held_out=16)
+df = D.evaluate(model, configs, ds.test, ctx=ctx, batch_size=3, workers=1)
+if ctx.rank == 0:
+    torch.save(df.to_dict("list"), sys.argv[4])
+D.main(["finetune", "--job", sys.argv[5], "--device", "cpu"])
+"""
+
+
+def _calibrate_batch_norm(model, split):
+    """Batch-norm statistics of ``split`` (as in a trained network; random ones collapse to one class)."""
+    x = torch.stack([inet.normalise(split[i][0][None], "cpu")[0] for i in range(len(split))])
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.momentum = None  # cumulative average over the one batch
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m in norms:
+        m.momentum = 0.1
+    model.eval()
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    """Folder, model, job files, the 1-process reference run and ONE 2-rank torchrun launch.
+
+    The launch evaluates configurations of the 1-process fine-tuned network sharded over the
+    2 ranks (15 test images: shards of 8 and 7) and then runs the DDP fine-tune of the job (``python -m gross.distributed
+    finetune``), so the equality tests share one process start.
+    """
     tmp = tmp_path_factory.mktemp("ddp")
-    root = inet.generate_folder(tmp / "data", classes=10, train_per_class=20, val_per_class=4, size=64)
-    data_kw = dict(root=str(root), resize=40, crop=32, held_out=40)
+    root = inet.generate_folder(tmp / "data", classes=5, train_per_class=16, val_per_class=3, size=40)
+    data_kw = dict(root=str(root), resize=40, crop=32, held_out=16)  # 64 training images: 4 steps of 16
     torch.manual_seed(0)
-    model = inet.build("resnet18", num_classes=10, width_mult=1 / 16)
+    model = inet.build("resnet18", num_classes=5, width_mult=1 / 16)
+    _calibrate_batch_norm(model, inet.imagenet(**data_kw).train)
     inet.decompose_imagenet(model, (1, 2, 4), tol=1e-2, max_iter=1)
-    model = model.double()
-    recipe = RECIPES["resnet18_imagenet_gross"].replace(batch_size=32, lr=0.05).scaled(2)
-    job = D.write_job(tmp / "job.pt", model, data_kw, recipe, tmp / "ddp", checkpoint_every_steps=3, workers=1,
-                      persistent_workers=True)
+    model = model.double().eval()
+    recipe = RECIPES["resnet18_imagenet_gross"].replace(batch_size=16, lr=0.05).scaled(2)
+    options = dict(checkpoint_every_steps=3, workers=1, persistent_workers=True)
+    job = D.write_job(tmp / "job.pt", model, data_kw, recipe, tmp / "ddp", **options)
+    kill_job = D.write_job(tmp / "kill.pt", model, data_kw, recipe, tmp / "kill", **options)
     ref = torch.load(job, weights_only=False)["model"]
     D.finetune(ref, inet.imagenet(**data_kw).train, recipe, run_dir=tmp / "one", checkpoint_every_steps=3, workers=0)
-    return tmp, job, data_kw, model, torch.load(tmp / "one" / f"{recipe.name}.pt", weights_only=True)
+    ref_state = torch.load(tmp / "one" / f"{recipe.name}.pt", weights_only=True)
+    configs = [tuple(c) for c in ref_state["run"]["configs"][:6]] + [(1,) * 16, (4,) * 16]
+    tuned = copy.deepcopy(model)
+    tuned.load_state_dict(ref_state["model"])
+    torch.save(tuned, tmp / "model.pt")
+    torch.save(configs, tmp / "configs.pt")
+    (tmp / "ddp.py").write_text(_DDP_SCRIPT)
+    out = _torchrun(2, str(tmp / "ddp.py"), str(tmp / "model.pt"), str(tmp / "configs.pt"), data_kw["root"],
+                    str(tmp / "acc.pt"), str(job))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(tmp=tmp, job=job, kill_job=kill_job, data_kw=data_kw, model=model, tuned=tuned, ref=ref_state,
+                configs=configs)
 
 
 def _max_diff(a, b):
@@ -70,12 +118,10 @@ def test_shard_sampler_splits_each_global_batch():
 
 
 def test_two_gloo_processes_equal_one_process(setup):
-    tmp, job, _, model, ref = setup
-    out = _torchrun(2, "-m", "gross.distributed", "finetune", "--job", str(job), "--device", "cpu")
-    assert out.returncode == 0, out.stderr[-3000:]
+    tmp, model, ref = setup["tmp"], setup["model"], setup["ref"]
     got = torch.load(tmp / "ddp" / "resnet18_imagenet_gross.pt", weights_only=True)
     assert got["world"] == 2 and ref["world"] == 1
-    assert got["run"]["configs"] == ref["run"]["configs"] and len(ref["run"]["configs"]) == 10
+    assert got["run"]["configs"] == ref["run"]["configs"] and len(ref["run"]["configs"]) == 8
     assert len({tuple(c) for c in ref["run"]["configs"]}) > 1
     assert _max_diff(got["model"], ref["model"]) < TOL
     # training changed the GroSS weights (the comparison is not trivial) and nothing else
@@ -87,55 +133,33 @@ def test_two_gloo_processes_equal_one_process(setup):
 
 
 def test_killed_rank_resumes_from_checkpoint_with_same_or_other_world(setup):
-    tmp, job, data_kw, _, ref = setup
-    shutil.rmtree(tmp / "ddp", ignore_errors=True)
+    tmp, job, data_kw, ref = setup["tmp"], setup["kill_job"], setup["data_kw"], setup["ref"]
     out = _torchrun(2, "-m", "gross.distributed", "finetune", "--job", str(job), "--device", "cpu",
-                    GROSS_FAIL_AT="1:7")  # rank 1 SIGKILLs itself before global step 8 (epoch 2, mid-epoch)
+                    GROSS_FAIL_AT="1:6")  # rank 1 SIGKILLs itself before global step 7 (epoch 2, mid-epoch)
     assert out.returncode != 0
-    ckpt = tmp / "ddp" / "resnet18_imagenet_gross.pt"
+    ckpt = tmp / "kill" / "resnet18_imagenet_gross.pt"
     state = torch.load(ckpt, weights_only=True)
-    assert state["run"]["global_step"] == 6 and state["run"]["epoch"] == 1 and state["run"]["step"] == 1
-    shutil.copytree(tmp / "ddp", tmp / "ddp_one")
+    assert state["run"]["global_step"] == 6 and state["run"]["epoch"] == 1 and state["run"]["step"] == 2
+    shutil.copytree(tmp / "kill", tmp / "kill_one")
     out = _torchrun(2, "-m", "gross.distributed", "finetune", "--job", str(job), "--device", "cpu")
     assert out.returncode == 0, out.stderr[-3000:]
     got = torch.load(ckpt, weights_only=True)
     assert got["run"]["configs"] == ref["run"]["configs"] and _max_diff(got["model"], ref["model"]) < TOL
     # the same checkpoint resumed by one process (N changed from 2 to 1)
     jobd = torch.load(job, weights_only=False)
-    D.finetune(jobd["model"], inet.imagenet(**data_kw).train, D.Recipe(**jobd["recipe"]), run_dir=tmp / "ddp_one",
+    D.finetune(jobd["model"], inet.imagenet(**data_kw).train, D.Recipe(**jobd["recipe"]), run_dir=tmp / "kill_one",
                name=jobd["name"], checkpoint_every_steps=3, workers=0)
-    one = torch.load(tmp / "ddp_one" / "resnet18_imagenet_gross.pt", weights_only=True)
+    one = torch.load(tmp / "kill_one" / "resnet18_imagenet_gross.pt", weights_only=True)
     assert one["run"]["configs"] == ref["run"]["configs"] and _max_diff(one["model"], ref["model"]) < TOL
 
 
-_EVAL_SCRIPT = """
-import sys, torch
-from gross import distributed as D, imagenet as inet
-ctx = D.init("cpu")
-model = torch.load(sys.argv[1], weights_only=False)
-configs = torch.load(sys.argv[2], weights_only=False)
-ds = inet.imagenet(sys.argv[3], resize=40, crop=32, held_out=40)
-df = D.evaluate(model, configs, ds.test, ctx=ctx, batch_size=7, workers=1)
-if ctx.rank == 0:
-    torch.save(df.to_dict("list"), sys.argv[4])
-"""
-
-
 def test_sharded_evaluation_equals_single_process(setup):
-    tmp, _, data_kw, model, ref = setup
-    model.load_state_dict(ref["model"])
-    model.eval()
-    configs = [tuple(c) for c in ref["run"]["configs"][:6]]
-    torch.save(model, tmp / "model.pt")
-    torch.save(configs, tmp / "configs.pt")
-    (tmp / "eval.py").write_text(_EVAL_SCRIPT)
-    out = _torchrun(3, str(tmp / "eval.py"), str(tmp / "model.pt"), str(tmp / "configs.pt"), data_kw["root"],
-                    str(tmp / "acc.pt"))
-    assert out.returncode == 0, out.stderr[-3000:]
+    tmp, data_kw, model, configs = setup["tmp"], setup["data_kw"], setup["tuned"], setup["configs"]
     got = torch.load(tmp / "acc.pt", weights_only=False)
     test = inet.imagenet(**data_kw).test
-    one = D.evaluate(model, configs, test, batch_size=40, workers=0)
-    assert got["accuracy"] == one["accuracy"].tolist() and got["images"][0] == 40
+    one = D.evaluate(model, configs, test, batch_size=15, workers=0)
+    assert got["accuracy"] == one["accuracy"].tolist() and got["images"][0] == len(test) == 15
+    assert len(set(one["accuracy"])) > 1  # the configurations differ: the comparison is not trivial
     # and the plain model at each configuration (independent of the prefix tree)
     from gross.decomposition import export
 

@@ -1,4 +1,4 @@
-"""Tests of gross.table4: the whole Table 4 path under the smoke profile on a generated folder."""
+"""Tests of gross.pipeline.table4: the whole Table 4 path under the smoke profile on a generated folder."""
 
 import json
 
@@ -6,67 +6,123 @@ import pandas as pd
 import pytest
 import torch
 
-from gross import config, table4
+from gross import config
 from gross import imagenet as inet
+from gross.pipeline import EXPECTED_OUTPUTS, STEPS, expected_outputs
+from gross.pipeline import table4
+
+CLASSES = 4
 
 
-@pytest.fixture
-def cfg(tmp_path, monkeypatch):
-    monkeypatch.setenv("GROSS_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("GROSS_OUTPUTS", str(tmp_path / "out"))
-    root = inet.generate_folder(tmp_path / "data", classes=10, train_per_class=20, val_per_class=4, size=64)
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A generated ImageNet-style folder and random 'pretrained' weights of both reduced networks."""
+    tmp = tmp_path_factory.mktemp("table4")
+    root = inet.generate_folder(tmp / "data", classes=CLASSES, train_per_class=12, val_per_class=4, size=40)
     weights = {}
     for name, kw in (("vgg16", {"hidden": 32}), ("resnet18", {})):
         torch.manual_seed(0)
-        weights[name] = tmp_path / f"{name}.pth"
-        torch.save(inet.build(name, num_classes=10, width_mult=0.125, **kw).state_dict(), weights[name])
-    return config.load("smoke", imagenet__root=str(root), imagenet__vgg16_weights=str(weights["vgg16"]),
-                       imagenet__resnet18_weights=str(weights["resnet18"]))
+        weights[name] = tmp / f"{name}.pth"
+        torch.save(inet.build(name, num_classes=CLASSES, width_mult=0.125, **kw).state_dict(), weights[name])
+    return tmp, root, weights
 
 
-def test_whole_table4_path_writes_every_row(cfg, tmp_path):
-    res = table4.table4(cfg)
+@pytest.fixture(scope="module")
+def run(files):
+    """The Table 4 step run once under the smoke profile: ``(cfg, result, output folder, runs folder)``."""
+    tmp, root, weights = files
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
+        mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
+        cfg = config.load("smoke", device="cpu", imagenet__root=str(root),
+                          imagenet__vgg16_weights=str(weights["vgg16"]),
+                          imagenet__resnet18_weights=str(weights["resnet18"]))
+        yield cfg, table4.imagenet_bfs(cfg), tmp / "out", tmp / "runs"
+
+
+def test_whole_table4_path_writes_every_row(run):
+    cfg, res, out, _ = run
     table = res.tables["table4_imagenet"]
     first = table.columns[0]
     labels = table[first].tolist()
-    assert len(table) == 12
+    assert first == "ImageNet Configuration" and len(table) == 12
     for title, n in (("VGG-16", 12), ("ResNet-18", 16)):
         i = labels.index(f"{title} (Full)")
         block = labels[i + 1:i + 6]
         assert [lab.startswith("Baseline") for lab in block] == [True, False, True, False, False]
         assert block[-1].startswith("Depthwise") and all(len(lab.split(":")[-1].split()) == n for lab in block)
-    out = tmp_path / "out"
+    assert (table["MACs"] != "").all()
     written = pd.read_csv(out / "results" / "table4_imagenet.csv")
     assert written[first].tolist() == labels
     md = (out / "results" / "table4_imagenet.md").read_text()
     assert "[26]" in md and "supplementary material" in md and "imagenet.width_mult = 0.125" in md
+    # machine-only keys and weight paths are read but are not reductions vs the paper
+    assert "imagenet.workers" not in md and "imagenet.vgg16_weights" not in md
     meta = json.loads((out / "results" / "table4_imagenet.meta.json").read_text())
-    assert meta["profile"] == "smoke"
+    assert meta["profile"] == "smoke" and meta["settings_read"] == res.reads
     for name in ("vgg16", "resnet18"):
         assert (out / "figures" / f"fig4_bfs_imagenet_{name}.png").stat().st_size > 0
+        assert b"/Subtype /Image" not in (out / "figures" / f"fig4_bfs_imagenet_{name}.pdf").read_bytes()
     trace = pd.read_csv(out / "results" / "bfs_imagenet_trace.csv")
     assert set(trace["model"]) == {"vgg16", "resnet18"} and trace["accuracy"].between(0, 100).all()
-    # found configurations stay within their baseline's MACs; accuracies are percentages
-    num = res.tables["table4_imagenet"]
-    assert (num["MACs"] != "").all()
-    # artefacts are reused: a second call gives the same table without training again
-    runs = list((tmp_path / "runs" / "smoke").glob("imagenet-*/*_gross.pt"))
-    assert len(runs) == 2
-    mtimes = {p: p.stat().st_mtime_ns for p in runs}
-    tuned = table4.gross_finetuned(cfg, "resnet18", 10)
+    assert "[26]" not in (out / "results" / "bfs_imagenet_trace.md").read_text()
+
+
+def test_every_imagenet_key_is_read(run):
+    """With a root, the step reads every ``[imagenet]`` key of the paper profile (none is dead)."""
+    _, res, _, _ = run
+    schema = {".".join(k) for k in config.flatten(config.load("paper").to_dict()) if k[0] == "imagenet"}
+    assert schema <= set(res.reads), sorted(schema - set(res.reads))
+
+
+def test_declared_outputs_are_optional():
+    decl = STEPS["imagenet_bfs"]
+    assert decl.optional and decl.notebook == "04_breadth_first_search"
+    names = expected_outputs(include_optional=True)["04_breadth_first_search"]
+    for out in ("table4_imagenet.csv", "bfs_imagenet_trace.md", "fig4_bfs_imagenet_resnet18.png"):
+        assert out in names and out not in EXPECTED_OUTPUTS["04_breadth_first_search"]
+
+
+def test_artefacts_are_reused_and_true_column_matches(run):
+    cfg, res, _, runs = run
+    saved = list((runs / "smoke").glob("imagenet-*/*_gross.pt"))
+    assert len(saved) == 2
+    mtimes = {p: p.stat().st_mtime_ns for p in saved}
+    tuned = table4.gross_finetuned(cfg, "resnet18", CLASSES)
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
-    assert table4.true_accuracy(cfg, "resnet18", table4._uniform(table4.search_space(tuned), 1), 10) == \
-        pytest.approx(float(table[first].str.startswith("Depthwise").pipe(lambda m: table.loc[m, "True"]).iloc[-1]))
+    table = res.tables["table4_imagenet"]
+    depthwise = table.loc[table.iloc[:, 0].str.startswith("Depthwise"), "True"].iloc[-1]
+    ones = table4.uniform(table4.search_space(tuned), 1)
+    assert table4.imagenet_true_accuracy(cfg, "resnet18", ones, CLASSES) == pytest.approx(float(depthwise))
+    # another number of workers / processes is the same run (machine-only keys are not in the folder's hash)
+    other = config.load("smoke", device="cpu", imagenet__root=cfg["imagenet"]["root"], imagenet__workers=2,
+                        imagenet__eval_batch_size=7, imagenet__vgg16_weights=cfg["imagenet"]["vgg16_weights"],
+                        imagenet__resnet18_weights=cfg["imagenet"]["resnet18_weights"])
+    assert table4._work_dir(other) == table4._work_dir(cfg)
+    assert table4._work_dir(config.load("smoke", imagenet__root="x", imagenet__bfs_runs=3)) != table4._work_dir(cfg)
 
 
-def test_skipped_without_root_and_clear_errors(cfg, tmp_path, monkeypatch):
+def test_skipped_without_root_and_clear_errors(files, tmp_path, monkeypatch):
+    _, root, _ = files
+    monkeypatch.setenv("GROSS_OUTPUTS", str(tmp_path / "out"))
     empty = config.load("smoke")
-    assert table4.table4(empty) is None
+    assert table4.imagenet_bfs(empty) is None and not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="imagenet.root is empty"):
         table4.settings(empty)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
-    bad = config.load("smoke", imagenet__root=cfg["imagenet"]["root"], imagenet__vgg16_weights="")
+    bad = config.load("smoke", imagenet__root=str(root), imagenet__vgg16_weights="")
     with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
-        table4.pretrained(bad, "vgg16", 10)
-    with pytest.raises(ValueError, match="unknown ImageNet model"):
-        table4.settings(config.load("smoke", imagenet__root="x", imagenet__models=["alexnet"]))
+        table4.pretrained(bad, "vgg16", CLASSES)
+    with pytest.raises(ValueError, match="imagenet.models"):
+        config.load("smoke", imagenet__root="x", imagenet__models=["alexnet"])
+    assert config.load("smoke", imagenet__workers=0)["imagenet"]["workers"] == 0
+    with pytest.raises(ValueError, match="'imagenet.workers' must be >= 0"):
+        config.load("smoke", imagenet__workers=-1)
+
+
+def test_deprecated_module_entry_is_the_pipeline_main():
+    from gross import table4 as old
+
+    assert old.main is table4.main
+    with pytest.raises(SystemExit):
+        table4.main(["--profile", "smoke"])  # no root: argparse error naming imagenet__root

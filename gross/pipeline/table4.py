@@ -1,30 +1,307 @@
-"""Notebook 04, last part: Table 4 (ImageNet), skipped unless ``imagenet.root`` is set."""
+"""Notebook 04, last part: Table 4 and Fig. 4's ImageNet panels (VGG-16, ResNet-18), only with ``imagenet.root``.
+
+Steps below :func:`imagenet_bfs` (each a function of the resolved config ``cfg``, section ``[imagenet]``):
+
+1. :func:`pretrained` -- torchvision weights, offline (:func:`gross.imagenet.load_pretrained`).
+2. :func:`decomposed` -- GroSS decomposition of the 12 VGG-16 / 16 ResNet-18 convolutions at
+   ``group_sizes`` (1, 4, 16, 32).
+3. :func:`gross_finetuned` -- GroSS fine-tuning (paper schedules; ``nproc > 1`` launches
+   ``torchrun``, :mod:`gross.distributed`).
+4. :func:`search` -- incremental breadth-first search against the uniform ``baselines``
+   (4s and 16s) on the held-out training images.
+5. :func:`imagenet_true_accuracy` -- individual fine-tune of a configuration (all layers train).
+6. :func:`imagenet_bfs` -- the step: Table 4 in the paper's layout plus Fig. 4's panels,
+   written by :func:`gross.pipeline.outputs.step` as ``table4_imagenet``,
+   ``bfs_imagenet_trace`` and ``fig4_bfs_imagenet_<model>``.
+
+Every rank of ``torchrun --nproc-per-node N -m gross.pipeline.table4`` runs every step:
+fine-tunes are DDP, evaluations are sharded, rank 0 writes artefacts and outputs.
+Artefacts live in ``runs/<profile>/imagenet-<hash>/`` where the hash covers every
+setting they depend on (not the machine-only keys of :data:`MACHINE_KEYS`), so
+changed settings never reuse stale files while another ``N`` or worker count resumes
+the same run. Reported accuracies are 1-crop top-1 on the official validation folder
+(the ``test`` split); the search and model selection use the held-out training images
+(``val`` split).
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .. import distributed as ddp
+from .. import imagenet as inet
+from ..decomposition import export, search_space
+from ..macs import count_macs
+from ..space import config_str
+from ..train import RECIPES, Recipe
+from .common import uniform
 from .outputs import StepResult, step
+from .rows import search_table
+from .store import fingerprint
 
-__all__ = ["imagenet_bfs"]
+__all__ = ["MACHINE_KEYS", "TITLES", "settings", "dataset", "pretrained", "decomposed", "gross_finetuned",
+           "search", "imagenet_true_accuracy", "rows", "imagenet_bfs", "main"]
+
+#: Model blocks of Table 4.
+TITLES = {"vgg16": "VGG-16", "resnet18": "ResNet-18"}
+#: ``[imagenet]`` keys that change where and how fast Table 4 runs, never its numbers.
+MACHINE_KEYS = ("nproc", "workers", "pin_memory", "persistent_workers", "eval_batch_size", "checkpoint_every_steps")
+_NOTE_26 = ("the rows of [26] (VGG-16 with the decomposition structure of Zhang et al.) are left out: that "
+            "structure is given in the paper's supplementary material, which is not available")
 
 
-@step("04_breadth_first_search", tables=("table4_imagenet",), optional=True)
+def _ctx(cfg) -> "ddp.Context":
+    """This process's rank (one process, or every rank when run under ``torchrun``)."""
+    return ddp.init(str(cfg["device"]).split(":")[0])
+
+
+def settings(cfg: Mapping) -> Mapping:
+    """The ``[imagenet]`` section (reads are recorded key by key); raises if ``root`` is empty or a model is unknown."""
+    s = cfg["imagenet"]
+    if not s["root"]:
+        raise ValueError("imagenet.root is empty: set it to a folder with train/<class>/ and val/<class>/ images")
+    for name in s["models"]:
+        inet.arch_name(name)
+    return s
+
+
+def _work_dir(cfg, *parts) -> Path:
+    from .. import paths
+
+    settings(cfg)
+    # the folder's identity: every setting but the machine-only ones (not recorded as the step's reads:
+    # the keys a step reads are those its computations use, see tests/test_table4.py)
+    keys = {k: v for k, v in cfg.to_dict()["imagenet"].items() if k not in MACHINE_KEYS}
+    keys["seed"] = cfg["seed"]
+    d = paths.run_dir(cfg["profile"]) / f"imagenet-{fingerprint(keys)[:10]}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d.joinpath(*parts)
+
+
+def _data_kwargs(cfg) -> dict:
+    s = settings(cfg)
+    return dict(root=s["root"], resize=s["resize"], crop=s["crop"], held_out=s["held_out"], split_seed=cfg["seed"])
+
+
+def dataset(cfg: Mapping):
+    """:func:`gross.imagenet.imagenet` with the settings (held-out ``val``, official ``test``)."""
+    return inet.imagenet(**_data_kwargs(cfg))
+
+
+def pretrained(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
+    """The pretrained network ``name`` from ``imagenet.<name>_weights`` or torchvision's cache."""
+    s = settings(cfg)
+    kw = {"num_classes": num_classes, "width_mult": s["width_mult"]}
+    if name == "vgg16":
+        kw["hidden"] = s["vgg16_hidden"]
+    return inet.load_pretrained(name, s[f"{name}_weights"], **kw)
+
+
+def _cached(cfg, path: Path, make, collective: bool = False):
+    """Load ``path``, else make it: on rank 0 only, or on every rank (``collective``: training)."""
+    from ..utils import atomic_save
+
+    ctx = _ctx(cfg)
+    if not path.exists():
+        if collective or ctx.rank == 0:
+            model = make()
+            if ctx.rank == 0:
+                atomic_save(model, path)
+        ddp.barrier(ctx)
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def decomposed(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
+    """GroSS decomposition of the pretrained ``name`` (cached)."""
+    s = settings(cfg)
+
+    def make():
+        model = pretrained(cfg, name, num_classes)
+        return inet.decompose_imagenet(model, s["group_sizes"], tol=s["btd_tol"], max_iter=s["btd_max_iter"],
+                                       seed=int(cfg["seed"]))
+    return _cached(cfg, _work_dir(cfg, f"{name}_init.pt"), make)
+
+
+def _recipe(cfg, name: str, kind: str, n_train: int) -> tuple[Recipe, int | None]:
+    s = settings(cfg)
+    epochs = s[f"{name}_gross_epochs"] if kind == "gross" else s[f"{name}_config_epochs"]
+    changes = {"batch_size": s[f"{name}_batch_size"], "seed": int(cfg["seed"])}
+    if kind == "gross":
+        changes["lr"] = s[f"{name}_lr"]
+    recipe = RECIPES[f"{name}_imagenet_{kind}"].replace(**changes).scaled(epochs)
+    steps = n_train // recipe.batch_size
+    max_steps = None if s["epoch_fraction"] >= 1 else max(1, int(steps * s["epoch_fraction"]))
+    return recipe, max_steps
+
+
+def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str) -> nn.Module:
+    """Fine-tune in this process (``nproc == 1`` or under torchrun) or launch ``torchrun``; returns the model."""
+    s = settings(cfg)
+    data = dataset(cfg)
+    recipe, max_steps = _recipe(cfg, name, kind, len(data.train))
+    run_dir = _work_dir(cfg)
+    options = dict(checkpoint_every_steps=s["checkpoint_every_steps"], max_steps_per_epoch=max_steps,
+                   workers=s["workers"], pin_memory=s["pin_memory"], persistent_workers=s["persistent_workers"])
+    trainable = "gross" if kind == "gross" else "all"
+    ctx = _ctx(cfg)
+    if s["nproc"] > 1 and not ctx.distributed:
+        job = ddp.write_job(run_dir / f"{run_name}.job", model, _data_kwargs(cfg), recipe, run_dir, name=run_name,
+                            trainable=trainable, **options)
+        ddp.launch(job, s["nproc"], device=str(cfg["device"]).split(":")[0])
+    else:
+        ddp.finetune(model, data.train, recipe, run_dir=run_dir, name=run_name, trainable=trainable, ctx=ctx,
+                     **options)
+    state = torch.load(run_dir / f"{run_name}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def gross_finetuned(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
+    """GroSS fine-tuned ``name`` (cached; resumes an interrupted run)."""
+    path = _work_dir(cfg, f"{name}_gross_model.pt")
+    return _cached(cfg, path, lambda: _train(cfg, decomposed(cfg, name, num_classes), name, "gross", f"{name}_gross"),
+                   collective=True)
+
+
+def _eval_kw(cfg) -> dict:
+    s = settings(cfg)
+    return {"batch_size": s["eval_batch_size"], "workers": s["workers"], "pin_memory": s["pin_memory"],
+            "ctx": _ctx(cfg)}
+
+
+def search(cfg: Mapping, name: str, model: nn.Module, data) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """Incremental BFS against the uniform ``baselines`` on the held-out images (at most ``n_val`` if > 0)."""
+    from ..costs import model_mac_lookup
+    from ..search import bfs_incremental_search
+
+    s = settings(cfg)
+    val = data.val if not s["n_val"] else data.val.subset(range(min(s["n_val"], len(data.val))))
+    space = search_space(model)
+    lookup = model_mac_lookup(model, (3, s["crop"], s["crop"]))
+    baselines = sorted(dict.fromkeys(uniform(space, b) for b in s["baselines"]), key=lambda b: lookup(b).total)
+    evaluate = ddp.evaluator(model, val, **_eval_kw(cfg))
+    best, trace = bfs_incremental_search(space, evaluate, lookup, baselines, runs=s["bfs_runs"],
+                                         max_steps=s["bfs_max_steps"], seeded_runs=s["bfs_seeded_runs"],
+                                         seed=int(cfg["seed"]))
+    return best, trace, baselines
+
+
+def imagenet_true_accuracy(cfg: Mapping, name: str, config, num_classes: int) -> float:
+    """Test accuracy of ``config`` decomposed alone (GroSS initialisation exported) and fine-tuned (all layers)."""
+    label = config_str(config, "-")
+    path = _work_dir(cfg, f"{name}_true_{label}.json")
+    if not path.exists():
+        from ..utils import atomic_write_text
+
+        net = export(decomposed(cfg, name, num_classes), tuple(config))
+        net = _train(cfg, net, name, "config", f"{name}_config_{label}")
+        acc = ddp.evaluate_plain(net, dataset(cfg).test, **_eval_kw(cfg))
+        if _ctx(cfg).rank == 0:
+            atomic_write_text(json.dumps({"config": list(config), "test_acc": acc}), path)
+        ddp.barrier(_ctx(cfg))
+    return json.loads(path.read_text())["test_acc"]
+
+
+def _entries(model, baselines, found, size) -> list[tuple]:
+    """``(group, role, config)`` rows of one block: full, then baseline/found by MACs descending, then 1s."""
+    entries = [("full", "full", None)]
+    for b, f in sorted(zip(baselines, found), key=lambda t: -count_macs(model, size, config=t[0]).total):
+        entries += [(config_str(b), "baseline", b), (config_str(b), "found", f)]
+    return entries + [("depthwise", "depthwise", uniform(search_space(model), 1))]
+
+
+def rows(cfg: Mapping, name: str) -> tuple[pd.DataFrame, pd.DataFrame, list, list]:
+    """Tidy rows of one model's block (full, baseline/found per baseline, 1s) plus the search trace."""
+    data = dataset(cfg)
+    nc = len(data.classes)
+    size = (3, settings(cfg)["crop"], settings(cfg)["crop"])
+    full = pretrained(cfg, name, nc)
+    model = gross_finetuned(cfg, name, nc)
+    best, trace, baselines = search(cfg, name, model, data)
+    found = [tuple(int(x) for x in c) for c in best["config"]]
+    entries = _entries(model, baselines, found, size)
+    configs = [c for _, _, c in entries if c is not None]
+    gross = dict(zip(configs, ddp.evaluate(model, configs, data.test, **_eval_kw(cfg))["accuracy"]))
+    out = []
+    for group, role, c in entries:
+        m = count_macs(full, size) if c is None else count_macs(model, size, config=c)
+        true = ddp.evaluate_plain(full, data.test, **_eval_kw(cfg)) if c is None else \
+            imagenet_true_accuracy(cfg, name, c, nc)
+        out.append({"group": group, "role": role, "config": c, "macs": m.total, "gconv_macs": m.gconv,
+                    "gross_acc": float("nan") if c is None else gross[c], "true_acc": true, "repeat": 0,
+                    **({"label": f"{TITLES[name]} (Full)"} if c is None else {})})
+    return pd.DataFrame(out), trace.assign(model=name), baselines, found
+
+
+def _left_out_figure(name: str):
+    """Fig. 4 panel of a model not in ``imagenet.models``: a figure saying so."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{TITLES[name]}: not run (not in imagenet.models)", ha="center", va="center")
+    return fig
+
+
+@step("04_breadth_first_search", tables=("table4_imagenet", "bfs_imagenet_trace"),
+      figures=tuple(f"fig4_bfs_imagenet_{n}" for n in TITLES), optional=True)
 def imagenet_bfs(cfg: Mapping) -> StepResult | None:
-    """Table 4 (ImageNet). Returns ``None`` when ``imagenet.root`` is empty (the default).
+    """Table 4 (both models' blocks), the search trace and Fig. 4's ImageNet panels.
 
-    Raises
-    ------
-    NotImplementedError
-        When a root is given: the ImageNet pipeline (pretrained torchvision weights,
-        decomposition, 4/8-epoch GroSS fine-tunes, search) is not wired into the
-        notebooks yet.
+    Returns ``None`` when ``imagenet.root`` is empty (Table 4 is skipped, the default),
+    and on ranks other than 0 under ``torchrun`` (rank 0 writes the outputs).
     """
-    # TODO(merge imagenet): call gross.imagenet / gross.distributed (helper I) here.
+    from .. import plots
+
     if not cfg["imagenet"]["root"]:
         return None
-    raise NotImplementedError(
-        "Table 4 needs pretrained ImageNet VGG-16/ResNet-18 weights and GPU-scale fine-tuning; the ImageNet "
-        f"pipeline is not wired into gross.pipeline yet (imagenet.root={cfg['imagenet']['root']!r}). "
-        "Leave imagenet_root empty to skip Table 4."
-    )
+    models = settings(cfg)["models"]
+    blocks, traces, figures = [], [], {}
+    for name in models:
+        tidy, trace, baselines, found = rows(cfg, name)
+        blocks.append(search_table(tidy, "ImageNet Configuration"))
+        traces.append(trace)
+        figures[f"fig4_bfs_imagenet_{name}"] = plots.fig4_bfs(trace.drop(columns="model"), baselines, found)
+    for name in TITLES:
+        figures.setdefault(f"fig4_bfs_imagenet_{name}", _left_out_figure(name))
+    data = dataset(cfg)
+    notes = [f"GroSS/True: 1-crop top-1 accuracy on the official validation folder ({len(data.test)} images); the "
+             f"search used {len(data.val)} images held out from the training set", _NOTE_26]
+    trace = pd.concat(traces, ignore_index=True)
+    trace = trace.assign(config=[config_str(c) for c in trace["config"]],
+                         baseline=[b if isinstance(b, str) else config_str(b) for b in trace["baseline"]])
+    if _ctx(cfg).rank != 0:
+        return None
+    return StepResult(tables={"table4_imagenet": pd.concat(blocks, ignore_index=True), "bfs_imagenet_trace": trace},
+                      figures=figures, notes=notes, output_notes={"bfs_imagenet_trace": notes[:1]})
+
+
+def main(argv=None) -> None:
+    """``[torchrun --nproc-per-node N] python -m gross.pipeline.table4 --profile paper imagenet__root=...``.
+
+    Every rank runs every step: fine-tunes are DDP, evaluations are sharded, rank 0 writes.
+    """
+    import argparse
+
+    from .. import config
+    from .common import setup
+
+    parser = argparse.ArgumentParser(prog="python -m gross.pipeline.table4", description="Table 4 (ImageNet)")
+    parser.add_argument("--profile", default="paper")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE settings, e.g. imagenet__root=/data/imagenet")
+    args = parser.parse_args(argv)
+    cfg = config.load(args.profile, **config.parse_overrides(args.overrides))
+    if not cfg["imagenet"]["root"]:
+        parser.error("set imagenet__root=/path/to/imagenet (train/ and val/ class folders)")
+    setup(cfg)
+    imagenet_bfs(cfg)
+
+
+if __name__ == "__main__":
+    main()
