@@ -60,7 +60,7 @@ import torch.nn.functional as F
 
 from . import imagenet as inet
 from .decomposition import gross_layers, search_space, set_config
-from .train import Recipe
+from .train import Recipe, _recipe_dict
 from .utils import atomic_save
 
 __all__ = [
@@ -219,22 +219,16 @@ def _maybe_fail(rank: int, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _recipe_key(recipe: Recipe) -> dict:
-    d = dataclasses.asdict(recipe)
-    d.pop("checkpoint_every")
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
 def _load_state(ckpt: Path, model: nn.Module, recipe: Recipe, trainable: str) -> dict:
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(f"checkpoint {ckpt} cannot be read ({exc}); delete it to start afresh") from exc
-    if state.get("format") != _FORMAT or state.get("recipe") != _recipe_key(recipe) \
+    if state.get("format") != _FORMAT or state.get("recipe") != _recipe_dict(recipe) \
             or state.get("trainable") != trainable:
         raise ValueError(
             f"checkpoint {ckpt} belongs to another run (recipe {state.get('recipe')}, trainable "
-            f"{state.get('trainable')!r}); this run uses {_recipe_key(recipe)}, {trainable!r}. Use another "
+            f"{state.get('trainable')!r}); this run uses {_recipe_dict(recipe)}, {trainable!r}. Use another "
             "run_dir/name or delete the checkpoint")
     model.load_state_dict(state["model"])
     return state
@@ -323,7 +317,7 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
 
     def save():
         if ctx.rank == 0:
-            atomic_save({"format": _FORMAT, "recipe": _recipe_key(recipe), "trainable": trainable,
+            atomic_save({"format": _FORMAT, "recipe": _recipe_dict(recipe), "trainable": trainable,
                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "sampler_rng": sampler.get_state(),
                          "run": dataclasses.asdict(run), "world": ctx.world}, ckpt)

@@ -52,7 +52,7 @@ from torch import nn
 from .data import CIFAR_MEAN, CIFAR_STD, Dataset, Split, batches
 from .decomposition import export, get_config, gross_layers, set_config
 from .space import Config, SearchSpace
-from .utils import resolve_device
+from .utils import resolve_device, synchronize
 
 __all__ = ["accuracy", "evaluate_configs", "ConfigEvaluator", "get_split", "time_switching_vs_rebuild"]
 
@@ -352,12 +352,10 @@ class ConfigEvaluator:
 
 
 def _timed(fn, device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return out, time.perf_counter() - start
 
 

@@ -134,11 +134,6 @@ def device_fingerprint(device="cpu", batch_size: int = 1, num_threads: int | Non
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure_forward(module: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: int = 7,
                     min_time: float = 0.01, statistic: str = "median", clock: str = "wall") -> float:
     """Seconds per forward of ``module(x)`` (on ``x``'s device, CUDA synchronised).
@@ -165,18 +160,18 @@ def measure_forward(module: nn.Module, x: torch.Tensor, warmup: int = 2, repeats
     with torch.inference_mode():
         for _ in range(max(warmup, 1)):
             module(x)
-        _sync(device)
+        utils.synchronize(device)
         start = now()
         module(x)
-        _sync(device)
+        utils.synchronize(device)
         inner = max(1, math.ceil(min_time / max(now() - start, 1e-9)))
         times = []
         for _ in range(repeats):
-            _sync(device)
+            utils.synchronize(device)
             start = now()
             for _ in range(inner):
                 module(x)
-            _sync(device)
+            utils.synchronize(device)
             times.append((now() - start) / inner)
     return float(statistics.median(times) if statistic == "median" else min(times))
 

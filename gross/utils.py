@@ -23,6 +23,7 @@ __all__ = [
     "seed_everything",
     "atomic_save",
     "atomic_write_text",
+    "synchronize",
     "provenance",
     "save_table",
     "save_figure",
@@ -32,6 +33,12 @@ __all__ = [
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the queued kernels of ``device`` (CUDA); a no-op elsewhere. Timers call it around timed work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def resolve_device(device=None) -> torch.device:

@@ -9,6 +9,8 @@ from torch import nn
 
 from ..decomposition import decomposable_layers, default_group_sizes
 from ..layers import GroSSConv2d
+from ..pipeline.common import uniform
+from ..space import config_str
 
 __all__ = ["VGG_GROUP_SIZES", "random_gross"]
 
@@ -63,10 +65,5 @@ def _gross_model(name: str, width: float, seed: int, device) -> nn.Module:
     return random_gross(_build(name, width), sizes, seed).to(device)
 
 
-def _uniform(space, s: int) -> tuple[int, ...]:
-    """Every layer at group size ``s`` (a layer without ``s`` takes its largest size below it)."""
-    return tuple(max([x for x in sizes if x <= s] or [min(sizes)]) for sizes in space.values())
-
-
-def _config_str(config) -> str:
-    return " ".join(str(int(s)) for s in config)
+_uniform = uniform  # every layer at group size s (gross.pipeline.common.uniform)
+_config_str = config_str  # "8 16 64" (gross.space.config_str)

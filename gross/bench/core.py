@@ -99,9 +99,7 @@ PRESETS = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+_sync = utils.synchronize  # kept for gross.bench.decomposition
 
 
 def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, device=None) -> list[float]:

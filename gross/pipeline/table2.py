@@ -70,11 +70,12 @@ def exhaustive_search(cfg: Mapping) -> StepResult:
     table, eval_s = evaluate_all(cfg, models, configs, data, lookup)
     baselines = [uniform(space, s) for s in cfg[name]["baselines"]]
     found = [tuple(_exhaustive(space, None, lookup, b, table=table)[0]["config"]) for b in baselines]
-    vbmf = tuple(select_config(base_model(cfg, name, train=False), sizes=dict(space)))
+    base = base_model(cfg, name, train=False)
+    vbmf = tuple(select_config(base, sizes=dict(space)))
     entries = search_entries(list(zip(baselines, found)), vbmf, uniform(space, cfg[name]["depthwise"]), lookup)
     true_accuracies(cfg, name, [e["config"] for e in entries if e["config"] is not None],
                     range(true_repeats(cfg, name)))  # individual fine-tunes as independent jobs
-    tidy = search_rows(cfg, name, models, base_model(cfg, name, train=False), data, entries)
+    tidy = search_rows(cfg, name, models, base, data, entries)
     notes = [
         f"search on the mean GroSS validation accuracy over {len(models)} repeat(s); GroSS/True columns are test "
         f"accuracy, mean (std) over {len(models)} GroSS and {true_repeats(cfg, name)} individual repeat(s)",

@@ -89,9 +89,20 @@ def _data_kwargs(cfg) -> dict:
     return dict(root=s["root"], resize=s["resize"], crop=s["crop"], held_out=s["held_out"], split_seed=cfg["seed"])
 
 
+_DATA_CACHE: dict = {}
+
+
 def dataset(cfg: Mapping):
-    """:func:`gross.imagenet.imagenet` with the settings (held-out ``val``, official ``test``)."""
-    return inet.imagenet(**_data_kwargs(cfg))
+    """:func:`gross.imagenet.imagenet` with the settings (held-out ``val``, official ``test``).
+
+    The folder is listed once per process and settings (as ``common._base_data`` does for
+    CIFAR-10): the table's steps ask for it once per fine-tune and evaluation.
+    """
+    kwargs = _data_kwargs(cfg)
+    key = tuple(sorted(kwargs.items()))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = inet.imagenet(**kwargs)
+    return _DATA_CACHE[key]
 
 
 def pretrained(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
