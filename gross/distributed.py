@@ -213,10 +213,14 @@ def _draw(layers: list, space: list, gen: torch.Generator) -> tuple[int, ...]:
     return config
 
 
-def _maybe_fail(rank: int, step: int) -> None:
+def _maybe_fail(ctx: "Context", step: int) -> None:
     spec = os.environ.get(_FAIL_ENV, "")
-    if spec and spec == f"{rank}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
+    if spec and spec.endswith(f":{step}"):
+        # Every rank first finishes the steps before (rank 0: its checkpoint written), so the
+        # injected fault always lands after the same checkpoint, whatever the processes' timing.
+        barrier(ctx)
+        if spec == f"{ctx.rank}:{step}":
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _load_state(ckpt: Path, model: nn.Module, recipe: Recipe, trainable: str) -> dict:
@@ -330,7 +334,7 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
         _train_mode(net)
         seen0 = run.seen
         for x, y in data:
-            _maybe_fail(ctx.rank, run.global_step)
+            _maybe_fail(ctx, run.global_step)
             x = inet.normalise(x, ctx.device, dtype, recipe.mean, recipe.std)
             y = y.to(ctx.device, non_blocking=True)
             if layers:
