@@ -317,6 +317,43 @@ def test_finetune_gross_rejects_plain_models_and_bad_track_configs(data):
         T.finetune_gross(grossify(tiny_net()), data, recipe(), track_configs=[(3,)])
 
 
+# ----------------------------------------------------------------------------- channels_last layout
+def _float64(model: nn.Module) -> nn.Module:
+    return model.double()
+
+
+@pytest.mark.parametrize("kind", ["base", "gross", "config"])
+def test_channels_last_training_equals_the_default_layout(kind):
+    """The CPU default (channels_last for the epochs) trains the same weights as the plain layout (float64)."""
+    small = D.synthetic(n_train=96, n_val=32, n_test=32, seed=1)
+    rec = recipe(epochs=2, batch_size=32, lr=0.05, weight_decay=1e-3, seed=4)
+    results = []
+    for layout in (False, True):
+        model = _float64(tiny_net(seed=2) if kind == "base" else grossify(tiny_net(seed=2)))
+        if kind == "base":
+            hist = T.train_base(model, small, rec, progress=False, channels_last=layout)
+        elif kind == "gross":
+            hist = T.finetune_gross(model, small, rec, progress=False, channels_last=layout)
+        else:
+            model, hist = T.finetune_config(model, (2,), small, rec, progress=False, channels_last=layout)
+        assert all(p.is_contiguous() for p in model.parameters())  # default layout again after training
+        results.append((model.state_dict(), hist))
+    (plain, h_plain), (fast, h_fast) = results
+    assert plain.keys() == fast.keys()
+    for k in plain:
+        assert torch.allclose(plain[k], fast[k], rtol=0, atol=1e-10), k
+    np.testing.assert_allclose(h_plain["train_loss"], h_fast["train_loss"], rtol=1e-10)
+
+
+def test_channels_last_is_the_cpu_default(data, monkeypatch):
+    seen = []
+    real = T._epoch_pass
+    monkeypatch.setattr(T, "_epoch_pass", lambda job, *a: seen.append(job.channels_last) or real(job, *a))
+    T.train_base(tiny_net(), data, recipe(epochs=1), progress=False)
+    T.train_base(tiny_net(), data, recipe(epochs=1), progress=False, channels_last=False)
+    assert seen == [True, False]
+
+
 # ----------------------------------------------------------------------------- individual configurations
 def test_finetune_config_trains_the_exported_bottleneck_only(data, tmp_path):
     model = grossify(tiny_net(seed=3))

@@ -1,4 +1,5 @@
-"""Benchmark group ``train_step``: one SGD step of a GroSS network vs the exported plain bottleneck network."""
+"""Benchmark groups ``train_step`` (a GroSS network's SGD step vs the exported plain bottleneck
+network's) and ``train_layout`` (the training step in ``channels_last`` vs the default layout)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from ..decomposition import export, search_space, set_config
 from .common import _config_str, _gross_model, _label
 from .core import Settings, _median, _row, register, time_call
 
-__all__ = ['bench_train_step']
+__all__ = ['bench_train_step', 'bench_train_layout']
 
 
 def _sgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     model.train()
 
     def step():
@@ -61,3 +62,48 @@ def bench_train_step(settings: Settings, device) -> list[dict]:
                          settings.train_repeats, "every config's ratio <= 1.3", max(ratios) <= 1.3, device,
                          f"per-config ratios {', '.join(f'{r:.2f}' for r in ratios)}"))
     return rows
+
+
+def _layout_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, channels_last: bool) -> Callable[[], None]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return _sgd_step(model.to(memory_format=fmt), x.contiguous(memory_format=fmt), y)
+
+
+@register("train_layout")
+def bench_train_layout(settings: Settings, device) -> list[dict]:
+    """The training step in ``channels_last`` layout vs the default one (what :func:`gross.train`
+    does on CPU): base networks and exported bottleneck networks with only the decomposed layers
+    trainable (the individual fine-tunes)."""
+    from ..search import random_configs
+
+    device = torch.device(device)
+    rows = []
+    for name, width in settings.train_models:
+        model = _gross_model(name, width, settings.seed, device)
+        config = random_configs(search_space(model), n=1, seed=settings.seed)[0]
+        g = torch.Generator().manual_seed(settings.seed)
+        x = torch.randn(settings.train_batch, 3, 32, 32, generator=g).to(device)
+        y = torch.randint(0, 10, (settings.train_batch,), generator=g).to(device)
+        exported = export(model, config).to(device)
+        for p_name, p in exported.named_parameters():
+            p.requires_grad_(p_name.split(".")[0] in search_space(model))
+        cases = [("base network", lambda: _build_base(name, width, settings.seed).to(device)),
+                 (f"exported config {_config_str(config)}, decomposed layers trained", lambda: exported)]
+        for case, make in cases:
+            times = {}
+            for cl in (False, True):
+                net = make()
+                times[cl] = _median(time_call(_layout_step(net, x, y, cl), settings.train_repeats,
+                                              settings.warmup + 1, device))
+            rows.append(_row("train_layout", f"{_label(name, width)} {case}", "channels_last step", times[True],
+                             "default-layout step", times[False], settings.train_repeats, "ratio < 1 on CPU",
+                             times[True] < times[False] if device.type == "cpu" else None, device,
+                             f"batch {settings.train_batch}, SGD momentum 0.9, forward + backward + update"))
+    return rows
+
+
+def _build_base(name: str, width: float, seed: int) -> nn.Module:
+    from .common import _build
+
+    torch.manual_seed(seed)
+    return _build(name, width)
