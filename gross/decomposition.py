@@ -11,6 +11,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
+import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -31,6 +32,10 @@ __all__ = [
     "num_configs",
     "planned_space",
     "skeleton",
+    "btd_layer_job",
+    "btd_jobs",
+    "assemble",
+    "decompose_jobs",
 ]
 
 
@@ -117,6 +122,27 @@ def _resolve_sizes(name: str, width: int, group_sizes) -> tuple[int, ...]:
     return sizes
 
 
+def _plan(model: nn.Module, group_sizes, layers, width) -> list[tuple[str, nn.Conv2d, int, tuple[int, ...]]]:
+    """``(name, conv, bottleneck width, group sizes)`` of every layer :func:`decompose` replaces."""
+    done = list(gross_layers(model))
+    if done and layers is None:
+        raise ValueError(
+            f"the model is already decomposed: it holds GroSS layers {done}. Decompose the plain model "
+            f"(e.g. a copy taken before gross.decompose), switch group sizes with gross.set_config, or "
+            f"name further plain convolutions to decompose with layers=[...]"
+        )
+    names = decomposable_layers(model, layers)
+    if not names:
+        raise ValueError("the model has no decomposable convolution (ungrouped k×k nn.Conv2d after the first)")
+    plan = []
+    for name in names:
+        conv = model.get_submodule(name)
+        w = width.get(name) if isinstance(width, Mapping) else width
+        w = conv.in_channels if w is None else int(w)
+        plan.append((name, conv, w, _resolve_sizes(name, w, group_sizes)))
+    return plan
+
+
 def decompose(
     model: nn.Module,
     group_sizes=None,
@@ -159,22 +185,7 @@ def decompose(
         If ``model`` is already decomposed (holds GroSS layers) and ``layers`` is not
         given, has nothing to decompose, or on bad sizes, widths or BTD options.
     """
-    done = list(gross_layers(model))
-    if done and layers is None:
-        raise ValueError(
-            f"the model is already decomposed: it holds GroSS layers {done}. Decompose the plain model "
-            f"(e.g. a copy taken before gross.decompose), switch group sizes with gross.set_config, or "
-            f"name further plain convolutions to decompose with layers=[...]"
-        )
-    names = decomposable_layers(model, layers)
-    if not names:
-        raise ValueError("the model has no decomposable convolution (ungrouped k×k nn.Conv2d after the first)")
-    plan = []
-    for name in names:
-        conv = model.get_submodule(name)
-        w = width.get(name) if isinstance(width, Mapping) else width
-        w = conv.in_channels if w is None else int(w)
-        plan.append((name, conv, w, _resolve_sizes(name, w, group_sizes)))
+    plan = _plan(model, group_sizes, layers, width)
     with tqdm(total=sum(len(p[3]) for p in plan), desc="BTD", unit="BTD", leave=False,
               disable=None if progress is None else not progress) as bar:
         for name, conv, w, sizes in plan:
@@ -347,3 +358,133 @@ def skeleton(model: nn.Module, space: Mapping[str, Sequence[int]]) -> nn.Module:
         layer.name = name
         _set_submodule(model, name, layer)
     return model
+
+
+# ----------------------------------------------------------------------------- one BTD per job (gross.jobs)
+
+
+def btd_layer_job(*, weight: str, group_size: int, width: int, seed: int = 0, options: Mapping | None = None) -> dict:
+    """Job function (:class:`gross.jobs.Job`): the BTD of one convolution at one group size.
+
+    Parameters
+    ----------
+    weight : str
+        File holding the convolution's weight tensor (an input of the job, so its
+        SHA-256 is part of the job's fingerprint).
+    group_size, width : int
+    seed : int, default 0
+        BTD seed (the same for every layer and size, as :func:`decompose` uses).
+    options : mapping, optional
+        The rest of :func:`gross.btd.btd`'s options (``tol``, ``max_iter``, ``method``...).
+
+    Returns
+    -------
+    dict
+        ``P``, ``R``, ``Q`` (the bottleneck factors, as :meth:`GroSSConv2d.from_conv`
+        uses them) and ``error`` (the final relative BTD error).
+    """
+    from .btd import btd
+
+    result = btd(torch.load(weight, map_location="cpu", weights_only=True), int(group_size), width=int(width),
+                 seed=int(seed), **dict(options or {}))
+    errors = list(result.errors)
+    return {"P": result.P, "R": result.R, "Q": result.Q, "error": float(errors[-1]) if errors else float("nan")}
+
+
+def btd_jobs(model: nn.Module, directory, group_sizes=None, layers: Sequence[str] | None = None,
+             width: int | Mapping[str, int] | None = None, **btd_options) -> list[tuple[str, int, object]]:
+    """One :class:`gross.jobs.Job` per (layer, group size) BTD that :func:`decompose` would run.
+
+    Each convolution's weight is written once to ``<directory>/weights/<layer>.pt``
+    (atomically, only when its bytes change); a job's output
+    ``<directory>/<layer>-s<size>-<fingerprint>.pt`` is named from that file's hash, the
+    size, the width and ``btd_options``, so changed weights or settings never reuse an
+    old factorisation. Arguments are those of :func:`decompose`.
+
+    Returns
+    -------
+    list of (layer name, group size, Job)
+    """
+    from pathlib import Path
+
+    from .jobs import Job
+    from .utils import atomic_save
+
+    directory = Path(directory)
+    options = {k: v for k, v in btd_options.items() if k != "seed"}
+    out = []
+    for name, conv, w, sizes in _plan(model, group_sizes, layers, width):
+        path = directory / "weights" / f"{name}.pt"
+        weight = conv.weight.detach().cpu().clone()
+        if not path.exists() or not torch.equal(torch.load(path, weights_only=True), weight):
+            atomic_save(weight, path)
+        for s in sizes:
+            out.append((name, s, Job(btd_layer_job, {"group_size": s, "width": w, "seed": int(btd_options.get("seed", 0)),
+                                                      "options": options},
+                                     name=f"{name}-s{s}", directory=directory, inputs={"weight": path})))
+    return out
+
+
+def assemble(model: nn.Module, factors: Mapping[str, Mapping[int, Mapping]], width=None) -> nn.Module:
+    """Replace the named convolutions by GroSS layers built from per-(layer, size) BTD results (in place).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The plain model the factors were computed from.
+    factors : mapping of layer name to mapping of group size to dict
+        ``{"P", "R", "Q", "error"}`` per size (a :func:`btd_layer_job` result).
+    width : int or mapping, optional
+        Bottleneck width (default: each layer's input channels), as in :func:`decompose`.
+
+    Returns
+    -------
+    nn.Module
+        ``model``, with layers equal to those :func:`decompose` builds from the same BTDs
+        (:meth:`GroSSConv2d.from_factors`; ``btd_errors`` set).
+    """
+    for name in decomposable_layers(model, list(factors)):
+        conv = model.get_submodule(name)
+        w = width.get(name) if isinstance(width, Mapping) else width
+        per_size = {int(s): r for s, r in factors[name].items()}
+        layer = GroSSConv2d.from_factors(conv, {s: (r["P"], r["R"], r["Q"]) for s, r in per_size.items()},
+                                         width=conv.in_channels if w is None else int(w))
+        layer.btd_errors = {s: float(r["error"]) for s, r in sorted(per_size.items())}
+        layer.name = name
+        _set_submodule(model, name, layer)
+    return model
+
+
+def decompose_jobs(model: nn.Module, directory, executor="serial", group_sizes=None,
+                   layers: Sequence[str] | None = None, width: int | Mapping[str, int] | None = None,
+                   progress: bool | None = None, **btd_options) -> nn.Module:
+    """:func:`decompose` with every (layer, group size) BTD an independent job on ``executor``.
+
+    The jobs (:func:`btd_jobs`) run through :func:`gross.jobs.run_jobs`: finished ones
+    (a valid output in ``directory``) are not run again, a damaged output raises
+    :class:`gross.jobs.CorruptOutputError` naming the file. The model is then assembled
+    from the factors (:func:`assemble`); it equals :func:`decompose`'s bit for bit
+    when the jobs run with the same torch thread count (BTD arithmetic is float64).
+
+    Parameters
+    ----------
+    model, group_sizes, layers, width, progress, **btd_options
+        As in :func:`decompose` (``progress``: a bar over jobs).
+    directory : path-like
+        Job outputs and the convolution weights they read.
+    executor : gross.jobs.ExecutorSettings, mapping or str, default "serial"
+        Where the jobs run (``"local"`` with ``workers``, ``"slurm"``...).
+
+    Returns
+    -------
+    nn.Module
+        ``model``, now holding GroSS layers.
+    """
+    from .jobs import run_jobs
+
+    jobs = btd_jobs(model, directory, group_sizes, layers, width, **btd_options)
+    results = run_jobs([job for _, _, job in jobs], executor, progress=progress, desc="BTD")
+    factors: dict = {}
+    for (name, s, _), result in zip(jobs, results):
+        factors.setdefault(name, {})[s] = result
+    return assemble(model, factors, width)

@@ -228,3 +228,61 @@ def test_planned_space_and_skeleton_match_decompose():
         torch.testing.assert_close(rebuilt.eval()(x), model.eval()(x))
     with pytest.raises(ValueError, match=r"unknown layer 'conv9'"):
         skeleton(four_layer_net(), {"conv9": (1, 2)})
+
+
+# ----------------------------------------------------------------------------- BTD jobs
+
+
+def _small(name):
+    from gross import imagenet as inet
+
+    torch.manual_seed(3)
+    kw = {"hidden": 16} if name == "vgg16" else {}
+    return inet.build(name, num_classes=5, width_mult=1 / 16, **kw).eval()
+
+
+@pytest.mark.parametrize("name,executor", [("vgg16", "serial"), ("resnet18", {"name": "local", "workers": 2})])
+def test_btd_jobs_assemble_the_model_decompose_builds_bitwise(tmp_path, name, executor):
+    import copy
+
+    from gross.decomposition import decompose_jobs
+
+    opts = dict(group_sizes=(1, 2, 4), tol=1e-3, max_iter=3, seed=5)
+    base = _small(name)
+    ref = decompose(copy.deepcopy(base), **opts)
+    got = decompose_jobs(copy.deepcopy(base), tmp_path, executor=executor, **opts)
+    a, b = ref.state_dict(), got.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    for (n1, l1), (n2, l2) in zip(gross_layers(ref).items(), gross_layers(got).items()):
+        assert n1 == n2 and l1.group_sizes == l2.group_sizes and l1.btd_errors == l2.btd_errors
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ref(x), got(x))
+
+
+def test_btd_jobs_rerun_only_missing_and_corrupt_output_is_an_error(tmp_path):
+    import copy
+
+    from gross.decomposition import btd_jobs, decompose_jobs
+    from gross.jobs import CorruptOutputError
+
+    base = tiny_net()
+    opts = dict(group_sizes=(1, 2), tol=1e-3, max_iter=2)
+    jobs = btd_jobs(base, tmp_path, **opts)
+    assert [(n, s) for n, s, _ in jobs] == [(n, s) for n in decomposable_layers(base) for s in (1, 2)]
+    before = jobs[0][2].output
+    first = decompose_jobs(copy.deepcopy(base), tmp_path, **opts)
+    outputs = sorted(tmp_path.glob("*.pt"))
+    assert len(outputs) == len(jobs)
+    outputs[0].unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in outputs[1:]}
+    again = decompose_jobs(copy.deepcopy(base), tmp_path, **opts)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items()) and outputs[0].exists()
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in first.state_dict().items())
+    outputs[1].write_bytes(outputs[1].read_bytes()[:100])
+    with pytest.raises(CorruptOutputError, match=outputs[1].name):
+        decompose_jobs(copy.deepcopy(base), tmp_path, **opts)
+    changed = copy.deepcopy(base)
+    with torch.no_grad():
+        changed.get_submodule(decomposable_layers(base)[0]).weight.mul_(2)
+    assert btd_jobs(changed, tmp_path, **opts)[0][2].output != before  # new weights: a new job
