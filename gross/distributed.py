@@ -34,7 +34,8 @@ resume under DDP after a crash or with another number of processes.
 Evaluation
 ----------
 :func:`evaluate` splits the images into ``N`` contiguous shards, counts correct
-predictions per configuration on each rank (prefix tree, :func:`gross.imagenet.count_correct`)
+predictions per configuration on each rank (:func:`gross.evaluation.count_correct`, the
+package's one evaluation engine with its prefix tree over VGG layers and ResNet blocks)
 and all-reduces the integer counts, so the accuracy is the single-process one.
 """
 
@@ -60,7 +61,8 @@ import torch.nn.functional as F
 
 from . import imagenet as inet
 from .decomposition import gross_layers, search_space, set_config
-from .train import Recipe, _recipe_dict
+from .evaluation import count_correct
+from .train import Recipe, _recipe_dict, draw_config
 from .utils import atomic_save
 
 __all__ = [
@@ -204,15 +206,6 @@ def _train_mode(model: nn.Module) -> None:
             m.eval()
 
 
-def _draw(layers: list, space: list, gen: torch.Generator) -> tuple[int, ...]:
-    """One group size per layer, uniformly (as :func:`gross.train.finetune_gross`)."""
-    u = torch.rand(len(layers), generator=gen).tolist()
-    config = tuple(sizes[min(int(x * len(sizes)), len(sizes) - 1)] for sizes, x in zip(space, u))
-    for layer, s in zip(layers, config):
-        layer.group_size = s
-    return config
-
-
 def _maybe_fail(ctx: "Context", step: int) -> None:
     spec = os.environ.get(_FAIL_ENV, "")
     if spec and spec.endswith(f":{step}"):
@@ -338,7 +331,7 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
             x = inet.normalise(x, ctx.device, dtype, recipe.mean, recipe.std)
             y = y.to(ctx.device, non_blocking=True)
             if layers:
-                run.configs.append(list(_draw(layers, space, sampler)))
+                run.configs.append(list(draw_config(list(zip(layers, space)), sampler)))
             loss = F.cross_entropy(net(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -374,13 +367,20 @@ def _shard(n: int, ctx: Context) -> range:
     return range(min(ctx.rank * per, n), min((ctx.rank + 1) * per, n))
 
 
-def _sharded_counts(split, ctx: Context, batch_size: int, workers: int, pin_memory: bool, count) -> torch.Tensor:
-    """``count(batches) -> (int64 counts, n)`` on this rank's shard, summed over all ranks (last entry: n)."""
+def _sharded_counts(model: nn.Module, configs, split, ctx: Context, batch_size: int, workers: int,
+                    pin_memory: bool, mean, std, tree: bool) -> torch.Tensor:
+    """:func:`gross.evaluation.count_correct` on this rank's shard, summed over all ranks (last entry: images)."""
     idx = list(_shard(len(split), ctx))
     chunks = [idx[i:i + int(batch_size)] for i in range(0, len(idx), int(batch_size))]
     data = inet.loader(split, chunks, workers, pin_memory, persistent_workers=False) if chunks else []
-    correct, n = count(data)
-    counts = torch.cat([correct.reshape(-1).cpu(), torch.tensor([n])]).to(ctx.device)
+    dtype = next(model.parameters()).dtype
+    model.to(ctx.device)
+
+    def batches():
+        return ((inet.normalise(x, ctx.device, dtype, mean, std), y.to(ctx.device)) for x, y in data)
+
+    correct, n = count_correct(model, configs, batches, device=ctx.device, tree=tree)
+    counts = torch.tensor([*correct, n], dtype=torch.int64, device=ctx.device)
     if ctx.distributed:
         dist.all_reduce(counts)
     counts = counts.cpu()
@@ -395,18 +395,11 @@ def evaluate(model: nn.Module, configs: Sequence, split, *, ctx: Context | None 
     """Top-1 accuracy of GroSS configurations on ``split``, images sharded over the ranks.
 
     Every rank returns the same DataFrame (``config``, ``accuracy`` in percent, ``images``).
-    With one process this is plain (prefix-tree) evaluation; with ``N`` the integer counts
-    of the ``N`` contiguous shards are summed (all-reduce), so the accuracy is the same.
+    Each rank counts its contiguous shard with :func:`gross.evaluation.count_correct`
+    (the package's one evaluation engine, prefix tree included) and the integer counts
+    are summed (all-reduce), so the accuracy is the single-process one.
     """
-    ctx = ctx or init()
-    dtype = next(model.parameters()).dtype
-    model.to(ctx.device).eval()
-
-    def count(data):
-        batches = ((inet.normalise(x, ctx.device, dtype, mean, std), y.to(ctx.device)) for x, y in data)
-        return inet.count_correct(model, configs, batches, tree=tree)
-
-    counts = _sharded_counts(split, ctx, batch_size, workers, pin_memory, count)
+    counts = _sharded_counts(model, configs, split, ctx or init(), batch_size, workers, pin_memory, mean, std, tree)
     return pd.DataFrame({"config": [tuple(int(s) for s in c) for c in configs],
                          "accuracy": (100.0 * counts[:-1].double() / counts[-1]).tolist(),
                          "images": int(counts[-1])})
@@ -414,20 +407,8 @@ def evaluate(model: nn.Module, configs: Sequence, split, *, ctx: Context | None 
 
 def evaluate_plain(net: nn.Module, split, *, ctx: Context | None = None, batch_size: int = 256, workers: int = 8,
                    pin_memory: bool = True, mean=inet.IMAGENET_MEAN, std=inet.IMAGENET_STD) -> float:
-    """Top-1 accuracy (percent) of an ordinary network on ``split``, sharded like :func:`evaluate`."""
-    ctx = ctx or init()
-    dtype = next(net.parameters()).dtype
-    net.to(ctx.device).eval()
-
-    @torch.inference_mode()
-    def count(data):
-        correct, n = torch.zeros(1, dtype=torch.int64), 0
-        for x, y in data:
-            correct += int((net(inet.normalise(x, ctx.device, dtype, mean, std)).argmax(1).cpu() == y).sum())
-            n += len(y)
-        return correct, n
-
-    counts = _sharded_counts(split, ctx, batch_size, workers, pin_memory, count)
+    """Top-1 accuracy (percent) of a network as it is (e.g. an ordinary one): :func:`evaluate`'s plain case."""
+    counts = _sharded_counts(net, None, split, ctx or init(), batch_size, workers, pin_memory, mean, std, False)
     return 100.0 * float(counts[0]) / float(counts[-1])
 
 

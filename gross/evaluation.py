@@ -9,16 +9,19 @@ floating-point operations per configuration, so they give identical results:
 
 * **one by one** (``tree=False``): one full pass over the data per
   configuration (also used for a single configuration or a plain network);
-* **per batch** (``tree=True``, a model whose GroSS layers sit inside blocks,
-  e.g. a ResNet): every configuration is run on each batch;
-* **prefix tree** (``tree=True``, a flat ``nn.Sequential`` as built by
-  :mod:`gross.models`): the layers before the first GroSS layer run once per
-  batch and configurations sharing the sizes of their first ``d`` decomposed
-  layers share the activations up to the ``(d+1)``-th decomposed layer.
+* **per batch** (``tree=True``, a model :func:`units` cannot cut into a chain
+  of modules): every configuration is run on each batch;
+* **prefix tree** (``tree=True``, a ``nn.Sequential`` as built by
+  :mod:`gross.models`, torchvision's VGG and ResNet): the modules before the
+  first GroSS layer run once per batch and configurations sharing the sizes of
+  their first ``d`` *units* (a layer; a residual block, holding two GroSS
+  layers) share the activations up to the ``(d+1)``-th unit.
 
 Public entry points: :func:`accuracy` (one network, optionally at one
 configuration; :func:`gross.train.evaluate` is this function),
 :func:`evaluate_configs` (many configurations, a DataFrame),
+:func:`count_correct` (the counts over batches from any source, e.g. a shard of
+ImageNet read by a DataLoader: :func:`gross.distributed.evaluate`),
 :class:`ConfigEvaluator` (the ``evaluate(configs) -> accuracies`` callable the
 search algorithms take) and :func:`time_switching_vs_rebuild` (Sec. 5.2
 timing).
@@ -51,10 +54,12 @@ from torch import nn
 
 from .data import CIFAR_MEAN, CIFAR_STD, Dataset, Split, batches
 from .decomposition import export, get_config, gross_layers, set_config
+from .layers import GroSSConv2d
 from .space import Config, SearchSpace
 from .utils import resolve_device, synchronize
 
-__all__ = ["accuracy", "evaluate_configs", "ConfigEvaluator", "get_split", "time_switching_vs_rebuild"]
+__all__ = ["accuracy", "evaluate_configs", "count_correct", "units", "ConfigEvaluator", "get_split",
+           "time_switching_vs_rebuild"]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -105,17 +110,25 @@ def _gross_configs(model: nn.Module, configs) -> list[Config]:
 
 
 class _Feed:
-    """Re-iterable batches of one split, normalised, cast and laid out for the model; counts images."""
+    """Re-iterable batches for the model, counting images.
 
-    def __init__(self, split_data, batch_size, mean, std, device, dtype, channels_last):
-        self.args = (split_data, batch_size)
-        self.kwargs = dict(mean=mean, std=std, device=device)
-        self.device, self.dtype, self.channels_last = device, dtype, channels_last
+    ``make()`` returns a fresh iterator of ``(x, y)`` batches, already normalised and on
+    ``device``; they are cast to ``dtype`` and, with ``channels_last``, laid out so.
+    """
+
+    def __init__(self, make, device, dtype, channels_last=False):
+        self.make, self.device, self.dtype, self.channels_last = make, device, dtype, channels_last
         self.n_images = 0
+
+    @classmethod
+    def of_split(cls, split_data, batch_size, mean, std, device, dtype, channels_last) -> "_Feed":
+        """The batches of one in-memory split (:func:`gross.data.batches`)."""
+        return cls(lambda: batches(split_data, batch_size, mean=mean, std=std, device=device), device, dtype,
+                   channels_last)
 
     def __iter__(self):
         self.n_images = 0
-        for x, y in batches(*self.args, **self.kwargs):
+        for x, y in self.make():
             self.n_images += len(y)
             x = x.to(self.dtype)
             yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
@@ -124,53 +137,84 @@ class _Feed:
 # ----------------------------------------------------------------------------- the prefix tree
 
 
-def _stages(model: nn.Module, names: Sequence[str]):
-    """``(prefix, segments)`` of a flat Sequential, or None when the model is not one.
+def units(model: nn.Module) -> list[nn.Module] | None:
+    """The model as a list of modules whose chained calls are its forward, or ``None`` if unknown.
 
-    ``prefix`` are the children before the first GroSS layer; ``segments[d]``
-    runs from the ``d``-th GroSS layer (inclusive) to the next one (exclusive),
-    the last one to the output.
+    A ``nn.Sequential``: its children. torchvision VGG: every child of ``features``,
+    ``avgpool``, flatten, every child of ``classifier``. torchvision ResNet: the stem
+    modules, each residual block, ``avgpool``, flatten, ``fc``.
     """
-    if not isinstance(model, nn.Sequential):
+    if isinstance(model, nn.Sequential):
+        return list(model.children())
+    from torchvision.models.resnet import ResNet
+    from torchvision.models.vgg import VGG
+
+    if isinstance(model, VGG):
+        return [*model.features, model.avgpool, nn.Flatten(1), *model.classifier]
+    if isinstance(model, ResNet):
+        blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer]
+        return [model.conv1, model.bn1, model.relu, model.maxpool, *blocks, model.avgpool, nn.Flatten(1), model.fc]
+    return None
+
+
+def _stages(model: nn.Module, layers: Sequence[nn.Module]):
+    """``(prefix, segments)`` of the model's :func:`units`, or None when it has none.
+
+    ``prefix`` are the units before the first unit holding a GroSS layer; ``segments[d]``
+    is ``(modules, owned, keeps_input)``: from the ``d``-th unit holding GroSS layers
+    (inclusive; a layer itself, or a residual block holding two) to the next one
+    (exclusive), the last one to the output; the indices of the GroSS layers of its first
+    unit, in order; and whether that unit surely leaves its input unchanged (a GroSS layer
+    or a torchvision residual block), else branches of the tree get copies of it.
+    """
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    seq = units(model)
+    if seq is None or not layers:
         return None
-    child_names = [n for n, _ in model.named_children()]
-    if any(n not in child_names for n in names):
-        return None  # a GroSS layer is nested deeper: no stage-by-stage execution
-    cuts = [child_names.index(n) for n in names]
-    modules = list(model.children())
-    return modules[:cuts[0]], [modules[a:b] for a, b in zip(cuts, cuts[1:] + [len(modules)])]
+    ids = {id(m): i for i, m in enumerate(layers)}
+    owned = [[ids[id(m)] for m in u.modules() if id(m) in ids] for u in seq]
+    if [i for o in owned for i in o] != list(range(len(layers))):
+        return None  # a GroSS layer outside the units, or out of order: no stage-by-stage execution
+    cuts = [k for k, o in enumerate(owned) if o]
+    safe = (GroSSConv2d, BasicBlock, Bottleneck)
+    return seq[:cuts[0]], [(seq[a:b], owned[a], isinstance(seq[a], safe))
+                           for a, b in zip(cuts, cuts[1:] + [len(seq)])]
 
 
 def _run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    # Identical to nn.Sequential.forward over these children. Every segment starts with a
-    # GroSS layer, whose first op (a 1x1 conv) does not modify its input, so an activation
-    # shared by several branches of the tree is never changed in place by a later ReLU.
+    # Identical to the model's forward over these units. A segment that starts with a GroSS
+    # layer or a residual block reads its input without modifying it (a 1x1 conv; the block
+    # keeps its input as the identity), so an activation shared by several branches of the
+    # tree is never changed in place by a later ReLU or addition; other segments get a copy.
     for m in modules:
         x = m(x)
     return x
 
 
-def _trie(configs: Sequence[Config]) -> dict:
-    """Prefix tree ``{size: subtree}``; leaves are lists of (unique) config indices."""
+def _trie(configs: Sequence[Config], segments) -> dict:
+    """Prefix tree ``{sizes of a segment's layers: subtree}``; leaves are lists of (unique) config indices."""
     root: dict = {}
     for idx, c in enumerate(configs):
         node = root
-        for s in c[:-1]:
-            node = node.setdefault(s, {})
-        node.setdefault(c[-1], []).append(idx)
+        for segment in segments[:-1]:
+            node = node.setdefault(tuple(c[j] for j in segment[1]), {})
+        node.setdefault(tuple(c[j] for j in segments[-1][1]), []).append(idx)
     return root
 
 
 def _walk(segments, layers, h, node, depth, visit) -> None:
-    layer = layers[depth]
+    modules, owned, keeps_input = segments[depth]
     last = depth == len(segments) - 1
-    for s in sorted(node):
-        layer.group_size = s
-        out = _run(segments[depth], h)
+    keys = sorted(node)
+    for k, key in enumerate(keys):
+        for j, s in zip(owned, key):
+            layers[j].group_size = s
+        out = _run(modules, h if keeps_input or k == len(keys) - 1 else h.clone())
         if last:
-            visit(node[s], out)
+            visit(node[key], out)
         else:
-            _walk(segments, layers, out, node[s], depth + 1, visit)
+            _walk(segments, layers, out, node[key], depth + 1, visit)
 
 
 class _Restore:
@@ -201,8 +245,8 @@ def _count_correct(model: nn.Module, configs: Sequence[Config | None], feed: _Fe
     ``[None]`` evaluates the model as it is (a plain network or the active configuration).
     """
     correct = torch.zeros(len(configs), dtype=torch.int64, device=feed.device)
-    layers = gross_layers(model)
-    stages = _stages(model, list(layers)) if tree and configs[0] is not None else None
+    layers = list(gross_layers(model).values())
+    stages = _stages(model, layers) if tree and configs[0] is not None else None
     with _Restore(model), torch.inference_mode():
         if configs[0] is None or not tree:
             for i, c in enumerate(configs):
@@ -212,7 +256,7 @@ def _count_correct(model: nn.Module, configs: Sequence[Config | None], feed: _Fe
                     correct[i] += (model(x).argmax(1) == y).sum()
         elif stages is not None:
             prefix, segments = stages
-            trie = _trie(configs)
+            trie = _trie(configs, segments)
             for x, y in feed:
 
                 def visit(idxs, logits, y=y):
@@ -220,7 +264,7 @@ def _count_correct(model: nn.Module, configs: Sequence[Config | None], feed: _Fe
                     for i in idxs:
                         correct[i] += hits
 
-                _walk(segments, list(layers.values()), _run(prefix, x), trie, 0, visit)
+                _walk(segments, layers, _run(prefix, x), trie, 0, visit)
         else:
             for x, y in feed:
                 for i, c in enumerate(configs):
@@ -236,7 +280,7 @@ def _accuracies(model, configs, data, split, batch_size, device, mean, std, tree
     batch_size = _check_batch_size(batch_size)
     device = resolve_device(device)
     model.to(device)
-    feed = _Feed(split_data, batch_size, mean, std, device, _model_dtype(model), channels_last)
+    feed = _Feed.of_split(split_data, batch_size, mean, std, device, _model_dtype(model), channels_last)
     correct = _count_correct(model, configs, feed, tree)
     if feed.n_images == 0:
         raise ValueError(f"split {split!r} is empty")
@@ -272,6 +316,48 @@ def accuracy(model: nn.Module, data, config=None, split: str = "val", batch_size
     """
     configs = [None] if config is None else _gross_configs(model, [config])
     return _accuracies(model, configs, data, split, batch_size, device, mean, std, False, channels_last)[0]
+
+
+def count_correct(model: nn.Module, configs, batches, *, device=None, tree: bool = True,
+                  channels_last: bool = False) -> tuple[list[int], int]:
+    """Correct top-1 predictions per configuration over batches from any source, and the image count.
+
+    The engine of :func:`accuracy` and :func:`evaluate_configs` for data that is not an
+    in-memory split, e.g. one rank's shard of ImageNet read by a DataLoader
+    (:func:`gross.distributed.evaluate` all-reduces these integer counts).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A GroSS model (``configs`` given) or any classifier (``configs=None``); its
+        configuration and train/eval mode are restored afterwards.
+    configs : sequence of configurations or None
+        ``None``: the model as it is (one count).
+    batches : callable
+        ``batches()`` returns a fresh iterator of ``(x, y)``: normalised inputs on
+        ``device`` (cast to the model's dtype here) and labels. Called once per pass over
+        the data (once with the tree, once per configuration without).
+    device : torch.device, optional
+        Where the counts accumulate; default: the model's.
+    tree, channels_last : bool
+        As in :func:`evaluate_configs`.
+
+    Returns
+    -------
+    (list of int, int)
+        Counts in the order of ``configs`` (duplicates allowed) and the number of images.
+    """
+    if device is None:
+        device = next(iter(model.parameters()), torch.empty(0)).device
+    feed = _Feed(batches, torch.device(device), _model_dtype(model), channels_last)
+    if configs is None:
+        return _count_correct(model, [None], feed, tree), feed.n_images
+    configs = _gross_configs(model, configs)
+    unique = list(dict.fromkeys(configs))
+    if not unique:
+        return [], 0
+    counts = dict(zip(unique, _count_correct(model, unique, feed, tree)))
+    return [counts[c] for c in configs], feed.n_images
 
 
 def evaluate_configs(

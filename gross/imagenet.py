@@ -31,17 +31,15 @@ makes multi-process training equal to single-process training.
 
 Evaluation
 ----------
-:func:`count_correct` evaluates many configurations of a GroSS-decomposed VGG-16 or
-ResNet-18 per batch as a prefix tree over *units* (a layer of VGG-16, a residual block
-of ResNet-18): configurations that agree on the group sizes of the first ``d`` units
-share their activations up to unit ``d``.
+Configurations are evaluated by :mod:`gross.evaluation` (:func:`gross.evaluation.count_correct`),
+the package's one accuracy path, whose prefix tree runs over the *units* of VGG-16 (layers)
+and ResNet-18 (residual blocks); :func:`gross.distributed.evaluate` shards the images.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -51,7 +49,7 @@ import torchvision
 from torchvision.transforms import functional as TF
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, Dataset
-from .decomposition import decompose, decomposable_layers, gross_layers, search_space, set_config
+from .decomposition import decompose, decomposable_layers
 
 __all__ = [
     "WEIGHT_FILES",
@@ -65,8 +63,8 @@ __all__ = [
     "generate_folder",
     "loader",
     "decompose_imagenet",
-    "units",
-    "count_correct",
+    "sample_seed",
+    "normalise",
 ]
 
 #: torchvision's file name of the ImageNet weights of each architecture (IMAGENET1K_V1).
@@ -421,117 +419,3 @@ def normalise(x: torch.Tensor, device, dtype=torch.float32, mean=IMAGENET_MEAN, 
     m = torch.tensor(mean, device=device, dtype=dtype).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device, dtype=dtype).view(1, -1, 1, 1)
     return (x - m) / s
-
-
-# ----------------------------------------------------------------------------- prefix-tree evaluation
-def units(model: nn.Module) -> list[nn.Module] | None:
-    """The model as a list of modules run in sequence, or ``None`` if unknown.
-
-    torchvision VGG: every child of ``features``, ``avgpool``, flatten, every child of
-    ``classifier``. torchvision ResNet: stem modules, each residual block, ``avgpool``,
-    flatten, ``fc``. A flat ``nn.Sequential``: its children.
-    """
-    from torchvision.models.resnet import ResNet
-    from torchvision.models.vgg import VGG
-
-    if isinstance(model, VGG):
-        return [*model.features, model.avgpool, nn.Flatten(1), *model.classifier]
-    if isinstance(model, ResNet):
-        blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer]
-        return [model.conv1, model.bn1, model.relu, model.maxpool, *blocks, model.avgpool, nn.Flatten(1), model.fc]
-    if isinstance(model, nn.Sequential):
-        return list(model)
-    return None
-
-
-def _stages(model: nn.Module, layers: "OrderedDict[str, nn.Module]"):
-    """``(prefix, [(modules, [gross layers of the first module])...])`` cut at units holding GroSS layers."""
-    seq = units(model)
-    if seq is None:
-        return None
-    ids = {id(m): i for i, m in enumerate(layers.values())}
-    owned = [[ids[id(m)] for m in u.modules() if id(m) in ids] for u in seq]
-    if sorted(i for o in owned for i in o) != list(range(len(layers))) or \
-            [i for o in owned for i in o] != list(range(len(layers))):
-        return None
-    cuts = [k for k, o in enumerate(owned) if o]
-    prefix = seq[:cuts[0]]
-    segments = [(seq[a:b], owned[a]) for a, b in zip(cuts, cuts[1:] + [len(seq)])]
-    return prefix, segments
-
-
-def _run(modules, x):
-    for m in modules:
-        x = m(x)
-    return x
-
-
-def _walk(segments, layer_list, h, configs, idxs, depth, visit):
-    mods, owned = segments[depth]
-    groups: "OrderedDict[tuple, list[int]]" = OrderedDict()
-    for i in idxs:
-        groups.setdefault(tuple(configs[i][j] for j in owned), []).append(i)
-    for key, members in groups.items():
-        for j, s in zip(owned, key):
-            layer_list[j].group_size = s
-        out = _run(mods, h)
-        if depth == len(segments) - 1:
-            visit(members, out)
-        else:
-            _walk(segments, layer_list, out, configs, members, depth + 1, visit)
-
-
-@torch.inference_mode()
-def count_correct(model: nn.Module, configs: Sequence[Sequence[int]], batches, tree: bool = True) -> tuple[torch.Tensor, int]:
-    """Number of correctly classified images per configuration, and the number of images.
-
-    Parameters
-    ----------
-    model : nn.Module
-        GroSS-decomposed model in eval mode (its configuration is restored afterwards).
-    configs : sequence of configurations
-        Group sizes in :func:`gross.decomposition.search_space` order.
-    batches : iterable of (x, y)
-        Normalised inputs (in the model's dtype and device) and labels.
-    tree : bool, default True
-        Share activations between configurations with equal leading group sizes
-        (:func:`units`); ``False`` runs every configuration on its own. Both perform the
-        same operations per configuration, so the counts are equal.
-
-    Returns
-    -------
-    correct : torch.Tensor
-        int64, one count per configuration.
-    n : int
-    """
-    layers = gross_layers(model)
-    if not layers:
-        raise ValueError("the model has no GroSS layers; decompose it first (decompose_imagenet)")
-    space = search_space(model)
-    configs = [tuple(int(s) for s in c) for c in configs]
-    for c in configs:
-        if len(c) != len(space) or any(s not in sizes for s, sizes in zip(c, space.values())):
-            raise ValueError(f"configuration {c} is not in the search space {dict(space)}")
-    stages = _stages(model, layers) if tree else None
-    layer_list = list(layers.values())
-    before = tuple(layer.group_size for layer in layer_list)
-    correct = torch.zeros(len(configs), dtype=torch.int64)
-    n = 0
-    try:
-        for x, y in batches:
-            n += len(y)
-            if stages is None:
-                for i, c in enumerate(configs):
-                    set_config(model, c)
-                    correct[i] += int((model(x).argmax(1) == y).sum())
-                continue
-
-            def visit(members, logits, y=y):
-                hits = int((logits.argmax(1) == y).sum())
-                for i in members:
-                    correct[i] += hits
-
-            _walk(stages[1], layer_list, _run(stages[0], x), configs, range(len(configs)), 0, visit)
-    finally:
-        set_config(model, before)
-    return correct, n

@@ -49,7 +49,7 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -74,6 +74,7 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "uniform_configs",
+    "draw_config",
 ]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -292,11 +293,17 @@ def _apply_train_mode(job: _Job) -> None:
         _set_bn_eval(job.model)
 
 
-def _sample_config(job: _Job, sampler: torch.Generator) -> None:
-    """One group size per decomposed layer, uniformly, from ``sampler``."""
-    u = torch.rand(len(job.sampler_layers), generator=sampler).tolist()
-    for (layer, sizes), ui in zip(job.sampler_layers, u):
-        layer.group_size = sizes[min(int(ui * len(sizes)), len(sizes) - 1)]
+def draw_config(layers: Sequence[tuple[nn.Module, Sequence[int]]], sampler: torch.Generator) -> tuple[int, ...]:
+    """Set one group size per ``(GroSS layer, sizes)``, uniformly from ``sampler``; return them.
+
+    One ``torch.rand`` of ``len(layers)`` numbers per call, so generators with the same
+    state draw the same configuration (every DDP rank, :mod:`gross.distributed`).
+    """
+    u = torch.rand(len(layers), generator=sampler).tolist()
+    config = tuple(sizes[min(int(ui * len(sizes)), len(sizes) - 1)] for (_, sizes), ui in zip(layers, u))
+    for (layer, _), s in zip(layers, config):
+        layer.group_size = s
+    return config
 
 
 def _run_epoch(job, recipe, data, optimizer, data_rng, sampler, device, epoch, bar_disabled, last_ckpt):
@@ -332,7 +339,7 @@ def _epoch_pass(job, recipe, data, optimizer, data_rng, sampler, device, epoch, 
         for i, (x, y) in enumerate(bar, start=1):
             x = x.to(dtype=dtype, memory_format=layout)
             if job.sampler_layers:
-                _sample_config(job, sampler)
+                draw_config(job.sampler_layers, sampler)
             logits = job.model(x)
             loss = F.cross_entropy(logits, y)
             stats = torch.stack([loss.detach().double(), (logits.argmax(1) == y).sum().double()]).tolist()

@@ -206,3 +206,63 @@ def test_switching_vs_rebuild_reports_equal_accuracies(model, data):
     r = time_switching_vs_rebuild(model, configs, data)
     assert r.loc[0, "max_abs_diff"] == 0 and r.loc[0, "n_configs"] == 6 and r.loc[0, "rebuild_s"] > 0
     assert r.loc[0, "ratio"] == pytest.approx(r.loc[0, "rebuild_s"] / r.loc[0, "switching_s"])
+
+
+# ----------------------------------------------------------------------------- torchvision models, any feed
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18"])
+def test_count_correct_tree_over_torchvision_units_equals_one_by_one_and_the_forward(name):
+    """Prefix tree over VGG layers / ResNet blocks, fed by any callable: the counts of the plain forward."""
+    from gross import imagenet as inet
+    from gross.evaluation import _stages, count_correct, units
+
+    torch.manual_seed(0)
+    kw = {"hidden": 16} if name == "vgg16" else {}
+    model = inet.build(name, num_classes=5, width_mult=1 / 16, **kw).double()
+    inet.decompose_imagenet(model, (1, 2, 4), tol=1e-2, max_iter=1)
+    model.eval()
+    space = search_space(model)
+    layers = list(__import__("gross").decomposition.gross_layers(model).values())
+    stages = _stages(model, layers)
+    assert units(model) is not None and stages is not None
+    assert [len(owned) for _, owned, _ in stages[1]] == ([1] * 12 if name == "vgg16" else [2] * 8)
+    rng = np.random.default_rng(0)
+    configs = [tuple(int(rng.choice(s)) for s in space.values()) for _ in range(6)]
+    configs += [configs[0][:-1] + (max(list(space.values())[-1]),), configs[1]]  # shared prefixes, a duplicate
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    y = torch.randint(0, 5, (6,))
+
+    def feed():
+        return iter([(x, y), (x[:3], y[:3])])
+
+    tree, n = count_correct(model, configs, feed)
+    plain, _ = count_correct(model, configs, feed, tree=False)
+    assert n == 9 and tree == plain
+    ref = []
+    with torch.no_grad():
+        for c in configs:
+            set_config(model, c)
+            ref.append(int((model(x).argmax(1) == y).sum()) + int((model(x[:3]).argmax(1) == y[:3]).sum()))
+    assert tree == ref
+    assert count_correct(export(model, configs[2]), None, feed) == ([ref[2]], 9)  # the plain case
+
+
+class _AddInPlace(nn.Module):
+    def forward(self, x):
+        return x.add_(3.0)
+
+
+def test_tree_copies_a_shared_input_a_branch_could_change_in_place():
+    """A unit that starts with an in-place op gets a copy of the activation shared by the branches."""
+    from gross.evaluation import count_correct
+
+    body = tiny_gross_net(seed=3, dtype=torch.float64)
+    model = nn.Sequential(*[nn.Sequential(_AddInPlace(), m) if isinstance(m, GroSSConv2d) else m
+                            for m in body.children()])
+    x = torch.randn(64, *INPUT, dtype=torch.float64)
+    y = torch.randint(0, 5, (64,))
+    configs = enumerate_configs(search_space(model))
+    tree, _ = count_correct(model, configs, lambda: iter([(x.clone(), y)]))
+    plain, _ = count_correct(model, configs, lambda: iter([(x.clone(), y)]), tree=False)
+    assert tree == plain

@@ -6,7 +6,6 @@ import torch
 from PIL import Image
 
 from gross import imagenet as inet
-from gross.decomposition import enumerate_configs, search_space, set_config
 
 
 @pytest.fixture(scope="module")
@@ -126,32 +125,6 @@ def test_loader_workers_give_the_same_batches(folder):
     one = [x for x, _ in inet.loader(ds.train, keys, workers=0)]
     two = [x for x, _ in inet.loader(ds.train, keys, workers=2, persistent_workers=True)]
     assert all(torch.equal(a, b) for a, b in zip(one, two)) and len(one) == 3
-
-
-@pytest.mark.parametrize("name", ["vgg16", "resnet18"])
-def test_prefix_tree_counts_equal_one_by_one_and_the_plain_forward(name):
-    torch.manual_seed(0)
-    kw = {"hidden": 16} if name == "vgg16" else {}
-    model = inet.build(name, num_classes=5, width_mult=1 / 16, **kw).double()
-    inet.decompose_imagenet(model, (1, 2, 4), tol=1e-2, max_iter=1)
-    model.eval()
-    space = search_space(model)
-    assert len(space) == inet.ARCHITECTURES[name]
-    rng = np.random.default_rng(0)
-    configs = [tuple(int(rng.choice(s)) for s in space.values()) for _ in range(6)]
-    configs += [configs[0][:-1] + (max(list(space.values())[-1]),), configs[1]]  # shared prefixes, a duplicate
-    x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
-    y = torch.randint(0, 5, (6,))
-    tree, n = inet.count_correct(model, configs, [(x, y), (x[:3], y[:3])])
-    plain, _ = inet.count_correct(model, configs, [(x, y), (x[:3], y[:3])], tree=False)
-    assert n == 9 and torch.equal(tree, plain)
-    ref = []
-    with torch.no_grad():
-        for c in configs:
-            set_config(model, c)
-            ref.append(int((model(x).argmax(1) == y).sum()) + int((model(x[:3]).argmax(1) == y[:3]).sum()))
-    assert tree.tolist() == ref
-    assert inet.units(model) is not None and inet._stages(model, __import__("gross").decomposition.gross_layers(model))
 
 
 def test_gross_data_imagenet_is_this_function(folder):

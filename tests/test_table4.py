@@ -90,6 +90,11 @@ def test_artefacts_are_reused_and_true_column_matches(run):
     mtimes = {p: p.stat().st_mtime_ns for p in saved}
     tuned = table4.gross_finetuned(cfg, "resnet18", CLASSES)
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    # the decompositions ran as one job per (layer, group size), outputs beside the run's artefacts
+    for name in ("vgg16", "resnet18"):
+        model = table4.decomposed(cfg, name, CLASSES)
+        jobs = list((runs / "smoke").glob(f"imagenet-*/btd/{name}/*-s*-*.pt"))
+        assert len(jobs) == sum(len(s) for s in table4.search_space(model).values())
     table = res.tables["table4_imagenet"]
     depthwise = table.loc[table.iloc[:, 0].str.startswith("Depthwise"), "True"].iloc[-1]
     ones = table4.uniform(table4.search_space(tuned), 1)

@@ -287,14 +287,14 @@ def test_group_size_sampler_is_uniform_and_seeded():
     draws = []
     sampler = torch.Generator().manual_seed(0)
     for _ in range(4000):
-        T._sample_config(job, sampler)
+        T.draw_config(job.sampler_layers, sampler)
         draws.append(get_config(model)[0])
     counts = np.array([draws.count(s) for s in space["conv2"]]) / len(draws)
     assert counts.shape == (4,) and np.abs(counts - 0.25).max() < 0.03
     sampler = torch.Generator().manual_seed(0)
     replay = []
     for _ in range(50):
-        T._sample_config(job, sampler)
+        T.draw_config(job.sampler_layers, sampler)
         replay.append(get_config(model)[0])
     assert replay == draws[:50]
 

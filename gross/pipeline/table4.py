@@ -4,7 +4,7 @@ Steps below :func:`imagenet_bfs` (each a function of the resolved config ``cfg``
 
 1. :func:`pretrained` -- torchvision weights, offline (:func:`gross.imagenet.load_pretrained`).
 2. :func:`decomposed` -- GroSS decomposition of the 12 VGG-16 / 16 ResNet-18 convolutions at
-   ``group_sizes`` (1, 4, 16, 32).
+   ``group_sizes`` (1, 4, 16, 32), one job per (layer, group size) BTD on the ``[executor]``.
 3. :func:`gross_finetuned` -- GroSS fine-tuning (paper schedules; ``nproc > 1`` launches
    ``torchrun``, :mod:`gross.distributed`).
 4. :func:`search` -- incremental breadth-first search against the uniform ``baselines``
@@ -36,11 +36,11 @@ import torch.nn as nn
 
 from .. import distributed as ddp
 from .. import imagenet as inet
-from ..decomposition import export, search_space
+from ..decomposition import decomposable_layers, decompose_jobs, export, search_space
 from ..macs import count_macs
 from ..space import config_str
 from ..train import RECIPES, Recipe
-from .common import uniform
+from .common import executor, uniform
 from .outputs import StepResult, step
 from .rows import search_table
 from .store import fingerprint
@@ -129,13 +129,20 @@ def _cached(cfg, path: Path, make, collective: bool = False):
 
 
 def decomposed(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
-    """GroSS decomposition of the pretrained ``name`` (cached)."""
+    """GroSS decomposition of the pretrained ``name`` (cached).
+
+    Every (layer, group size) BTD is an independent job on the profile's executor
+    (:func:`gross.decomposition.decompose_jobs`, ``[executor]``: serial, a local pool,
+    Slurm) with its fingerprinted output in ``<run folder>/btd/<name>/``; a re-run
+    finishes only the missing ones. Rank 0 runs them (the other ranks wait).
+    """
     s = settings(cfg)
 
     def make():
         model = pretrained(cfg, name, num_classes)
-        return inet.decompose_imagenet(model, s["group_sizes"], tol=s["btd_tol"], max_iter=s["btd_max_iter"],
-                                       seed=int(cfg["seed"]))
+        return decompose_jobs(model, _work_dir(cfg, "btd", name), executor(cfg), group_sizes=s["group_sizes"],
+                              layers=decomposable_layers(model), tol=s["btd_tol"], max_iter=s["btd_max_iter"],
+                              seed=int(cfg["seed"]))
     return _cached(cfg, _work_dir(cfg, f"{name}_init.pt"), make)
 
 
