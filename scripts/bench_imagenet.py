@@ -13,7 +13,7 @@ Measures, in one run so that the numbers are comparable as ratios:
   (global batch ``--batch``), images per second of the whole group;
 * ``forward_img_s[model]``: evaluation forward passes at one configuration;
 * ``tree_ratio[model]``: time of evaluating a breadth-first-search step (all neighbours of a
-  configuration) one by one divided by the prefix-tree time (``gross.imagenet.count_correct``).
+  configuration) one by one divided by the prefix-tree time (``gross.evaluation.count_correct``).
 """
 
 import argparse
@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 from gross import distributed as D  # noqa: E402
 from gross import imagenet as inet  # noqa: E402
 from gross.decomposition import search_space  # noqa: E402
+from gross.evaluation import count_correct  # noqa: E402
+from gross.train import draw_config  # noqa: E402
 
 
 def model_for(name, args):
@@ -43,8 +45,7 @@ def model_for(name, args):
 
 
 def train_steps(model, args, ctx):
-    layers = list(D.gross_layers(model).values())
-    space = [tuple(s) for s in search_space(model).values()]
+    pairs = [(layer, tuple(layer.group_sizes)) for layer in D.gross_layers(model).values()]
     params = D._trainable(model, "gross")
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if ctx.distributed else model
     D._train_mode(net)
@@ -56,7 +57,7 @@ def train_steps(model, args, ctx):
     times = []
     for i in range(args.steps + 1):
         t0 = time.perf_counter()
-        D._draw(layers, space, gen)
+        draw_config(pairs, gen)
         loss = F.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
@@ -98,7 +99,7 @@ def tree_ratio(model, args):
     t = {}
     for tree in (False, True):
         t0 = time.perf_counter()
-        inet.count_correct(model, configs, [(x, y)], tree=tree)
+        count_correct(model, configs, lambda: iter([(x, y)]), tree=tree)
         t[tree] = time.perf_counter() - t0
     t0 = time.perf_counter()
     with torch.inference_mode():
