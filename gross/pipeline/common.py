@@ -225,23 +225,20 @@ def uniform_configs(space: Mapping) -> list[tuple]:
 
 # ----------------------------------------------------------------------------- jobs (gross.jobs)
 
-_EXECUTOR_KEYS = ("name", "workers", "threads", "gpus", "workers_per_gpu", "slurm_partition", "slurm_time_min",
-                  "slurm_gpus_per_job", "slurm_array_parallelism")
-
-
 def executor(cfg: Mapping):
     """The :class:`gross.jobs.ExecutorSettings` of the profile's ``[executor]`` section (and ``$GROSS_EXECUTOR``).
 
-    Every key is read (they are in :data:`gross.config.NO_EFFECT`: no fingerprint or
+    Every key of :data:`gross.config.EXECUTOR_KEYS` is read (they are in :data:`gross.config.NO_EFFECT`: no fingerprint or
     reductions line depends on them). The ``serial`` executor runs jobs in this process
     with its own thread count (``num_threads``), so it computes exactly what the step
     computed before jobs existed.
     """
     import dataclasses
 
+    from ..config import EXECUTOR_KEYS
     from ..jobs import executor_settings
 
-    settings = executor_settings({k: cfg["executor"][k] for k in _EXECUTOR_KEYS})
+    settings = executor_settings({k: cfg["executor"][k] for k in EXECUTOR_KEYS})
     if settings.name == "serial":
         settings = dataclasses.replace(settings, threads=torch.get_num_threads())
     return settings
