@@ -29,7 +29,8 @@ measured). Batching packs the K networks' convolutions into grouped convolutions
 ``vmap`` already, so a hand-written grouped-convolution packing would compute the same.
 
 Tested (CPU, float64, same data order): the weights equal those of training each
-network alone with :mod:`gross.train` within 1e-10. What differs: the loss is checked
+network alone with :mod:`gross.train` in the default memory layout (``channels_last=False``;
+its CPU default, channels-last, differs in the last bits only) within 1e-10. What differs: the loss is checked
 for NaN/inf once per epoch (no per-step host synchronisation), and models with batch
 norm must keep it in eval mode (``bn_eval=True``, as the CIFAR fine-tunes do).
 
@@ -37,7 +38,8 @@ Which path is used (``method="auto"``): ``vmap`` on CUDA, ``sequential`` (plain
 :mod:`gross.train`, one network after the other) on CPU, where ``vmap`` over 8
 networks measured ~4x slower than sequential training on this project's 2-core
 machine. The GPU speed-up has not been measured yet (no GPU in the session that wrote
-this module); ``gross.bench_jobs`` has the benchmark rows.
+this module); the benchmark groups ``batched`` and ``packed`` (:mod:`gross.bench_jobs`, run with
+``python -m gross.bench --only batched,packed``) measure it.
 """
 
 from __future__ import annotations
