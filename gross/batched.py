@@ -241,6 +241,23 @@ def _resume(stack: _Stack, ckpt: Path, recipes, device):
     return state["histories"], state["epoch"], state["lr"]
 
 
+def _grad_masks(grad_masks: dict | None, stack: _Stack, device, dtype) -> dict:
+    """``grad_masks`` on the device, checked to name trainable parameters only."""
+    masks = {k: v.to(device=device, dtype=dtype) for k, v in (grad_masks or {}).items()}
+    unknown = sorted(set(masks) - set(stack.train))
+    if unknown:
+        raise ValueError(f"grad_masks name {unknown}, which are not trainable parameters of the models")
+    return masks
+
+
+def _check_finite(losses: torch.Tensor, epoch: int, name: str, lr: float) -> None:
+    """Raise :class:`gross.train.TrainingDivergedError` naming the networks whose epoch loss is NaN/inf."""
+    if not torch.isfinite(losses).all():
+        bad = [i for i, v in enumerate(losses.tolist()) if not math.isfinite(v)]
+        raise TrainingDivergedError(f"training loss of networks {bad} became non-finite in epoch {epoch} "
+                                    f"({name}, lr {lr:g}); lower the learning rate or check the data/model")
+
+
 def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence, *, bn_eval: bool = False,
                   device=None, run_dir=None, resume: bool = False, name: str = "batched",
                   progress: bool | None = None, grad_masks: dict | None = None) -> list[pd.DataFrame]:
@@ -288,10 +305,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     with torch.no_grad():  # probe the dropout input shapes
         skel(next(batches(data.train, 1, mean=recipe.mean, std=recipe.std, device=device))[0])
     stack = _Stack(models, recipes, device, trainable)
-    masks = {k: v.to(device=device, dtype=dtype) for k, v in (grad_masks or {}).items()}
-    unknown = sorted(set(masks) - set(stack.train))
-    if unknown:
-        raise ValueError(f"grad_masks name {unknown}, which are not trainable parameters of the models")
+    masks = _grad_masks(grad_masks, stack, device, dtype)
     step = _step_fn(skel, drops)
     ckpt = Path(run_dir) / f"{name}.pt" if run_dir is not None else None
     histories: list[list[dict]] = [[] for _ in models]
@@ -305,10 +319,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
         t0 = time.perf_counter()
         losses, accs, seen = _epoch(stack, step, drops, data, recipe, lr, device, dtype, masks)
         train_s = time.perf_counter() - t0
-        if not torch.isfinite(losses).all():
-            bad = [i for i, v in enumerate(losses.tolist()) if not math.isfinite(v)]
-            raise TrainingDivergedError(f"training loss of networks {bad} became non-finite in epoch {epoch} "
-                                        f"({name}, lr {lr:g}); lower the learning rate or check the data/model")
+        _check_finite(losses, epoch, name, lr)
         stack.write_back(models)
         for i, m in enumerate(models):
             val = evaluate(m, data, split="val", device=device, mean=recipe.mean, std=recipe.std)
