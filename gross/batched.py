@@ -29,7 +29,8 @@ measured). Batching packs the K networks' convolutions into grouped convolutions
 ``vmap`` already, so a hand-written grouped-convolution packing would compute the same.
 
 Tested (CPU, float64, same data order): the weights equal those of training each
-network alone with :mod:`gross.train` within 1e-10. What differs: the loss is checked
+network alone with :mod:`gross.train` in the default memory layout (``channels_last=False``;
+its CPU default, channels-last, differs in the last bits only) within 1e-10. What differs: the loss is checked
 for NaN/inf once per epoch (no per-step host synchronisation), and models with batch
 norm must keep it in eval mode (``bn_eval=True``, as the CIFAR fine-tunes do).
 
@@ -37,13 +38,13 @@ Which path is used (``method="auto"``): ``vmap`` on CUDA, ``sequential`` (plain
 :mod:`gross.train`, one network after the other) on CPU, where ``vmap`` over 8
 networks measured ~4x slower than sequential training on this project's 2-core
 machine. The GPU speed-up has not been measured yet (no GPU in the session that wrote
-this module); ``gross.bench_jobs`` has the benchmark rows.
+this module); the benchmark groups ``batched`` and ``packed`` (:mod:`gross.bench_jobs`, run with
+``python -m gross.bench --only batched,packed``) measure it.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import numbers
 import time
@@ -58,7 +59,9 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from tqdm import tqdm
 
 from .data import Dataset, batches
-from .utils import atomic_save, default_device
+from .train import (TrainingDivergedError, _apply_train_mode, _check_config, _history_row, _recipe_dict,
+                    _set_trainable, evaluate, finetune_config, train_base)
+from .utils import atomic_save, resolve_device
 
 __all__ = ["METHODS", "choose_method", "train_stacked", "train_bases", "finetune_configs"]
 
@@ -118,9 +121,9 @@ def _check_inputs(models, recipes):
         if [(k, tuple(v.shape), v.dtype) for k, v in m.state_dict().items()] != sig:
             raise ValueError(f"model {i} differs in parameters/shapes/dtypes from model 0; batched training "
                              "needs K networks of one architecture")
-    shared = dataclasses.replace(recipes[0], seed=0, name="")
+    shared = _recipe_dict(recipes[0].replace(seed=0, name=""))
     for i, r in enumerate(recipes):
-        if dataclasses.replace(r, seed=0, name="") != shared:
+        if _recipe_dict(r.replace(seed=0, name="")) != shared:
             raise ValueError(f"recipe {i} differs from recipe 0 in more than seed/name ({r} vs {recipes[0]}); "
                              "batch networks that share a schedule")
 
@@ -228,28 +231,31 @@ def _epoch(stack, step, drops, data, recipe, lr, device, dtype, grad_masks):
     return total / max(seen, 1), 100.0 * correct.double() / max(seen, 1), seen
 
 
-def _train_mode(model: nn.Module, bn_eval: bool) -> None:
-    model.train()
-    if bn_eval:
-        for mod in model.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                mod.eval()
-
-
 def _resume(stack: _Stack, ckpt: Path, recipes, device):
     """Load a :func:`train_stacked` checkpoint into ``stack``; returns (histories, epoch, lr)."""
     state = torch.load(ckpt, map_location="cpu", weights_only=True)  # generator states stay on the CPU
     if not isinstance(state, dict) or state.get("format") != _CKPT_FORMAT \
-            or state.get("recipes") != [dataclasses.asdict(r) for r in recipes]:
+            or state.get("recipes") != [_recipe_dict(r) for r in recipes]:
         raise ValueError(f"{ckpt} is not a batched checkpoint of these recipes; delete it or pass resume=False")
     stack.load(state["stack"], device)
     return state["histories"], state["epoch"], state["lr"]
 
 
-def _history_row(epoch, lr, loss, acc, val, previous, seconds, seen, train_s) -> dict:
-    best = max([r["val_acc"] for r in previous] + [val])
-    return {"epoch": epoch, "lr": lr, "train_loss": loss, "train_acc": acc, "val_acc": val, "best_val_acc": best,
-            "seconds": seconds, "images_per_s": seen / train_s if train_s > 0 else float("nan")}
+def _grad_masks(grad_masks: dict | None, stack: _Stack, device, dtype) -> dict:
+    """``grad_masks`` on the device, checked to name trainable parameters only."""
+    masks = {k: v.to(device=device, dtype=dtype) for k, v in (grad_masks or {}).items()}
+    unknown = sorted(set(masks) - set(stack.train))
+    if unknown:
+        raise ValueError(f"grad_masks name {unknown}, which are not trainable parameters of the models")
+    return masks
+
+
+def _check_finite(losses: torch.Tensor, epoch: int, name: str, lr: float) -> None:
+    """Raise :class:`gross.train.TrainingDivergedError` naming the networks whose epoch loss is NaN/inf."""
+    if not torch.isfinite(losses).all():
+        bad = [i for i, v in enumerate(losses.tolist()) if not math.isfinite(v)]
+        raise TrainingDivergedError(f"training loss of networks {bad} became non-finite in epoch {epoch} "
+                                    f"({name}, lr {lr:g}); lower the learning rate or check the data/model")
 
 
 def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence, *, bn_eval: bool = False,
@@ -284,27 +290,22 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     list of pandas.DataFrame
         Per model, one row per epoch with the columns of :func:`gross.train.train_base`.
     """
-    from .train import TrainingDivergedError, evaluate
-
     models, recipes = list(models), list(recipes)
     _check_inputs(models, recipes)
     recipe = recipes[0]
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     trainable = {k for k, p in models[0].named_parameters() if p.requires_grad}
     if not trainable:
         raise ValueError("no parameter of the models requires grad; nothing to train")
     for m in models:
-        _train_mode(m, bn_eval)
+        _apply_train_mode(m, bn_eval)
     skel, drops = _skeleton(models[0], device)
     data = data.to(device)
     dtype = next(iter(models[0].parameters())).dtype
     with torch.no_grad():  # probe the dropout input shapes
         skel(next(batches(data.train, 1, mean=recipe.mean, std=recipe.std, device=device))[0])
     stack = _Stack(models, recipes, device, trainable)
-    masks = {k: v.to(device=device, dtype=dtype) for k, v in (grad_masks or {}).items()}
-    unknown = sorted(set(masks) - set(stack.train))
-    if unknown:
-        raise ValueError(f"grad_masks name {unknown}, which are not trainable parameters of the models")
+    masks = _grad_masks(grad_masks, stack, device, dtype)
     step = _step_fn(skel, drops)
     ckpt = Path(run_dir) / f"{name}.pt" if run_dir is not None else None
     histories: list[list[dict]] = [[] for _ in models]
@@ -318,20 +319,17 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
         t0 = time.perf_counter()
         losses, accs, seen = _epoch(stack, step, drops, data, recipe, lr, device, dtype, masks)
         train_s = time.perf_counter() - t0
-        if not torch.isfinite(losses).all():
-            bad = [i for i, v in enumerate(losses.tolist()) if not math.isfinite(v)]
-            raise TrainingDivergedError(f"training loss of networks {bad} became non-finite in epoch {epoch} "
-                                        f"({name}, lr {lr:g}); lower the learning rate or check the data/model")
+        _check_finite(losses, epoch, name, lr)
         stack.write_back(models)
         for i, m in enumerate(models):
             val = evaluate(m, data, split="val", device=device, mean=recipe.mean, std=recipe.std)
-            histories[i].append(_history_row(epoch, lr, float(losses[i]), float(accs[i]), val, histories[i],
-                                             time.perf_counter() - t0, seen, train_s))
-            _train_mode(m, bn_eval)
+            histories[i].append(_history_row(epoch, lr, float(losses[i]), float(accs[i]), {"val_acc": val},
+                                             histories[i], time.perf_counter() - t0, seen, train_s))
+            _apply_train_mode(m, bn_eval)
         if epoch in recipe.milestones:
             lr = lr * recipe.gamma
         if ckpt is not None and (epoch == recipe.epochs or (every and epoch % every == 0)):
-            atomic_save({"format": _CKPT_FORMAT, "recipes": [dataclasses.asdict(r) for r in recipes],
+            atomic_save({"format": _CKPT_FORMAT, "recipes": [_recipe_dict(r) for r in recipes],
                          "stack": stack.state(), "histories": histories, "epoch": epoch, "lr": lr}, ckpt)
     for m in models:
         m.eval()
@@ -339,22 +337,23 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
 
 
 def train_bases(models: Sequence[nn.Module], data: Dataset, recipes: Sequence, *, method: str = "auto",
-                device=None, run_dir=None, resume: bool = False) -> list[pd.DataFrame]:
+                device=None, run_dir=None, resume: bool = False,
+                channels_last: bool | None = None) -> list[pd.DataFrame]:
     """Base training of K networks of one architecture (:func:`gross.train.train_base` each).
 
     ``method``: ``"vmap"`` (:func:`train_stacked`), ``"sequential"`` or ``"auto"``
-    (:func:`choose_method`). Returns the histories; the models are trained in place.
+    (:func:`choose_method`). ``channels_last`` is passed to :func:`gross.train.train_base`
+    on the sequential path (``None``: its default, channels-last on CPU); the ``vmap``
+    path trains in the default layout, which is what ``channels_last=False`` computes.
+    Returns the histories; the models are trained in place.
     """
-    from .train import train_base
-
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     for m in models:
-        for p in m.parameters():
-            p.requires_grad_(True)
+        _set_trainable(m)
     if choose_method(method, device) == "vmap":
         return train_stacked(models, data, recipes, device=device, run_dir=run_dir, resume=resume, name="bases")
-    return [train_base(m, data, r, device=device, run_dir=run_dir, resume=resume, name=f"base-{i}", progress=False)
-            for i, (m, r) in enumerate(zip(models, recipes))]
+    return [train_base(m, data, r, device=device, run_dir=run_dir, resume=resume, name=f"base-{i}", progress=False,
+                       channels_last=channels_last) for i, (m, r) in enumerate(zip(models, recipes))]
 
 
 def _block_mask(width: int, s: int, kernel, dtype, device) -> torch.Tensor:
@@ -401,8 +400,6 @@ def _regroup(dense: nn.Module, grouped: nn.Module, names) -> None:
 
 
 def _as_configs(model, configs, n: int) -> list:
-    from .train import _check_config
-
     single = isinstance(configs, Mapping) or (len(configs) > 0 and isinstance(configs[0], (int, numbers.Integral)))
     configs = [configs] * n if single else list(configs)
     if len(configs) != n:
@@ -411,7 +408,7 @@ def _as_configs(model, configs, n: int) -> list:
 
 
 def finetune_configs(model: nn.Module, configs, data: Dataset, recipes: Sequence, *, method: str = "auto",
-                     device=None, run_dir=None, resume: bool = False):
+                     device=None, run_dir=None, resume: bool = False, channels_last: bool | None = None):
     """Individual fine-tunes of configurations of a GroSS model, one per recipe (seed).
 
     Equals :func:`gross.train.finetune_config` for each (configuration, recipe):
@@ -426,6 +423,10 @@ def finetune_configs(model: nn.Module, configs, data: Dataset, recipes: Sequence
     ----------
     configs : config or sequence of configs
         One configuration for all recipes, or one per recipe.
+    channels_last : bool, optional
+        Passed to :func:`gross.train.finetune_config` on the sequential path (``None``:
+        its default, channels-last on CPU); ``vmap`` trains in the default layout, as
+        ``channels_last=False`` does.
 
     Returns
     -------
@@ -433,21 +434,19 @@ def finetune_configs(model: nn.Module, configs, data: Dataset, recipes: Sequence
         The trained exported (grouped) networks and their histories.
     """
     from .decomposition import export, gross_layers
-    from .train import finetune_config
 
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     recipes = list(recipes)
     configs = _as_configs(model, configs, len(recipes))
     if choose_method(method, device) == "sequential":
         out = [finetune_config(model, c, data, r, device=device, run_dir=run_dir, resume=resume,
-                               name=f"config-{i}", progress=False) for i, (c, r) in enumerate(zip(configs, recipes))]
+                               name=f"config-{i}", progress=False, channels_last=channels_last)
+               for i, (c, r) in enumerate(zip(configs, recipes))]
         return [n for n, _ in out], [h for _, h in out]
     names = list(gross_layers(model))
     nets = [export(model, c) for c in configs]
     for net in nets:
-        keep = {id(p) for n in names for p in net.get_submodule(n).parameters()} if recipes[0].freeze else None
-        for p in net.parameters():
-            p.requires_grad_(keep is None or id(p) in keep)
+        _set_trainable(net, names if recipes[0].freeze else None)  # as gross.train.finetune_config freezes
     packed, masks = nets, None
     if len(set(configs)) > 1:
         packed = [copy.deepcopy(n) for n in nets]

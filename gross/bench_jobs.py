@@ -1,11 +1,14 @@
 """Benchmark rows for job fan-out and batched training (same row format as :mod:`gross.bench`).
 
 ``executor``
-    A batch of smoke individual fine-tune jobs (:func:`gross.job_functions.individual_finetune`)
+    A batch of the pipeline's individual fine-tune jobs (:func:`gross.pipeline.finetune.true_accuracy`
+    of the ``smoke`` profile's 4-layer network, made by :func:`gross.pipeline.common.fan_out`)
     run serially (1 torch thread) vs through the ``local`` pool (``workers`` processes x
-    ``threads`` threads). The pool time includes starting the worker processes (spawn +
-    importing torch), as a step would pay it. The note records the machine load
-    (``os.getloadavg``) before and after, since other processes share the cores.
+    ``threads`` threads), each in its own copy of a ``runs/`` folder that already holds the
+    base network and its decomposition (made first, not timed). The pool time includes
+    starting the worker processes (spawn + importing torch), as a step would pay it. The
+    note records the machine load (``os.getloadavg``) before and after, since other
+    processes share the cores.
 ``batched``
     Aggregate 4-layer base-training throughput: K networks trained at once
     (:func:`gross.batched.train_stacked`, ``vmap``) vs the same K trained one at a time
@@ -19,6 +22,8 @@
     at a time (:func:`gross.train.finetune_config`, time of the first configuration x K).
 
 Every row's ``ratio = measured_s / versus_s`` (below 1: the ``measured`` way is faster).
+Run them with ``python -m gross.bench --only executor,batched,packed [--quick] [--device cuda]``
+(:func:`gross.bench.run` with ``only=...``).
 """
 
 from __future__ import annotations
@@ -26,15 +31,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from .bench.core import register, row
 
-__all__ = ["JobBenchSettings", "JOB_PRESETS", "bench_executor", "bench_batched", "bench_packed", "bench_jobs"]
+__all__ = ["JobBenchSettings", "JOB_PRESETS", "bench_executor", "bench_batched", "bench_packed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +49,11 @@ class JobBenchSettings:
     """Sizes of the job benchmarks (see :data:`JOB_PRESETS`)."""
 
     seed: int = 0
-    n_jobs: int = 4                 # smoke fine-tune jobs in the executor batch
+    n_jobs: int = 4                 # smoke individual fine-tune jobs in the executor batch
     workers: int = 2
     threads: int = 1
-    n_train: int = 1024             # synthetic training images per job
-    epochs: int = 2
-    batch_size: int = 128
+    n_train: int = 1024             # synthetic training images (smoke profile's data.n_train)
+    epochs: int = 2                 # epochs of each fine-tune (four_layer.config_epochs)
     cpu_networks: int = 4           # K of the CPU batched row
     cpu_images: int = 512
     gpu_networks: tuple = (8, 32, 64)
@@ -59,7 +65,7 @@ class JobBenchSettings:
 #: ``quick`` (seconds, for tests) and ``default`` (about a minute on 2 CPU cores).
 JOB_PRESETS = {
     "default": JobBenchSettings(),
-    "quick": JobBenchSettings(n_jobs=2, n_train=128, epochs=1, batch_size=64, cpu_networks=2, cpu_images=128,
+    "quick": JobBenchSettings(n_jobs=2, n_train=128, epochs=1, cpu_networks=2, cpu_images=128,
                               gpu_networks=(2,), gpu_images=512, gpu_configs=2),
 }
 
@@ -71,46 +77,66 @@ def _load() -> str:
         return "load avg unknown"
 
 
-def _init_file(directory: Path, seed: int) -> Path:
+def _gross_net(seed: int):
+    """A GroSS 4-layer network from a short BTD (timing does not depend on how good the BTD is)."""
     from .decomposition import decompose
-    from .job_functions import save_gross_init
     from .models import four_layer_net
 
     torch.manual_seed(seed)
-    net = four_layer_net()
-    decompose(net, max_iter=3, seed=seed)  # timing does not depend on how good the BTD is
-    return save_gross_init(net, {"model": "four_layer"}, directory / "init.pt")
+    return decompose(four_layer_net(), max_iter=3, seed=seed)
+
+
+_CONFIGS = [(1, 2, 4), (4, 8, 16), (32, 32, 64), (2, 4, 8), (8, 16, 32), (16, 32, 64)]
+
+
+def _timed_fan_out(runs: Path, overrides: dict, calls) -> float:
+    """Seconds :func:`gross.pipeline.common.fan_out` takes for ``calls`` in ``runs`` (a prepared copy)."""
+    from .config import load
+    from .pipeline.common import fan_out
+
+    with mock.patch.dict(os.environ, {"GROSS_RUNS": str(runs)}):
+        os.environ.pop("GROSS_EXECUTOR", None)
+        cfg = load("smoke", **overrides)
+        t0 = time.perf_counter()
+        fan_out(cfg, "bench", calls)
+        return time.perf_counter() - t0
 
 
 @register("executor", presets=JOB_PRESETS)
 def bench_executor(settings: JobBenchSettings, device=None) -> list[dict]:
-    """CPU: serial vs ``local`` pool on ``n_jobs`` smoke individual fine-tunes (one row)."""
-    from .job_functions import individual_finetune
-    from .jobs import ExecutorSettings, Job, run_jobs
+    """CPU: serial vs ``local`` pool on ``n_jobs`` smoke individual fine-tune jobs of the pipeline (one row)."""
+    from .config import load
+    from .pipeline.base import base_state
+    from .pipeline.decomposition import gross_decompose
+    from .pipeline.finetune import true_accuracy, true_path
 
-    configs = [(1, 2, 4), (4, 8, 16), (32, 32, 64), (2, 4, 8), (8, 16, 32), (16, 32, 64)]
-    data = {"kind": "synthetic", "n_train": settings.n_train, "n_val": 256, "n_test": 256, "seed": settings.seed}
-    recipe = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": 1e-3, "name": "bench"}
+    keys = {"device": "cpu", "seed": settings.seed, "data__n_train": settings.n_train,
+            "four_layer__config_epochs": settings.epochs}
+    calls = [(true_accuracy, ("four_layer", list(c), 0, "config"), true_path("four_layer", c, 0, "config"))
+             for c in (_CONFIGS[i % len(_CONFIGS)] for i in range(settings.n_jobs))]
+    if len({a for _, _, a in calls}) < settings.n_jobs:
+        raise ValueError(f"n_jobs = {settings.n_jobs} exceeds the {len(_CONFIGS)} distinct benchmark configurations")
     with tempfile.TemporaryDirectory(prefix="gross-bench-jobs-") as tmp:
-        tmp = Path(tmp)
-        init = _init_file(tmp, settings.seed)
-
-        def jobs(where):
-            return [Job(individual_finetune, {"config": list(configs[i % len(configs)]), "data": data,
-                                              "recipe": recipe, "seed": settings.seed + i},
-                        name=f"job{i}", directory=tmp / where, inputs={"init": init})
-                    for i in range(settings.n_jobs)]
-
+        prepared = Path(tmp) / "prepared"
+        with mock.patch.dict(os.environ, {"GROSS_RUNS": str(prepared)}):
+            cfg = load("smoke", **keys)
+            base_state(cfg, "four_layer")  # untimed: what the fine-tune jobs read
+            gross_decompose(cfg, "four_layer", 0)
+        for where in ("serial", "pool"):
+            shutil.copytree(prepared, Path(tmp) / where)
         before = _load()
-        t0 = time.perf_counter()
-        run_jobs(jobs("serial"), ExecutorSettings(name="serial", threads=settings.threads), progress=False)
-        serial_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        run_jobs(jobs("pool"), ExecutorSettings(name="local", workers=settings.workers, threads=settings.threads,
-                                                gpus=0), progress=False)
-        pool_s = time.perf_counter() - t0
-    note = (f"{settings.n_jobs} jobs x {settings.epochs} epochs on {settings.n_train} synthetic images; "
-            f"pool time includes spawning workers; {before} before, {_load()} after; os.cpu_count()={os.cpu_count()}")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(settings.threads)  # the serial executor runs jobs with this process's threads
+        try:
+            serial_s = _timed_fan_out(Path(tmp) / "serial", keys, calls)
+        finally:
+            torch.set_num_threads(threads)
+        pool_s = _timed_fan_out(Path(tmp) / "pool", {**keys, "executor__name": "local", "executor__gpus": 0,
+                                                     "executor__workers": settings.workers,
+                                                     "executor__threads": settings.threads}, calls)
+    note = (f"{settings.n_jobs} smoke-profile fine-tune jobs x {settings.epochs} epochs on {settings.n_train} "
+            f"synthetic images; pool time includes spawning workers; {before} before, {_load()} after; "
+            f"os.cpu_count()={os.cpu_count()}")
     del device  # CPU workers (gpus=0): the row compares processes on the CPU cores
     return [row("executor", f"{settings.n_jobs} smoke fine-tune jobs",
                  f"local pool {settings.workers} workers x {settings.threads} thread", pool_s,
@@ -167,7 +193,6 @@ def bench_packed(settings: JobBenchSettings, device) -> list[dict]:
     from .batched import finetune_configs
     from .data import synthetic
     from .decomposition import enumerate_configs, search_space
-    from .job_functions import load_gross_model
     from .train import RECIPES, finetune_config
 
     device = torch.device(device)
@@ -177,8 +202,7 @@ def bench_packed(settings: JobBenchSettings, device) -> list[dict]:
     n, k = settings.gpu_images, settings.gpu_configs
     data = synthetic(n_train=n, n_val=1000, n_test=16, seed=settings.seed).to(device)
     recipe = RECIPES["four_layer_config"].scaled(settings.batch_epochs).replace(checkpoint_every=0)
-    with tempfile.TemporaryDirectory(prefix="gross-bench-packed-") as tmp:
-        gross = load_gross_model(_init_file(Path(tmp), settings.seed))
+    gross = _gross_net(settings.seed)
     configs = random.Random(settings.seed).sample(enumerate_configs(search_space(gross)), k)
     _, lone = finetune_config(gross, configs[0], data, recipe, device=device, progress=False)
     lone_s = n * _seconds_per_image(lone)
@@ -190,29 +214,3 @@ def bench_packed(settings: JobBenchSettings, device) -> list[dict]:
                  target="report (45 x 100 epochs on 40k images <= 3 min on one H200)", device=str(device),
                  note=f"last of {settings.batch_epochs} epochs timed; one-at-a-time time is configuration "
                       f"{configs[0]} x {k}; {_load()}")]
-
-
-def bench_jobs(settings: JobBenchSettings | str = "default", device=None) -> list[dict]:
-    """Every job benchmark row: the CPU executor row, and the batched rows on ``device``.
-
-    On CPU the batched row uses ``cpu_networks``; with CUDA available (or ``device="cuda"``)
-    the GPU rows use ``gpu_networks`` and ``gpu_images``.
-    """
-    if isinstance(settings, str):
-        if settings not in JOB_PRESETS:
-            raise ValueError(f"unknown preset {settings!r}; valid presets are {sorted(JOB_PRESETS)}")
-        settings = JOB_PRESETS[settings]
-    rows = bench_executor(settings, "cpu")
-    rows += bench_batched(settings, "cpu")
-    if (device is None and torch.cuda.is_available()) or (device is not None and torch.device(device).type == "cuda"):
-        rows += bench_batched(settings, "cuda")
-        rows += bench_packed(settings, "cuda")
-    return rows
-
-
-if __name__ == "__main__":  # python -m gross.bench_jobs [quick|default]; or python -m gross.bench --only executor
-    import sys
-
-    import pandas as pd
-
-    print(pd.DataFrame(bench_jobs(sys.argv[1] if len(sys.argv) > 1 else "default")).to_string())

@@ -39,6 +39,8 @@ from . import paths
 __all__ = [
     "REFERENCE_PROFILE",
     "NO_EFFECT",
+    "IMAGENET_MACHINE_KEYS",
+    "EXECUTOR_KEYS",
     "Config",
     "profiles",
     "load",
@@ -71,16 +73,20 @@ _NON_NEGATIVE = {
 }
 
 
+#: ``[imagenet]`` keys that change where and how fast Table 4 runs, never its numbers
+#: (:data:`gross.pipeline.table4.MACHINE_KEYS`: not part of Table 4's work folder identity).
+IMAGENET_MACHINE_KEYS = ("nproc", "workers", "pin_memory", "persistent_workers", "eval_batch_size",
+                         "checkpoint_every_steps")
+#: ``[executor]`` keys (:func:`gross.pipeline.common.executor`): where jobs run, never what they compute.
+EXECUTOR_KEYS = ("name", "workers", "threads", "gpus", "workers_per_gpu", "slurm_partition", "slurm_time_min",
+                 "slurm_gpus_per_job", "slurm_array_parallelism")
+
 #: Keys that do not change any number (where or how fast it runs): never part of an
 #: artefact's fingerprint, never listed by :func:`reductions`.
 NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root",
-                       # Table 4's machine-only keys (gross.pipeline.table4.MACHINE_KEYS) and weight locations
-                       "imagenet.vgg16_weights", "imagenet.resnet18_weights", "imagenet.nproc", "imagenet.workers",
-                       "imagenet.pin_memory", "imagenet.persistent_workers", "imagenet.eval_batch_size",
-                       "imagenet.checkpoint_every_steps"}
-                      | {f"executor.{k}" for k in ("name", "workers", "threads", "gpus", "workers_per_gpu",
-                                                   "slurm_partition", "slurm_time_min", "slurm_gpus_per_job",
-                                                   "slurm_array_parallelism")})
+                       "imagenet.vgg16_weights", "imagenet.resnet18_weights"}  # weight locations
+                      | {f"imagenet.{k}" for k in IMAGENET_MACHINE_KEYS}
+                      | {f"executor.{k}" for k in EXECUTOR_KEYS})
 
 
 def profiles() -> list[str]:

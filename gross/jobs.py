@@ -539,7 +539,8 @@ def run_jobs(jobs: Sequence[Job], executor="serial", progress: bool | None = Non
     if len(set(outputs)) != len(outputs):
         dup = sorted({str(o) for o in outputs if outputs.count(o) > 1})
         raise ValueError(f"several jobs write the same output {dup[:3]}; give them distinct names or settings")
-    todo = [job for job in jobs if not _is_done(job)]
+    results = {i: load_output(o) for i, o in enumerate(outputs) if o.exists()}  # a corrupt one raises here
+    todo = [job for i, job in enumerate(jobs) if i not in results]
     if settings.name == "local":
         _gpu_slots(settings)  # bad GPU settings fail before anything starts
     disable = None if progress is None else not progress
@@ -553,7 +554,10 @@ def run_jobs(jobs: Sequence[Job], executor="serial", progress: bool | None = Non
     if failures:
         raise JobFailedError(f"{len(failures)} of {len(todo)} jobs failed (the others kept their outputs; "
                              f"run again to retry only the failed ones). First failure: {failures[0]}")
-    return [load_output(o) for o in outputs]
+    for i, o in enumerate(outputs):
+        if i not in results:  # the jobs that ran now
+            results[i] = load_output(o)
+    return [results[i] for i in range(len(outputs))]
 
 
 def _pythonpath() -> str:

@@ -1,4 +1,7 @@
-"""SGD recipes: the paper's training and fine-tuning schedules (one home for them).
+"""Training recipes: an SGD schedule plus its data settings (:class:`Recipe`), and the paper's (:data:`RECIPES`).
+
+Used by :mod:`gross.train` (which re-exports both), :mod:`gross.batched` and
+:mod:`gross.distributed`.
 
 Recipes (paper Sec. 4.4 and the authors' base-training recipes)
 ----------------------------------------------------------------
@@ -36,6 +39,7 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# ----------------------------------------------------------------------------- recipes
 @dataclass(frozen=True)
 class Recipe:
     """An SGD schedule plus the data settings that go with it.

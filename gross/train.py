@@ -37,9 +37,9 @@ from tqdm import tqdm
 from .data import Dataset, batches
 from .decomposition import export, get_config, gross_layers, search_space, set_config
 from .evaluation import _model_dtype
-from .recipes import RECIPES, Recipe, _recipe_dict
 from .evaluation import accuracy as evaluate
 from .space import SearchSpace, config_str
+from .recipes import RECIPES, Recipe, _recipe_dict  # noqa: F401  (_recipe_dict: gross.distributed, gross.batched)
 from .utils import atomic_save, resolve_device
 
 __all__ = [
@@ -152,10 +152,30 @@ class _Job:
     channels_last: bool = False
 
 
-def _apply_train_mode(job: _Job) -> None:
-    job.model.train()
-    if job.bn_eval:
-        _set_bn_eval(job.model)
+def _apply_train_mode(model: nn.Module, bn_eval: bool) -> None:
+    """Training mode, with batch norm kept in eval mode when ``bn_eval`` (also used by gross.batched)."""
+    model.train()
+    if bn_eval:
+        _set_bn_eval(model)
+
+
+def _set_trainable(model: nn.Module, layers=None) -> list:
+    """Only the parameters of submodules ``layers`` (every one when ``None``) require grad; returns them.
+
+    The freezing rule of every training function here (also used by gross.batched).
+    """
+    keep = None if layers is None else {id(p) for n in layers for p in model.get_submodule(n).parameters()}
+    for p in model.parameters():
+        p.requires_grad_(keep is None or id(p) in keep)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _history_row(epoch: int, lr: float, loss: float, acc: float, val: dict, history: list, seconds: float,
+                 seen: int, train_s: float) -> dict:
+    """One epoch's history row (``val``: the validation columns; ``history``: the rows before it)."""
+    best = max([r["val_acc"] for r in history] + [val["val_acc"]])
+    return {"epoch": epoch, "lr": lr, "train_loss": loss, "train_acc": acc, **val, "best_val_acc": best,
+            "seconds": seconds, "images_per_s": seen / train_s if train_s > 0 else float("nan")}
 
 
 def draw_config(layers: Sequence[tuple[nn.Module, Sequence[int]]], sampler: torch.Generator) -> tuple[int, ...]:
@@ -188,7 +208,7 @@ def _run_epoch(job, recipe, data, optimizer, data_rng, sampler, device, epoch, b
 
 
 def _epoch_pass(job, recipe, data, optimizer, data_rng, sampler, device, epoch, bar_disabled, last_ckpt):
-    _apply_train_mode(job)
+    _apply_train_mode(job.model, job.bn_eval)
     dtype = _model_dtype(job.model)  # float32 batches; float64 models (the tests) get float64 ones
     layout = torch.channels_last if job.channels_last else torch.preserve_format
     n = len(data.train)
@@ -322,10 +342,7 @@ def _epochs(job: _Job, data: Dataset, recipe: Recipe, opt: _Optim, history: list
                                                   opt.device, epoch, bar_disabled, last_ckpt)
             opt.scheduler.step()
             val = _validate(job, data, recipe, opt.device)
-            best = max([r["val_acc"] for r in history] + [val["val_acc"]])
-            row = {"epoch": epoch, "lr": lr, "train_loss": loss, "train_acc": acc, **val,
-                   "best_val_acc": best, "seconds": time.perf_counter() - t0,
-                   "images_per_s": seen / train_s if train_s > 0 else float("nan")}
+            row = _history_row(epoch, lr, loss, acc, val, history, time.perf_counter() - t0, seen, train_s)
             history.append(row)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.1f}", val=f"{val['val_acc']:.1f}",
                             img_s=f"{row['images_per_s']:.0f}")
@@ -407,9 +424,7 @@ def train_base(model: nn.Module, data: Dataset, recipe: Recipe, *, run_dir=None,
     ValueError
         Bad recipe/data, or a checkpoint that is corrupt or does not match.
     """
-    for p in model.parameters():
-        p.requires_grad_(True)
-    job = _Job("base", model, [p for p in model.parameters()], bn_eval=False, name=name or recipe.name,
+    job = _Job("base", model, _set_trainable(model), bn_eval=False, name=name or recipe.name,
                sampler_layers=[], track=OrderedDict())
     return _fit(job, data, recipe, run_dir=run_dir, resume=resume, device=device,
                 checkpoint_every=checkpoint_every, progress=progress, channels_last=channels_last)
@@ -447,10 +462,7 @@ def finetune_gross(model: nn.Module, data: Dataset, recipe: Recipe, *, run_dir=N
     if not layers:
         raise ValueError("finetune_gross needs a GroSS-decomposed model; call gross.decomposition.decompose first")
     track = _track_dict(model, track_configs)
-    gross_params = {id(p) for layer in layers.values() for p in layer.parameters()}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in gross_params)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = _set_trainable(model, list(layers))
     space = search_space(model)
     job = _Job("gross", model, params, bn_eval=True, name=name or recipe.name,
                sampler_layers=[(layers[n], tuple(space[n])) for n in space], track=track)
@@ -485,10 +497,7 @@ def finetune_config(model: nn.Module, config, data: Dataset, recipe: Recipe, *, 
     config = _check_config(model, config)
     layer_names = list(gross_layers(model))
     net = export(model, config)
-    keep = {id(p) for n in layer_names for p in net.get_submodule(n).parameters()} if recipe.freeze else None
-    for p in net.parameters():
-        p.requires_grad_(keep is None or id(p) in keep)
-    params = [p for p in net.parameters() if p.requires_grad]
+    params = _set_trainable(net, layer_names if recipe.freeze else None)
     job = _Job("config", net, params, bn_eval=recipe.freeze, name=name or f"{recipe.name}-{config_str(config, sep='-')}",
                sampler_layers=[], track=OrderedDict(), config=config)
     history = _fit(job, data, recipe, run_dir=run_dir, resume=resume, device=device,

@@ -1,4 +1,8 @@
-"""Batched (vmap) training of K networks equals training each alone with gross.train (CPU, float64)."""
+"""Batched (vmap) training of K networks equals training each alone with gross.train (CPU, float64).
+
+The references train in the default memory layout (``channels_last=False``), which is what the
+``vmap`` path computes; gross.train's CPU default (channels-last) differs in the last bits only.
+"""
 
 from collections import OrderedDict
 
@@ -47,7 +51,8 @@ def test_batched_base_training_equals_training_each_alone(data):
     alone = [_net(10 + s) for s in seeds]
     together = [_net(10 + s) for s in seeds]
     init = _net(10)
-    hist_alone = [train_base(m, data, r, device="cpu", progress=False) for m, r in zip(alone, recipes)]
+    hist_alone = [train_base(m, data, r, device="cpu", progress=False, channels_last=False)
+                  for m, r in zip(alone, recipes)]
     hist_together = train_stacked(together, data, recipes, device="cpu")
     for a, t, ha, ht in zip(alone, together, hist_alone, hist_together):
         assert _max_diff(a, t) < 1e-10
@@ -64,7 +69,8 @@ def test_batched_config_finetunes_equal_finetune_config(data):
     decompose(gross, max_iter=3, seed=0)
     config = (4, 8, 16)
     recipes = _recipes([5, 6], lr=0.01, weight_decay=0.0)
-    alone = [finetune_config(gross, config, data, r, device="cpu", progress=False) for r in recipes]
+    alone = [finetune_config(gross, config, data, r, device="cpu", progress=False, channels_last=False)
+             for r in recipes]
     nets, hists = finetune_configs(gross, config, data, recipes, method="vmap", device="cpu")
     for (net_a, hist_a), net_t, hist_t in zip(alone, nets, hists):
         assert _max_diff(net_a, net_t) < 1e-10
@@ -79,7 +85,8 @@ def test_packed_different_configs_equal_finetune_config(data):
     decompose(gross, max_iter=3, seed=1)
     configs = [(1, 2, 4), (32, 32, 64), (4, 8, 16)]
     recipes = _recipes([7, 8, 9], lr=0.01, weight_decay=1e-3)
-    alone = [finetune_config(gross, c, data, r, device="cpu", progress=False) for c, r in zip(configs, recipes)]
+    alone = [finetune_config(gross, c, data, r, device="cpu", progress=False,
+                             channels_last=False) for c, r in zip(configs, recipes)]
     nets, hists = finetune_configs(gross, configs, data, recipes, method="vmap", device="cpu")
     for (net_a, hist_a), net_t, hist_t, c in zip(alone, nets, hists, configs):
         assert net_t.conv2.R.groups == 32 // c[0]  # handed back as real grouped convolutions
@@ -132,6 +139,6 @@ def test_auto_method_and_bad_input(data):
 def test_train_bases_sequential_equals_vmap(data):
     recipes = _recipes([3, 4])
     a, b = [_net(1), _net(2)], [_net(1), _net(2)]
-    train_bases(a, data, recipes, method="sequential", device="cpu")
+    train_bases(a, data, recipes, method="sequential", device="cpu", channels_last=False)
     train_bases(b, data, recipes, method="vmap", device="cpu")
     assert max(_max_diff(x, y) for x, y in zip(a, b)) < 1e-10

@@ -215,3 +215,16 @@ def test_config_pickles_for_job_executors():
     with config.recording() as reads:
         assert back["seed"] == 4
     assert reads == {"seed"}
+
+
+def test_no_effect_keys_come_from_one_list_each():
+    from gross.pipeline import table4
+
+    paper = config.load("paper")
+    assert set(config.EXECUTOR_KEYS) == set(paper["executor"])  # every [executor] key, none invented
+    assert set(config.IMAGENET_MACHINE_KEYS) <= set(paper["imagenet"])
+    assert table4.MACHINE_KEYS is config.IMAGENET_MACHINE_KEYS
+    assert {f"executor.{k}" for k in config.EXECUTOR_KEYS} <= config.NO_EFFECT
+    assert {f"imagenet.{k}" for k in config.IMAGENET_MACHINE_KEYS} <= config.NO_EFFECT
+    for key in config.NO_EFFECT:
+        config.lookup(paper, key)  # KeyError: a key that is not in the schema

@@ -1,84 +1,132 @@
 """Jobs and executors: fingerprints, skipping, corrupt outputs, bad settings, and equal results
-whatever the executor (serial, local process pool, submitit's LocalExecutor)."""
+whatever the executor (serial, local process pool, submitit's LocalExecutor).
+
+The jobs are the pipeline's own (:func:`gross.pipeline.common.artefact_jobs`): the GroSS
+fine-tune and individual fine-tunes of the ``smoke`` profile's 4-layer network, each test in
+its own copy of a ``runs/`` folder that holds the base network and its decomposition.
+"""
 
 import multiprocessing as mp
 import os
+import shutil
 import time
 
 import pytest
 import torch
 
-from gross import jobs
-from gross.decomposition import decompose
-from gross.job_functions import individual_finetune, save_gross_init
+from gross import config, jobs
 from gross.jobs import CorruptOutputError, ExecutorSettings, Job, JobFailedError, load_output, run_jobs
-from gross.models import four_layer_net
+from gross.pipeline import base, decomposition
+from gross.pipeline.common import artefact_job, artefact_jobs, fan_out
+from gross.pipeline.finetune import finetune_gross, true_accuracy, true_path
+from gross.pipeline.store import Store
 
-DATA = {"kind": "synthetic", "n_train": 96, "n_val": 48, "n_test": 48, "seed": 3}
-RECIPE = {"epochs": 2, "batch_size": 32, "lr": 1e-3, "milestones": [1], "name": "t"}
+NAME = "four_layer"
 CONFIGS = [(1, 2, 4), (4, 8, 16), (32, 32, 64)]
+TIMING = ("seconds", "images_per_s", "wall_time_s")
+
+
+def _smoke(**overrides):
+    return config.load("smoke", device="cpu", **overrides)
 
 
 @pytest.fixture(scope="module")
-def init_file(tmp_path_factory):
-    torch.manual_seed(0)
-    net = four_layer_net()
-    decompose(net, max_iter=3, seed=0)
-    path = tmp_path_factory.mktemp("init") / "gross_init.pt"
-    save_gross_init(net, {"model": "four_layer"}, path)
-    return path
+def prepared(tmp_path_factory):
+    """runs/ with the smoke 4-layer base network and its GroSS decomposition (made serially)."""
+    tmp = tmp_path_factory.mktemp("jobs")
+    with pytest.MonkeyPatch.context() as mpatch:
+        mpatch.setenv("GROSS_RUNS", str(tmp / "runs"))
+        cfg = _smoke()
+        base.base_state(cfg, NAME)
+        decomposition.gross_decompose(cfg, NAME, 0)
+    return tmp / "runs"
 
 
-def _finetune_jobs(init_file, directory, configs=CONFIGS, recipe=RECIPE):
-    return [Job(individual_finetune, {"config": list(c), "data": DATA, "recipe": recipe, "seed": 10 + i},
-                name=f"config-{'-'.join(map(str, c))}", directory=directory, inputs={"init": init_file})
-            for i, c in enumerate(configs)]
+@pytest.fixture
+def runs(prepared, tmp_path, monkeypatch):
+    """``runs(label)``: a fresh copy of the prepared runs/, made the current ``$GROSS_RUNS``."""
+    monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
+
+    def copy(label="runs"):
+        shutil.copytree(prepared, tmp_path / label)
+        monkeypatch.setenv("GROSS_RUNS", str(tmp_path / label))
+        return tmp_path / label
+
+    return copy
+
+
+def _true(config_, kind="config"):
+    return true_accuracy, (NAME, list(config_), 0, kind), true_path(NAME, config_, 0, kind)
+
+
+def _calls(configs=CONFIGS):
+    """The GroSS fine-tune (its weights are stored) and one individual fine-tune per configuration."""
+    return [(finetune_gross, (NAME, 0), decomposition.tuned_path(NAME, 0))] + [_true(c) for c in configs]
+
+
+def _untimed(d):
+    return {k: v for k, v in d.items() if k not in TIMING}
+
+
+def _stored(cfg, configs=CONFIGS):
+    """(GroSS fine-tune payload, individual fine-tune payloads) as the store holds them."""
+    store = Store(cfg)
+    return (store.load(decomposition.tuned_path(NAME, 0), "02_finetuning"),
+            [store.load(true_path(NAME, c), "02_finetuning") for c in configs])
 
 
 def _assert_same(a, b):
-    assert a["val_acc"] == b["val_acc"] and a["test_acc"] == b["test_acc"]
-    timing = ("seconds", "images_per_s")
-    assert {k: v for k, v in a["history"].items() if k not in timing} == \
-        {k: v for k, v in b["history"].items() if k not in timing}
-    assert a["config"] == b["config"] and a["no_finetune_val_acc"] == b["no_finetune_val_acc"]
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for k in a["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    (tuned_a, true_a), (tuned_b, true_b) = a, b
+    assert tuned_a["state_dict"].keys() == tuned_b["state_dict"].keys()
+    for k in tuned_a["state_dict"]:
+        assert torch.equal(tuned_a["state_dict"][k], tuned_b["state_dict"][k]), k
+    assert _untimed(tuned_a["history"]) == _untimed(tuned_b["history"])
+    assert [_untimed(t) for t in true_a] == [_untimed(t) for t in true_b]
 
 
-def test_same_results_serial_local_pool_and_submitit(init_file, tmp_path):
-    serial = run_jobs(_finetune_jobs(init_file, tmp_path / "serial"), "serial", progress=False)
-    pool = run_jobs(_finetune_jobs(init_file, tmp_path / "pool"),
-                    ExecutorSettings(name="local", workers=2, threads=1, gpus=0), progress=False)
-    sub = run_jobs(_finetune_jobs(init_file, tmp_path / "submitit"),
-                   {"name": "submitit_local", "workers": 2, "threads": 1, "folder": str(tmp_path / "logs")},
-                   progress=False)
-    assert len(serial) == len(pool) == len(sub) == len(CONFIGS)
-    for a, b, c in zip(serial, pool, sub):
-        _assert_same(a, b)
-        _assert_same(a, c)
-    assert serial[0]["history"]["train_loss"] != serial[1]["history"]["train_loss"]  # distinct jobs
+def test_same_results_serial_local_pool_and_submitit(runs):
+    executors = {"serial": {}, "pool": {"executor__name": "local", "executor__workers": 2, "executor__threads": 1,
+                                        "executor__gpus": 0},
+                 "submitit": {"executor__name": "submitit_local", "executor__workers": 2, "executor__threads": 1}}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the serial executor runs with this process's threads; the workers with 1
+    try:
+        results = {}
+        for label, overrides in executors.items():
+            runs(label)
+            cfg = _smoke(**overrides)
+            assert fan_out(cfg, "test", _calls()) == 1 + len(CONFIGS)
+            results[label] = _stored(cfg)
+    finally:
+        torch.set_num_threads(previous)
+    _assert_same(results["serial"], results["pool"])
+    _assert_same(results["serial"], results["submitit"])
+    tuned, true = results["serial"]
+    init = Store(cfg).load(decomposition.init_path(NAME, 0), "01_decomposition")["state_dict"]
+    assert any(not torch.equal(tuned["state_dict"][k], init[k]) for k in init)  # the jobs trained
+    assert [t["config"] for t in true] == [list(c) for c in CONFIGS]
 
 
-def test_fingerprint_depends_on_inputs_and_finished_jobs_are_skipped(init_file, tmp_path):
-    a, b, c = _finetune_jobs(init_file, tmp_path)
+def test_fingerprint_depends_on_inputs_and_finished_jobs_are_skipped(runs):
+    runs()
+    cfg = _smoke()
+    a, b, c = artefact_jobs(cfg, "test", [_true(c) for c in CONFIGS])
     assert len({a.output, b.output, c.output}) == 3
-    again = _finetune_jobs(init_file, tmp_path)[0]
-    assert again.output == a.output
-    other_seed = Job(individual_finetune, {**a.kwargs, "seed": 99}, name=a.name, directory=tmp_path,
-                     inputs=a.inputs)
+    assert artefact_jobs(cfg, "test", [_true(CONFIGS[0])])[0].output == a.output
+    other_seed = Job(artefact_job, {**a.kwargs, "seed": 99}, name=a.name, directory=a.directory)
     assert other_seed.output != a.output
     first = run_jobs([a], progress=False)
     stamp = a.output.stat().st_mtime_ns
     second = run_jobs([a, b], progress=False)  # a is not run again
     assert a.output.stat().st_mtime_ns == stamp
-    _assert_same(first[0], second[0])
-    assert second[1]["config"] == list(CONFIGS[1])
-    assert not a.checkpoint_dir.exists()  # checkpoints of finished jobs are removed
+    assert first[0] == second[0] == {"target": "gross.pipeline.finetune:true_accuracy", "args": a.kwargs["args"]}
+    assert second[1]["args"][1] == list(CONFIGS[1])
+    assert [j.output for j in artefact_jobs(cfg, "test", [_true(c) for c in CONFIGS])] == [c.output]  # a, b fresh
 
 
-def test_corrupt_output_is_a_clear_error(init_file, tmp_path):
-    job = _finetune_jobs(init_file, tmp_path)[0]
+def test_corrupt_output_is_a_clear_error(runs):
+    runs()
+    job = artefact_jobs(_smoke(), "test", [_true(CONFIGS[0])])[0]
     run_jobs([job], progress=False)
     payload = torch.load(job.output, weights_only=True)
     payload["blob"] = payload["blob"][:-1] + bytes([payload["blob"][-1] ^ 1])
@@ -90,7 +138,7 @@ def test_corrupt_output_is_a_clear_error(init_file, tmp_path):
     with pytest.raises(CorruptOutputError, match="unreadable"):
         load_output(job.output)
     job.output.unlink()  # as the message says: delete and run again
-    assert run_jobs([job], progress=False)[0]["config"] == list(CONFIGS[0])
+    assert run_jobs([job], progress=False)[0]["args"][1] == list(CONFIGS[0])
 
 
 def test_bad_executor_settings():
@@ -116,9 +164,10 @@ def test_executor_settings_from_section_and_environment():
         jobs.executor_settings(environ={"GROSS_EXECUTOR": "name=dask"})
 
 
-def test_more_workers_than_gpus(monkeypatch, init_file, tmp_path):
+def test_more_workers_than_gpus(monkeypatch, runs):
+    runs()
     monkeypatch.setattr(jobs, "_visible_gpus", lambda: 1)
-    job = _finetune_jobs(init_file, tmp_path)[:1]
+    job = artefact_jobs(_smoke(), "test", [_true(CONFIGS[0])])
     with pytest.raises(ValueError, match="2 workers but only 1 GPUs x 1 workers per GPU"):
         run_jobs(job, ExecutorSettings(name="local", workers=2), progress=False)
     with pytest.raises(ValueError, match="asks for 2 GPUs but this machine has 1"):
@@ -155,9 +204,10 @@ def test_dead_worker_is_a_clear_error_and_finished_jobs_stay(tmp_path):
     assert ok.output.exists() and not dead.output.exists()
 
 
-def test_slurm_without_sbatch(monkeypatch, init_file, tmp_path):
+def test_slurm_without_sbatch(monkeypatch, runs, tmp_path):
+    runs()
+    job = artefact_jobs(_smoke(), "test", [_true(CONFIGS[0])])
     monkeypatch.setenv("PATH", str(tmp_path))
-    job = _finetune_jobs(init_file, tmp_path)[:1]
     with pytest.raises(RuntimeError, match="sbatch is not on PATH"):
         run_jobs(job, "slurm", progress=False)
     monkeypatch.setattr(jobs.importlib, "import_module", lambda name: (_ for _ in ()).throw(ImportError(name)))
@@ -169,95 +219,37 @@ def test_job_rejects_unpicklable_function_and_bad_kwargs(tmp_path):
     with pytest.raises(ValueError, match="module-level"):
         Job(lambda: {}, {}, name="x", directory=tmp_path)
     with pytest.raises(ValueError, match="JSON-like"):
-        Job(individual_finetune, {"data": object()}, name="x", directory=tmp_path)
+        Job(artefact_job, {"cfg": object()}, name="x", directory=tmp_path)
 
 
-def test_failed_job_reports_and_keeps_others(init_file, tmp_path):
-    good, bad = _finetune_jobs(init_file, tmp_path, configs=[(1, 2, 4), (3, 3, 3)])
-    with pytest.raises(JobFailedError, match=r"(?s)1 of 2 jobs failed.*config-3-3-3.*group size 3"):
+def test_failed_job_reports_and_keeps_others(runs):
+    runs()
+    good, bad = artefact_jobs(_smoke(), "test", [_true((1, 2, 4)), _true((3, 3, 3))])
+    with pytest.raises(JobFailedError, match=r"(?s)1 of 2 jobs failed.*config_3-3-3.*3"):
         run_jobs([good, bad], progress=False)
     assert good.output.exists() and not bad.output.exists()
 
 
-def test_killed_worker_resumes_from_its_checkpoint(init_file, tmp_path):
-    recipe = {**RECIPE, "epochs": 8, "milestones": [4]}
-    job = _finetune_jobs(init_file, tmp_path / "killed", configs=[(4, 8, 16)], recipe=recipe)[0]
+def test_killed_worker_resumes_from_its_checkpoint(runs):
+    runs("killed")
+    cfg = _smoke(four_layer__config_epochs=8)
+    job = artefact_jobs(cfg, "test", [_true((4, 8, 16))])[0]
     proc = mp.get_context("spawn").Process(target=jobs.execute, args=(job, 1))
     proc.start()
-    ckpt = job.checkpoint_dir / "config.pt"
+    checkpoints = Store(cfg).root / "checkpoints" / "true"
     deadline = time.time() + 120
-    while not ckpt.exists() and proc.is_alive() and time.time() < deadline:
+    while not list(checkpoints.glob("*.pt")) and proc.is_alive() and time.time() < deadline:
         time.sleep(0.005)
     os.kill(proc.pid, 9)
     proc.join()
     from gross.train import load_checkpoint
 
+    [ckpt] = checkpoints.glob("*.pt")
     epoch = load_checkpoint(ckpt)["epoch"]
     assert 1 <= epoch < 8 and not job.output.exists()
-    resumed = run_jobs([job], progress=False)[0]
-    fresh = run_jobs(_finetune_jobs(init_file, tmp_path / "fresh", configs=[(4, 8, 16)], recipe=recipe),
-                     progress=False)[0]
-    _assert_same(resumed, fresh)
-
-
-def test_bench_jobs_rows_quick():
-    from gross.bench import COLUMNS
-    from gross.bench_jobs import bench_jobs
-
-    rows = bench_jobs("quick", device="cpu")
-    assert [r["benchmark"] for r in rows] == ["executor", "batched"]
-    for r in rows:
-        assert list(r) == COLUMNS
-        assert r["measured_s"] > 0 and r["versus_s"] > 0 and r["ratio"] == r["measured_s"] / r["versus_s"]
-    with pytest.raises(ValueError, match="valid presets"):
-        bench_jobs("huge")
-
-
-def test_individual_finetunes_job_equals_single_jobs(init_file, tmp_path):
-    from gross.job_functions import individual_finetunes
-
-    configs = [list(c) for c in CONFIGS[:2]]
-    many = Job(individual_finetunes, {"configs": configs, "seeds": [10, 11], "data": DATA, "recipe": RECIPE,
-                                      "method": "vmap"}, name="many", directory=tmp_path, inputs={"init": init_file})
-    runs = run_jobs([many], progress=False)[0]["runs"]
-    single = run_jobs(_finetune_jobs(init_file, tmp_path, configs=CONFIGS[:2]), progress=False)
-    for a, b in zip(single, runs):  # float32 here: equal up to reassociation
-        assert a["config"] == b["config"] and a["seed"] == b["seed"]
-        for k in a["state_dict"]:
-            assert torch.allclose(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5), k
-
-
-def test_pipeline_job_functions_chain_and_per_layer_btd_equals_decompose(tmp_path):
-    from gross.decomposition import default_group_sizes, decomposable_layers
-    from gross.job_functions import (base_training, btd_layer, gross_finetune, gross_init, load_gross_model,
-                                     read_artefact)
-
-    data = {**DATA, "n_train": 64}
-    base_job = Job(base_training, {"model": "four_layer", "data": data, "recipe": {**RECIPE, "epochs": 1, "lr": 0.01},
-                                   "seed": 0}, name="base", directory=tmp_path)
-    base = run_jobs([base_job], progress=False)[0]
-    net = four_layer_net()
-    net.load_state_dict(base["state_dict"])
-    layers = decomposable_layers(net)
-    btd_opts = {"max_iter": 3, "tol": 1e-6, "seed": 4}
-    btd_jobs = [Job(btd_layer, {"layer": n, "group_size": s, **btd_opts}, name=f"btd-{n}-{s}", directory=tmp_path,
-                    inputs={"base": base_job.output})
-                for n in layers for s in default_group_sizes(net.get_submodule(n).in_channels)]
-    assembled = gross_init(base, run_jobs(btd_jobs, progress=False))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # the jobs ran with threads=1: same reduction order, bitwise-equal factors
-    try:
-        reference = decompose(net, **btd_opts)  # the whole-network path, independently
-    finally:
-        torch.set_num_threads(previous)
-    ra, rb = assembled.state_dict(), reference.state_dict()
-    assert ra.keys() == rb.keys() and all(torch.equal(ra[k], rb[k]) for k in ra)
-    init = save_gross_init(assembled, base, tmp_path / "init.pt")
-    assert read_artefact(base_job.output)["model"] == "four_layer"
-    tuned_job = Job(gross_finetune, {"data": data, "recipe": {**RECIPE, "epochs": 1}, "seed": 0}, name="gross",
-                    directory=tmp_path, inputs={"init": init})
-    tuned = run_jobs([tuned_job], progress=False)[0]
-    assert tuned["space"] == {n: list(s) for n, s in
-                              ((n, default_group_sizes(net.get_submodule(n).in_channels)) for n in layers)}
-    again = load_gross_model(tuned_job.output)
-    assert not torch.equal(again.state_dict()["conv2.P1"], ra["conv2.P1"])  # fine-tuning changed the layers
+    run_jobs([job], progress=False)
+    resumed = true_accuracy(cfg, NAME, (4, 8, 16))  # the stored result of the resumed job
+    runs("fresh")
+    run_jobs(artefact_jobs(cfg, "test", [_true((4, 8, 16))]), progress=False)  # from scratch, not killed
+    fresh = true_accuracy(cfg, NAME, (4, 8, 16))
+    assert resumed["epochs"] == 8 and _untimed(resumed) == _untimed(fresh)

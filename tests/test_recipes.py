@@ -1,19 +1,13 @@
-"""Tests for gross.recipes: the paper's schedules, scaling and validation."""
+"""Tests for gross.recipes: the paper's recipes, scaling and validation (re-exported by gross.train)."""
 
 import pytest
 
-from gross import recipes as R
-from gross import train as T
-from gross.recipes import RECIPES
+from gross import train
+from gross.recipes import RECIPES, Recipe
 
 
-def test_train_reexports_the_recipes():
-    assert T.Recipe is R.Recipe and T.RECIPES is R.RECIPES
-
-
-def test_recipe_dict_leaves_out_the_checkpoint_interval():
-    a, b = RECIPES["four_layer_base"], RECIPES["four_layer_base"].replace(checkpoint_every=5)
-    assert R._recipe_dict(a) == R._recipe_dict(b) and R._recipe_dict(a)["milestones"] == [50, 75]
+def _recipe(**kw) -> Recipe:
+    return Recipe(**{"epochs": 2, "batch_size": 64, "lr": 0.05, "name": "tiny", **kw})
 
 
 def test_recipes_follow_the_paper():
@@ -34,11 +28,15 @@ def test_recipes_follow_the_paper():
 
 
 def test_recipe_scaling_and_validation():
-    s = R.RECIPES["four_layer_gross"].scaled(15)
+    s = RECIPES["four_layer_gross"].scaled(15)
     assert s.epochs == 15 and s.milestones == (8, 12) and s.lr == 1e-4
-    assert R.RECIPES["four_layer_config"].scaled(10).milestones == (8,)
-    assert R.RECIPES["four_layer_gross"].scaled(1).milestones == ()
+    assert RECIPES["four_layer_config"].scaled(10).milestones == (8,)
+    assert RECIPES["four_layer_gross"].scaled(1).milestones == ()
     with pytest.raises(ValueError, match="milestones"):
-        R.Recipe(epochs=2, batch_size=64, lr=0.05, milestones=(3, 2))
+        _recipe(milestones=(3, 2))
     with pytest.raises(ValueError, match="lr > 0"):
-        R.Recipe(epochs=2, batch_size=64, lr=0)
+        _recipe(lr=0)
+
+
+def test_gross_train_re_exports_the_recipes():
+    assert train.Recipe is Recipe and train.RECIPES is RECIPES

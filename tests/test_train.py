@@ -1,4 +1,4 @@
-"""Tests for gross.train: recipes, training loops, checkpoints/resume, determinism, evaluation."""
+"""Tests for gross.train: training loops, checkpoints/resume, determinism, evaluation."""
 
 from __future__ import annotations
 
@@ -84,7 +84,6 @@ def data():
     return D.synthetic(n_train=256, n_val=128, n_test=128, seed=0)
 
 
-# ----------------------------------------------------------------------------- recipes
 # ----------------------------------------------------------------------------- train_base
 def test_train_base_learns_and_reports(data, tmp_path):
     model = tiny_net(bn=True)

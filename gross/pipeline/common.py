@@ -37,6 +37,7 @@ __all__ = [
     "uniform_configs",
     "executor",
     "artefact_job",
+    "artefact_jobs",
     "fan_out",
 ]
 
@@ -225,23 +226,20 @@ def uniform_configs(space: Mapping) -> list[tuple]:
 
 # ----------------------------------------------------------------------------- jobs (gross.jobs)
 
-_EXECUTOR_KEYS = ("name", "workers", "threads", "gpus", "workers_per_gpu", "slurm_partition", "slurm_time_min",
-                  "slurm_gpus_per_job", "slurm_array_parallelism")
-
-
 def executor(cfg: Mapping):
     """The :class:`gross.jobs.ExecutorSettings` of the profile's ``[executor]`` section (and ``$GROSS_EXECUTOR``).
 
-    Every key is read (they are in :data:`gross.config.NO_EFFECT`: no fingerprint or
+    Every key of :data:`gross.config.EXECUTOR_KEYS` is read (they are in :data:`gross.config.NO_EFFECT`: no fingerprint or
     reductions line depends on them). The ``serial`` executor runs jobs in this process
     with its own thread count (``num_threads``), so it computes exactly what the step
     computed before jobs existed.
     """
     import dataclasses
 
+    from ..config import EXECUTOR_KEYS
     from ..jobs import executor_settings
 
-    settings = executor_settings({k: cfg["executor"][k] for k in _EXECUTOR_KEYS})
+    settings = executor_settings({k: cfg["executor"][k] for k in EXECUTOR_KEYS})
     if settings.name == "serial":
         settings = dataclasses.replace(settings, threads=torch.get_num_threads())
     return settings
@@ -263,6 +261,29 @@ def artefact_job(*, cfg: Mapping, target: str, args: Sequence, seed: int = 0) ->
     return {"target": target, "args": list(args)}
 
 
+def artefact_jobs(cfg: Mapping, step: str, calls: Sequence[tuple[Callable, tuple, str]]) -> list:
+    """The :class:`gross.jobs.Job` of every call of ``calls`` whose artefact is not fresh (see :func:`fan_out`).
+
+    Each job runs :func:`artefact_job` with the resolved config (without its
+    ``[executor]`` section, so the executor is no part of a job's fingerprint); its
+    marker goes to ``runs/<profile>/jobs/<step>/``. Duplicate artefacts give one job.
+    """
+    from ..jobs import Job
+    from .store import Store
+
+    store = Store(cfg)
+    plain = {k: v for k, v in cfg.to_dict().items() if k != "executor"}
+    jobs: dict = {}
+    for fn, args, artefact in calls:
+        if artefact in jobs or store.is_fresh(artefact):
+            continue
+        label = artefact.replace("/", "_").rsplit(".", 1)[0]
+        jobs[artefact] = Job(artefact_job, {"cfg": plain, "target": f"{fn.__module__}:{fn.__name__}",
+                                            "args": list(args), "seed": int(cfg["seed"])},
+                             name=label, directory=store.root / "jobs" / step)
+    return list(jobs.values())
+
+
 def fan_out(cfg: Mapping, step: str, calls: Sequence[tuple[Callable, tuple, str]]) -> int:
     """Make the missing artefacts of ``calls`` as independent jobs on the profile's executor.
 
@@ -282,19 +303,8 @@ def fan_out(cfg: Mapping, step: str, calls: Sequence[tuple[Callable, tuple, str]
         Jobs run (or found finished). The step then loads the artefacts as before, so
         its outputs do not depend on the executor.
     """
-    from ..jobs import Job, run_jobs
-    from .store import Store
+    from ..jobs import run_jobs
 
-    store = Store(cfg)
-    settings = executor(cfg)
-    plain = {k: v for k, v in cfg.to_dict().items() if k != "executor"}
-    jobs: dict = {}
-    for fn, args, artefact in calls:
-        if artefact in jobs or store.is_fresh(artefact):
-            continue
-        label = artefact.replace("/", "_").rsplit(".", 1)[0]
-        jobs[artefact] = Job(artefact_job, {"cfg": plain, "target": f"{fn.__module__}:{fn.__name__}",
-                                            "args": list(args), "seed": int(cfg["seed"])},
-                             name=label, directory=store.root / "jobs" / step)
-    run_jobs(list(jobs.values()), settings, desc=step)
+    jobs = artefact_jobs(cfg, step, calls)
+    run_jobs(jobs, executor(cfg), desc=step)
     return len(jobs)

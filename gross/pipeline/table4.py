@@ -36,6 +36,7 @@ import torch.nn as nn
 
 from .. import distributed as ddp
 from .. import imagenet as inet
+from ..config import IMAGENET_MACHINE_KEYS
 from ..decomposition import decomposable_layers, decompose_jobs, export, search_space
 from ..macs import count_macs
 from ..space import config_str
@@ -50,8 +51,8 @@ __all__ = ["MACHINE_KEYS", "TITLES", "settings", "dataset", "pretrained", "decom
 
 #: Model blocks of Table 4.
 TITLES = {"vgg16": "VGG-16", "resnet18": "ResNet-18"}
-#: ``[imagenet]`` keys that change where and how fast Table 4 runs, never its numbers.
-MACHINE_KEYS = ("nproc", "workers", "pin_memory", "persistent_workers", "eval_batch_size", "checkpoint_every_steps")
+#: ``[imagenet]`` keys that change where and how fast Table 4 runs, never its numbers (kept in gross.config).
+MACHINE_KEYS = IMAGENET_MACHINE_KEYS
 _NOTE_26 = ("the rows of [26] (VGG-16 with the decomposition structure of Zhang et al.) are left out: that "
             "structure is given in the paper's supplementary material, which is not available")
 
