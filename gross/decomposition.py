@@ -35,6 +35,7 @@ __all__ = [
     "btd_layer_job",
     "btd_jobs",
     "assemble",
+    "btd_factors",
     "decompose_jobs",
 ]
 
@@ -381,14 +382,19 @@ def btd_layer_job(*, weight: str, group_size: int, width: int, seed: int = 0, op
     -------
     dict
         ``P``, ``R``, ``Q`` (the bottleneck factors, as :meth:`GroSSConv2d.from_conv`
-        uses them) and ``error`` (the final relative BTD error).
+        uses them), ``error`` (the final relative BTD error) and ``seconds`` (the BTD's
+        wall time in the job).
     """
+    import time
+
     from .btd import btd
 
+    t0 = time.perf_counter()
     result = btd(torch.load(weight, map_location="cpu", weights_only=True), int(group_size), width=int(width),
                  seed=int(seed), **dict(options or {}))
     errors = list(result.errors)
-    return {"P": result.P, "R": result.R, "Q": result.Q, "error": float(errors[-1]) if errors else float("nan")}
+    return {"P": result.P, "R": result.R, "Q": result.Q, "error": float(errors[-1]) if errors else float("nan"),
+            "seconds": time.perf_counter() - t0}
 
 
 def btd_jobs(model: nn.Module, directory, group_sizes=None, layers: Sequence[str] | None = None,
@@ -455,6 +461,29 @@ def assemble(model: nn.Module, factors: Mapping[str, Mapping[int, Mapping]], wid
     return model
 
 
+def btd_factors(jobs: Sequence[tuple[str, int, object]], results: Sequence[Mapping]) -> dict:
+    """The ``factors`` argument of :func:`assemble` from :func:`btd_jobs`'s list and the jobs' results.
+
+    Parameters
+    ----------
+    jobs : sequence of (layer name, group size, Job)
+        As returned by :func:`btd_jobs`.
+    results : sequence of dict
+        :func:`gross.jobs.run_jobs`'s results for those jobs, in the same order.
+
+    Returns
+    -------
+    dict
+        ``{layer: {group size: result}}``.
+    """
+    if len(jobs) != len(results):
+        raise ValueError(f"{len(jobs)} BTD jobs but {len(results)} results: pass run_jobs' results of exactly those jobs")
+    factors: dict = {}
+    for (name, s, _), result in zip(jobs, results):
+        factors.setdefault(name, {})[int(s)] = result
+    return factors
+
+
 def decompose_jobs(model: nn.Module, directory, executor="serial", group_sizes=None,
                    layers: Sequence[str] | None = None, width: int | Mapping[str, int] | None = None,
                    progress: bool | None = None, **btd_options) -> nn.Module:
@@ -484,7 +513,4 @@ def decompose_jobs(model: nn.Module, directory, executor="serial", group_sizes=N
 
     jobs = btd_jobs(model, directory, group_sizes, layers, width, **btd_options)
     results = run_jobs([job for _, _, job in jobs], executor, progress=progress, desc="BTD")
-    factors: dict = {}
-    for (name, s, _), result in zip(jobs, results):
-        factors.setdefault(name, {})[s] = result
-    return assemble(model, factors, width)
+    return assemble(model, btd_factors(jobs, results), width)

@@ -44,7 +44,7 @@ def smoke(tmp_path_factory):
 def _artefact_settings(runs):
     out = {}
     for path in sorted((runs / "smoke").rglob("*")):
-        if path.suffix in (".pt", ".json") and not {"checkpoints", "jobs"} & set(path.parts):  # jobs: gross.jobs markers
+        if path.suffix in (".pt", ".json") and not {"checkpoints", "jobs", "btd"} & set(path.parts):  # gross.jobs outputs
             env = json.loads(path.read_text()) if path.suffix == ".json" else __import__("torch").load(
                 path, weights_only=True)
             out[str(path.relative_to(runs / "smoke"))] = env["settings"]

@@ -29,6 +29,7 @@ file                                             written by                     
 ===============================================  =============================  ===================
 ``<model>_base.pt``                              :func:`.base.base_state`       01_decomposition
 ``<model>_gross_init_<repeat>.pt``               :func:`.decomposition.gross_decompose`  01
+``btd/<model>/<layer>-s<size>-<hash>.pt``       one BTD job (+ ``weights/``)   01 (:func:`.decomposition.decomposition_jobs`)
 ``<model>_gross_<repeat>.pt``                    :func:`.finetune.finetune_gross`  02_finetuning
 ``true/<model>/<kind>_<config>_r<repeat>.json``  :func:`.finetune.true_accuracy`  02, 03, 04, 05
 ``checkpoints/...``                              training checkpoints (resume)  all

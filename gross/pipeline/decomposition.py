@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 from torch import nn
 
-from ..decomposition import decompose, gross_layers, planned_space, search_space, skeleton
-from .base import base_model, base_state
-from .common import MODELS, NOTEBOOKS, build_model, check_models, fan_out, n_repeats, uniform
+from ..decomposition import assemble, btd_factors, btd_jobs, gross_layers, planned_space, search_space, skeleton
+from ..jobs import run_jobs
+from .base import base_model
+from .common import MODELS, NOTEBOOKS, build_model, check_models, executor, n_repeats, uniform
 from .outputs import StepResult, step
 from .store import Store
 
-__all__ = ["PAPER_MACS", "init_path", "tuned_path", "group_sizes", "gross_payload", "gross_from_payload",
-           "gross_decompose", "load_gross", "btd_error_table", "mac_table"]
+__all__ = ["PAPER_MACS", "init_path", "tuned_path", "group_sizes", "btd_dir", "decomposition_jobs", "gross_payload",
+           "gross_from_payload", "gross_decompose", "load_gross", "btd_error_table", "mac_table"]
 
 
 def init_path(name: str, repeat: int) -> str:
@@ -53,20 +55,50 @@ def gross_from_payload(cfg: Mapping, name: str, payload: Mapping) -> nn.Module:
     return model.eval()
 
 
-def _decompose(cfg: Mapping, name: str, repeat: int) -> dict:
+def btd_dir(cfg: Mapping, name: str) -> Path:
+    """Folder of the per-(layer, group size) BTD job outputs of ``name``: ``runs/<profile>/btd/<name>/``."""
+    return Store(cfg).root / "btd" / name
+
+
+def decomposition_jobs(cfg: Mapping, name: str, repeat: int, model: nn.Module | None = None) -> list:
+    """The BTD jobs of GroSS decomposition ``repeat`` of ``name``: one per (layer, group size).
+
+    :func:`gross.decomposition.btd_jobs` of the base network (``model``, default: the
+    stored one) with the settings ``decompose`` used before jobs existed: the
+    ``<name>.btd_*`` options, :func:`group_sizes` and seed ``seed + repeat`` (the same
+    for every layer and size). Outputs go to :func:`btd_dir`, named from a fingerprint of
+    the layer's weights and these settings, so repeats never share a file.
+
+    Returns
+    -------
+    list of (layer name, group size, gross.jobs.Job)
+    """
     sec = cfg[name]
+    model = base_model(cfg, name, train=False) if model is None else model
+    return btd_jobs(model, btd_dir(cfg, name), group_sizes=group_sizes(cfg, name), tol=sec["btd_tol"],
+                    max_iter=sec["btd_max_iter"], method=sec["btd_method"], ridge=sec["btd_ridge"],
+                    seed=int(cfg["seed"]) + int(repeat))
+
+
+def _decompose(cfg: Mapping, name: str, repeat: int) -> dict:
     model = base_model(cfg, name, train=False)
-    decompose(model, group_sizes=group_sizes(cfg, name), tol=sec["btd_tol"], max_iter=sec["btd_max_iter"],
-              method=sec["btd_method"], ridge=sec["btd_ridge"], seed=int(cfg["seed"]) + int(repeat))
-    return gross_payload(model)
+    jobs = decomposition_jobs(cfg, name, repeat, model)
+    results = run_jobs([job for _, _, job in jobs], executor(cfg), desc=f"BTD {name} #{repeat}")
+    assemble(model, btd_factors(jobs, results))
+    return gross_payload(model, wall_time_s=sum(float(r["seconds"]) for r in results))
 
 
 def gross_decompose(cfg: Mapping, name: str, repeat: int = 0, compute: bool = True) -> nn.Module:
     """GroSS decomposition ``repeat`` of base network ``name`` (BTD seed ``seed + repeat``).
 
     Stored as ``runs/<profile>/<name>_gross_init_<repeat>.pt`` with the per-layer BTD
-    errors and the decomposition time; loaded from there when fresh. With
-    ``compute=False`` a missing or stale file raises an error naming notebook 01.
+    errors and the decomposition time ``wall_time_s``: the sum of the BTD jobs' own
+    times (compute time, whatever the executor ran in parallel); loaded from there when
+    fresh. Missing BTDs run as jobs (:func:`decomposition_jobs`) on the profile's
+    executor; finished ones in :func:`btd_dir` are reused. The model equals
+    ``decompose(base, ..., seed=seed + repeat)`` bit for bit when the jobs run with the
+    same torch thread count. With ``compute=False`` a missing or stale file raises an
+    error naming notebook 01.
     """
     store, path = Store(cfg), init_path(name, repeat)
     if compute:
@@ -88,6 +120,11 @@ def load_gross(cfg: Mapping, name: str, repeat: int = 0, tuned: bool = True) -> 
 def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     """Decompose both networks (all repeats) and tabulate the BTD error per layer and group size.
 
+    The BTDs of every layer, group size, model and repeat whose decomposition is not
+    stored yet are submitted together to the profile's executor (one
+    :func:`gross.jobs.run_jobs` call), then each decomposition is assembled and stored
+    (:func:`gross_decompose`). ``decomposition_s`` is the sum of its BTD jobs' times.
+
     Writes table ``btd_errors`` (columns ``model, repeat, layer, group_size, error,
     decomposition_s``) and figure ``fig_btd_error`` (one panel per model).
     ``models`` restricts the step to some of :data:`MODELS` (default: both).
@@ -95,10 +132,13 @@ def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
     from .. import plots
 
     names = list(check_models(models))
+    store, jobs = Store(cfg), []
     for name in names:
-        base_state(cfg, name)  # once, before the decompositions that read it run as independent jobs
-    fan_out(cfg, "01_decomposition", [(gross_decompose, (name, r), init_path(name, r))
-                                      for name in names for r in range(n_repeats(cfg, name))])
+        model = base_model(cfg, name)  # trained once if missing, before its BTDs run as independent jobs
+        for r in range(n_repeats(cfg, name)):
+            if not store.is_fresh(init_path(name, r)):
+                jobs += [job for _, _, job in decomposition_jobs(cfg, name, r, model)]
+    run_jobs(jobs, executor(cfg), desc="01_decomposition BTD")  # every layer, size and repeat at once
     rows = []
     for name in names:
         for r in range(n_repeats(cfg, name)):
