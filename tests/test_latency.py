@@ -85,8 +85,8 @@ def test_cheapest_and_frame(table):
 
 def test_in_context_entries_are_one_layer_differences_from_the_mid_reference(model):
     x = torch.zeros(2, 3, 32, 32)
-    table = L.measure_table(model, batch_size=2, timer=fake_timer, rounds=1, progress=False)
-    assert table.settings["mode"] == L.DEFAULT_MODE == "in_context"
+    table = L.measure_table(model, batch_size=2, mode="in_context", timer=fake_timer, rounds=1, progress=False)
+    assert table.settings["mode"] == "in_context" and L.DEFAULT_MODE == "isolated"
     ref = (8, 8, 8)  # index len // 2 of (1, 2, 4, 8, 16, 32), (1, ..., 32), (1, ..., 64)
     assert tuple(table.settings["reference_config"]) == ref and table.settings["reference"] == "mid"
     assert table.fixed == fake_timer(export(model, ref), x)
@@ -94,10 +94,11 @@ def test_in_context_entries_are_one_layer_differences_from_the_mid_reference(mod
         for s, t in entries.items():
             variant = ref[:i] + (s,) + ref[i + 1:]
             assert t == pytest.approx(fake_timer(export(model, variant), x) - table.fixed, abs=1e-15)
-    low = L.measure_table(model, batch_size=2, timer=fake_timer, reference="min", rounds=1, progress=False)
+    low = L.measure_table(model, batch_size=2, mode="in_context", timer=fake_timer, reference="min", rounds=1,
+                          progress=False)
     assert low.settings["reference_config"] == [1, 1, 1]
     with pytest.raises(ValueError, match="not valid for layer 'conv2'"):
-        L.measure_table(model, timer=fake_timer, reference=(3, 4, 8))
+        L.measure_table(model, mode="in_context", timer=fake_timer, reference=(3, 4, 8))
 
 
 @pytest.mark.parametrize("mode", L.MODES)
