@@ -401,8 +401,9 @@ def latency_table(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1,
     ``kwargs`` go to :func:`measure_table`. A cached file whose fingerprint or
     architecture does not match raises (``on_mismatch="error"``) or is re-measured and
     overwritten (``"remeasure"``); a cached table measured with other settings
-    (``warmup``, ``repeats``, ``min_time``, ``statistic``, ``clock``, ``seed`` in ``kwargs``)
-    is measured again. Cache files are written atomically.
+    (``warmup``, ``repeats``, ``min_time``, ``statistic``, ``clock``, ``rounds``,
+    ``reference``, ``seed``, ``fit`` in ``kwargs``) is measured again. Cache files are
+    written atomically.
     """
     if on_mismatch not in ("error", "remeasure"):
         raise ValueError(f"on_mismatch must be 'error' or 'remeasure', got {on_mismatch!r}")
