@@ -30,6 +30,7 @@ from . import costs as C
 from . import latency as L
 from . import paths
 from .bench.common import random_gross
+from .bench.latency import search_results
 from .bench.core import register, row
 from .decomposition import enumerate_configs, search_space
 from .space import config_str
@@ -45,7 +46,8 @@ def _model(seed: int):
 
 
 def _timing(settings) -> dict:
-    return {"warmup": settings.warmup, "repeats": settings.repeats, "min_time": settings.latency_min_s}
+    """Timing keywords: ``settings.repeats`` round-robin passes of 2 timed loops (see :mod:`gross.latency`)."""
+    return {"warmup": settings.warmup, "repeats": 2, "rounds": settings.repeats, "min_time": settings.latency_min_s}
 
 
 def _n_configs(settings) -> int:
@@ -70,7 +72,7 @@ def bench_latency_predictor(settings, device) -> list[dict]:
             abs(mid["predicted_s"] - mid["measured_s"]), "measured latency", mid["measured_s"], settings.repeats,
             "ratio (median relative error) <= 0.10", summary["median_abs_rel_error"] <= 0.10, device,
             f"Spearman(predicted, measured) {summary['spearman']:.3f} (MACs: {summary['spearman_macs']:.3f}); "
-            f"table mode isolated, {torch.get_num_threads()} threads; ratio = median over configs",
+            f"table mode {table.settings['mode']}, {torch.get_num_threads()} threads; ratio = median over configs",
         ))
     return rows
 
@@ -79,7 +81,7 @@ def _accuracies(space, seed: int) -> tuple[dict, str]:
     from .search import parse_config
 
     configs = enumerate_configs(space)
-    source = paths.results_dir("cpu") / "exhaustive_search_all.csv"
+    source = search_results()
     if source.is_file():
         table = pd.read_csv(source)
         acc = {parse_config(c): float(a) for c, a in zip(table["config"], table["accuracy"])}

@@ -192,15 +192,23 @@ def _total(value) -> float:
 
 
 def budget_of(cost: Callable, baseline, space=None) -> int:
-    """Budget under ``cost``: the cost of a baseline configuration (or an int budget), checked.
+    """Budget under ``cost``: the cost of a baseline configuration, or an int budget checked.
 
-    Raises ``ValueError`` when the budget is below the cheapest configuration's cost
-    (nothing could be found); the cheapest comes from ``cost.min_config()`` or, with
-    ``space``, from enumerating it.
+    A baseline configuration's cost is its budget (it is within it, so nothing needs
+    checking). An int budget is checked against the cheapest configuration, from
+    ``cost.min_config()`` or, with ``space``, from enumerating it.
+
+    Raises
+    ------
+    ValueError
+        A bool baseline, or an int budget below the cheapest configuration's cost
+        (nothing could be found; the message names the cheapest and its cost).
     """
     if isinstance(baseline, (bool, np.bool_)):
         raise ValueError(f"baseline must be a configuration or an int budget, got {baseline!r}")
-    budget = int(baseline) if isinstance(baseline, (int, np.integer)) else int(_total(cost(tuple(baseline))))
+    if not isinstance(baseline, (int, np.integer)):
+        return int(_total(cost(tuple(baseline))))
+    budget = int(baseline)
     if hasattr(cost, "min_config"):
         cheapest = cost.min_config()
     elif space is not None:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gross import bench, paths
+from gross import bench
 from gross.decomposition import enumerate_configs, export, search_space, set_config
 from gross.macs import count_macs
 from gross.models import four_layer_net, vgg16_cifar
@@ -107,13 +107,13 @@ def test_latency_uses_committed_search_results(tmp_path, monkeypatch):
     rows = [{"config": " ".join(map(str, c)), "macs": count_macs(model, config=c).total,
              "gconv_macs": count_macs(model, config=c).gconv, "accuracy": 90.0 if c == winner else 10.0}
             for c in configs]
-    pd.DataFrame(rows).to_csv(tmp_path / "exhaustive_search_all.csv", index=False)
-    monkeypatch.setattr(paths, "RESULTS", tmp_path)
-    monkeypatch.setattr(paths, "ROOT", tmp_path.parent)
+    monkeypatch.setenv("GROSS_OUTPUTS", str(tmp_path))  # results_dir("cpu") -> tmp_path / "results"
+    (tmp_path / "results").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "results" / "exhaustive_search_all.csv", index=False)
     found, source = bench._found_configs(model, [baseline], seed=0)
     assert found == [winner] and "exhaustive search" in source
     # without the file: seeded stand-ins within the budget, labelled as such
-    (tmp_path / "exhaustive_search_all.csv").unlink()
+    (tmp_path / "results" / "exhaustive_search_all.csv").unlink()
     found, source = bench._found_configs(model, [baseline], seed=0)
     assert count_macs(model, config=found[0]).total <= budget and "stand-in" in source
 

@@ -34,7 +34,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def table(model):
-    return L.measure_table(model, batch_size=2, timer=fake_timer, progress=False)
+    return L.measure_table(model, batch_size=2, mode="isolated", timer=fake_timer, rounds=1, progress=False)
 
 
 def test_context_shapes_are_the_layer_inputs(model):
@@ -57,7 +57,7 @@ def test_entries_are_the_bottleneck_times_in_context_shape(model, table):
 
 @pytest.mark.parametrize("mode", L.MODES)
 def test_prediction_is_fixed_plus_layer_sum_and_matches_an_additive_timer(model, mode):
-    table = L.measure_table(model, batch_size=2, mode=mode, timer=fake_timer, progress=False)
+    table = L.measure_table(model, batch_size=2, mode=mode, timer=fake_timer, rounds=1, progress=False)
     x = torch.zeros(2, 3, 32, 32)
     for c in random_configs(search_space(model), 12, seed=3):
         independent = table.fixed + sum(table.entries[i][s] for i, s in enumerate(c))
@@ -67,7 +67,8 @@ def test_prediction_is_fixed_plus_layer_sum_and_matches_an_additive_timer(model,
 
 def test_fixed_part_is_the_median_calibration_residual(model):
     noise = iter(np.random.default_rng(0).uniform(0, 1e-3, 1000))
-    table = L.measure_table(model, timer=lambda m, x: fake_timer(m, x) + next(noise), progress=False)
+    table = L.measure_table(model, mode="isolated", timer=lambda m, x: fake_timer(m, x) + next(noise), rounds=1,
+                            progress=False)
     res = table.settings["residuals"]
     assert len(res) == len(table.settings["calibration"]) == 7  # conv4 has 7 sizes
     assert table.fixed == pytest.approx(float(np.median(res)))
@@ -82,25 +83,51 @@ def test_cheapest_and_frame(table):
     assert len(df) == sum(map(len, table.sizes)) + 1 and df["seconds"].iloc[-1] == table.fixed
 
 
-def test_measure_forward_runs_and_checks_its_arguments():
-    net = nn.Conv2d(3, 4, 3)
-    x = torch.randn(1, 3, 8, 8)
-    assert L.measure_forward(net, x, warmup=0, repeats=2, min_time=0.0) > 0
-    assert L.measure_forward(net, x, warmup=0, repeats=2, min_time=0.0, statistic="min") > 0
-    with pytest.raises(ValueError, match="repeats"):
-        L.measure_forward(net, x, repeats=0)
-    assert L.measure_forward(net, x, warmup=0, repeats=2, min_time=0.0, clock="process") >= 0
-    with pytest.raises(ValueError, match="statistic"):
-        L.measure_forward(net, x, statistic="mean")
-    with pytest.raises(ValueError, match="clock"):
-        L.measure_forward(net, x, clock="cycles")
+def test_in_context_entries_are_one_layer_differences_from_the_mid_reference(model):
+    x = torch.zeros(2, 3, 32, 32)
+    table = L.measure_table(model, batch_size=2, mode="in_context", timer=fake_timer, rounds=1, progress=False)
+    assert table.settings["mode"] == "in_context" and L.DEFAULT_MODE == "isolated"
+    ref = (8, 8, 8)  # index len // 2 of (1, 2, 4, 8, 16, 32), (1, ..., 32), (1, ..., 64)
+    assert tuple(table.settings["reference_config"]) == ref and table.settings["reference"] == "mid"
+    assert table.fixed == fake_timer(export(model, ref), x)
+    for i, (name, entries) in enumerate(zip(table.layers, table.entries)):
+        for s, t in entries.items():
+            variant = ref[:i] + (s,) + ref[i + 1:]
+            assert t == pytest.approx(fake_timer(export(model, variant), x) - table.fixed, abs=1e-15)
+    low = L.measure_table(model, batch_size=2, mode="in_context", timer=fake_timer, reference="min", rounds=1,
+                          progress=False)
+    assert low.settings["reference_config"] == [1, 1, 1]
+    with pytest.raises(ValueError, match="not valid for layer 'conv2'"):
+        L.measure_table(model, mode="in_context", timer=fake_timer, reference=(3, 4, 8))
+
+
+@pytest.mark.parametrize("mode", L.MODES)
+def test_table_networks_are_timed_round_robin_and_the_statistic_is_taken_over_rounds(model, mode):
+    calls, noise = [], iter(np.random.default_rng(0).uniform(0, 1e-4, 10_000))
+    draws = {}
+
+    def noisy(module, x):
+        calls.append(id(module))
+        t = fake_timer(module, x) + next(noise)
+        draws.setdefault(id(module), []).append(t)
+        return t
+
+    table = L.measure_table(model, mode=mode, timer=noisy, rounds=3, statistic="min", progress=False)
+    n = len(calls) // 3
+    assert len(calls) == 3 * n and calls[:n] == calls[n:2 * n] == calls[2 * n:] and len(set(calls[:n])) == n
+    assert all(len(v) == 3 for v in draws.values())
+    lowest = [min(draws[k]) for k in calls[:n]]
+    if mode == "in_context":
+        assert table.fixed == lowest[0]  # the reference comes first
+    else:
+        assert table.settings["calibration_s"] == lowest[-len(table.settings["calibration"]):]
 
 
 # ----------------------------------------------------------------------------- cache
 
 
 def test_cache_round_trip_without_remeasuring(model, gross_runs):
-    first = L.latency_table(model, batch_size=2, timer=fake_timer, progress=False)
+    first = L.latency_table(model, batch_size=2, timer=fake_timer, rounds=1, progress=False)
     path = L.table_path(model, batch_size=2)
     assert path.is_file() and path.parent == gross_runs / "latency"
 
@@ -115,22 +142,23 @@ def test_cache_round_trip_without_remeasuring(model, gross_runs):
 
 @pytest.mark.parametrize("key,value", [("torch", "0.0.1"), ("device_name", "Some Other CPU"), ("threads", 97)])
 def test_table_from_another_device_is_refused_or_remeasured(model, gross_runs, key, value):
-    L.latency_table(model, batch_size=2, timer=fake_timer, progress=False)
+    L.latency_table(model, batch_size=2, timer=fake_timer, rounds=1, progress=False)
     path = L.table_path(model, batch_size=2)
     data = json.loads(path.read_text())
     data["fingerprint"][key] = value
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=f"another device.*{key}"):
-        L.latency_table(model, batch_size=2, timer=fake_timer, progress=False)
+        L.latency_table(model, batch_size=2, timer=fake_timer, rounds=1, progress=False)
     with pytest.raises(ValueError, match="Re-measure here"):
         L.load_table(path)
-    remeasured = L.latency_table(model, batch_size=2, timer=fake_timer, progress=False, on_mismatch="remeasure")
+    remeasured = L.latency_table(model, batch_size=2, timer=fake_timer, rounds=1, progress=False,
+                                 on_mismatch="remeasure")
     assert remeasured.fingerprint == L.device_fingerprint("cpu", 2)
     assert L.load_table(path, batch_size=2).fingerprint[key] != value
 
 
 def test_table_of_another_batch_size_or_architecture_is_refused(model, tmp_path):
-    table = L.measure_table(model, batch_size=2, timer=fake_timer, progress=False)
+    table = L.measure_table(model, batch_size=2, timer=fake_timer, rounds=1, progress=False)
     path = tmp_path / "t.json"
     path.write_text(table.to_json())
     assert L.load_table(path, model=model) == table
@@ -143,20 +171,16 @@ def test_table_of_another_batch_size_or_architecture_is_refused(model, tmp_path)
         L.load_table(tmp_path / "missing.json")
 
 
-def test_fingerprint_contents():
-    fp = L.device_fingerprint("cpu", 64, num_threads=3)
-    assert fp["batch_size"] == 64 and fp["threads"] == 3 and fp["torch"] == torch.__version__
-    assert fp["device_type"] == "cpu" and fp["device_name"]
-
-
 # ----------------------------------------------------------------------------- validation
 
 
 def test_validation_with_an_additive_timer_is_exact(model, table):
-    df = L.validate_predictor(model, table, n_configs=8, seed=1, timer=fake_timer, progress=False)
+    df = L.validate_predictor(model, table, n_configs=8, seed=1, timer=fake_timer, rounds=1, progress=False,
+                              repeat=True)
     assert len(df) == 8 and df["config"].nunique() == 8
     summary = L.predictor_summary(df)
     assert summary["median_abs_rel_error"] < 1e-9 and summary["spearman"] == pytest.approx(1.0)
+    assert summary["spearman_repeat"] == pytest.approx(1.0) and summary["repeat_rel_diff"] == 0.0
     assert list(df["macs"]) == [count_macs(model, config=c).total for c in df["config"]]
 
 
@@ -172,9 +196,9 @@ def test_spearman_against_scipy():
 
 
 def test_bad_inputs(model, table):
-    with pytest.raises(ValueError, match="3 layers"):
+    with pytest.raises(ValueError, match="3 decomposed layers"):
         table.predict((1, 2))
-    with pytest.raises(ValueError, match="group size 3 of layer 'conv2'"):
+    with pytest.raises(ValueError, match="group size 3 is not valid for layer 'conv2'"):
         table.predict((3, 1, 1))
     with pytest.raises(ValueError, match="unknown mode"):
         L.measure_table(model, mode="fast", timer=fake_timer)
@@ -184,22 +208,20 @@ def test_bad_inputs(model, table):
         L.measure_table(model, batch_size=0, timer=fake_timer)
     with pytest.raises(ValueError, match="input_size"):
         L.context_shapes(model, "3x32")
-    with pytest.raises(ValueError, match="device"):
-        L.device_fingerprint("tpu")
     with pytest.raises(ValueError, match="on_mismatch"):
         L.latency_table(model, on_mismatch="ignore")
 
 
 def test_cached_table_with_other_measurement_settings_is_measured_again(model, gross_runs):
-    first = L.latency_table(model, timer=fake_timer, repeats=3, progress=False)
+    first = L.latency_table(model, timer=fake_timer, repeats=3, rounds=1, progress=False)
     calls = []
 
     def counting(module, x):
         calls.append(1)
         return fake_timer(module, x)
 
-    assert L.latency_table(model, timer=counting, repeats=3, progress=False) == first and not calls
-    again = L.latency_table(model, timer=counting, repeats=5, progress=False)
+    assert L.latency_table(model, timer=counting, repeats=3, rounds=1, progress=False) == first and not calls
+    again = L.latency_table(model, timer=counting, repeats=5, rounds=1, progress=False)
     assert calls and again.settings["repeats"] == 5
 
 
@@ -208,8 +230,8 @@ def test_affine_fit_corrects_entries_that_are_uniformly_fast_in_isolation(model)
         return fake_timer(module, x) * (1.3 if hasattr(module, "fc2") else 1.0)
 
     x = torch.zeros(1, 3, 32, 32)
-    affine = L.measure_table(model, timer=slower_in_network, fit="affine", progress=False)
-    offset = L.measure_table(model, timer=slower_in_network, fit="offset", progress=False)
+    affine = L.measure_table(model, mode="isolated", timer=slower_in_network, fit="affine", rounds=1, progress=False)
+    offset = L.measure_table(model, mode="isolated", timer=slower_in_network, fit="offset", rounds=1, progress=False)
     assert affine.settings["scale"] == pytest.approx(1.3, rel=1e-9) and offset.settings["scale"] == 1.0
     errors = {"affine": [], "offset": []}
     for c in random_configs(search_space(model), 10, seed=5):
@@ -218,4 +240,18 @@ def test_affine_fit_corrects_entries_that_are_uniformly_fast_in_isolation(model)
         errors["offset"].append(abs(offset.predict(c) - truth) / truth)
     assert max(errors["offset"]) > 1e-3  # the offset fit cannot absorb a multiplicative difference
     with pytest.raises(ValueError, match="unknown fit"):
-        L.measure_table(model, timer=fake_timer, fit="spline")
+        L.measure_table(model, mode="isolated", timer=fake_timer, fit="spline")
+
+
+def test_noise_ceiling_is_the_agreement_of_two_independent_measurements(model, table):
+    from scipy.stats import spearmanr
+
+    noise = iter(np.random.default_rng(2).normal(0, 2e-5, 1000))
+    df = L.validate_predictor(model, table, n_configs=10, seed=1, timer=lambda m, x: fake_timer(m, x) + next(noise),
+                              rounds=1, progress=False, repeat=True)
+    a, b = df["measured_s"].to_numpy(), df["measured_repeat_s"].to_numpy()
+    assert not np.array_equal(a, b)
+    summary = L.predictor_summary(df)
+    assert summary["spearman_repeat"] == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    assert summary["repeat_rel_diff"] == pytest.approx(float(np.median(np.abs(b - a) / a)), rel=1e-12)
+    assert "spearman_repeat" not in L.predictor_summary(df.drop(columns="measured_repeat_s"))

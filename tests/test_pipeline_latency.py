@@ -10,6 +10,7 @@ import json
 import pytest
 
 import gross.config
+from gross import latency as L
 from gross import paths
 from gross.macs import count_macs
 from gross.pipeline import EXPECTED_OUTPUTS, STEPS, common
@@ -54,9 +55,15 @@ def test_predictor_validation(cfg):
     assert summary["median_abs_rel_error"].ge(0).all() and summary["spearman"].between(-1, 1).all()
     configs = res.tables["latency_predictor_configs"]
     assert len(configs) == 3 * len(summary) and configs["measured_s"].gt(0).all()
-    assert "load average" in (paths.results_dir("smoke") / "latency_predictor_validation.md").read_text()
+    assert configs["measured_repeat_s"].gt(0).all()  # the noise ceiling: a second, independent measurement
+    assert summary["spearman_repeat"].between(-1, 1).all() and summary["repeat_rel_diff"].ge(0).all()
+    for (model, b), group in configs.groupby(["model", "batch_size"]):
+        row = summary[(summary["model"] == model) & (summary["batch_size"] == b)].iloc[0]
+        assert row["spearman_repeat"] == pytest.approx(L.spearman(group["measured_s"], group["measured_repeat_s"]))
+    text = (paths.results_dir("smoke") / "latency_predictor_validation.md").read_text()
+    assert "load average" in text and "noise ceiling" in text and "round-robin" in text
     reads = set(_meta("latency_predictor_validation")["settings_read"])
-    assert {"latency.n_validation", "latency.validation_models", "latency.vgg16_width_mult"} <= reads
+    assert {"latency.n_validation", "latency.validation_models", "latency.vgg16_width_mult", "latency.rounds"} <= reads
     assert not {"latency.scatter_configs", "latency.baselines"} & reads
 
 
@@ -90,7 +97,8 @@ def test_latency_search(cfg):
 
 
 @pytest.mark.parametrize("key, value, match", [
-    ("mode", "fast", "latency.mode"), ("statistic", "mean", "latency.statistic"), ("clock", "cycles", "latency.clock")])
+    ("mode", "fast", "latency.mode"), ("statistic", "mean", "latency.statistic"), ("clock", "cycles", "latency.clock"),
+    ("rounds", 0, "latency.rounds")])
 def test_bad_settings(cfg, key, value, match):
     bad = {**cfg, "latency": {**cfg["latency"], key: value}}
     with pytest.raises(ValueError, match=match):
@@ -110,7 +118,7 @@ def test_tables_are_store_artefacts_keyed_by_device(cfg):
     files = sorted((paths.run_dir("smoke") / "latency").glob("*.json"))
     assert files
     env = json.loads(files[0].read_text())
-    assert {"latency.repeats", "latency.warmup", "latency.mode", "seed"} <= set(env["settings"])
+    assert {"latency.repeats", "latency.warmup", "latency.mode", "latency.rounds", "seed"} <= set(env["settings"])
     assert "latency.n_validation" not in env["settings"]
     assert L.table_path(model, num_threads=1, directory="latency") != L.table_path(model, num_threads=2,
                                                                                    directory="latency")

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from .. import paths
 from ..decomposition import enumerate_configs, export, search_space
+from ..latency import measure_forward
 from .common import _config_str, _gross_model, _uniform
-from .core import Settings, _median, _row, register, time_call
+from .core import Settings, _row, register
 
-__all__ = ['bench_latency']
+__all__ = ['bench_latency', 'search_results']
+
+
+def search_results() -> Path:
+    """The exhaustive search's table of the ``cpu`` profile (notebook 03), read by the latency rows."""
+    return paths.results_dir("cpu") / "exhaustive_search_all.csv"
 
 
 def _found_configs(model, baselines, seed) -> tuple[list[tuple], str]:
@@ -23,12 +28,12 @@ def _found_configs(model, baselines, seed) -> tuple[list[tuple], str]:
 
     space = search_space(model)
     lookup = model_mac_lookup(model)
-    source = paths.RESULTS / "exhaustive_search_all.csv"
+    source = search_results()
     if source.is_file():
         table = pd.read_csv(source)
         table["config"] = [parse_config(c) for c in table["config"]]
         found = [tuple(exhaustive_search(space, None, lookup, b, table=table)[0]["config"]) for b in baselines]
-        return found, f"found by the exhaustive search in {source.relative_to(paths.ROOT)}"
+        return found, f"found by the exhaustive search in {source}"
     rng = np.random.default_rng(seed)
     configs = enumerate_configs(space)
     found = []
@@ -38,19 +43,6 @@ def _found_configs(model, baselines, seed) -> tuple[list[tuple], str]:
         found.append(cheaper[rng.integers(len(cheaper))])
     return found, ("stand-ins: seeded random configurations with MACs <= the baseline's "
                    "(no results/exhaustive_search_all.csv yet)")
-
-
-def _latency(net: nn.Module, x: torch.Tensor, settings: Settings, device) -> tuple[float, int]:
-    """Median seconds per forward (loops of ``inner`` forwards last >= latency_min_s)."""
-    with torch.inference_mode():
-        single = _median(time_call(lambda: net(x), 3, settings.warmup, device))
-        inner = max(1, math.ceil(settings.latency_min_s / max(single, 1e-9)))
-
-        def loop():
-            for _ in range(inner):
-                net(x)
-
-        return _median(time_call(loop, settings.repeats, 1, device)) / inner, inner
 
 
 @register("latency")
@@ -70,14 +62,14 @@ def bench_latency(settings: Settings, device) -> list[dict]:
         fewer = macs[cand].total < macs[base].total
         for batch in settings.latency_batches:
             x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(settings.seed)).to(device)
-            t_cand, inner = _latency(nets[cand], x, settings, device)
-            t_base, _ = _latency(nets[base], x, settings, device)
+            t_cand, t_base = (measure_forward(nets[c], x, settings.warmup, settings.repeats,
+                                              settings.latency_min_s) for c in (cand, base))
             rows.append(_row(
                 "latency", f"four_layer batch {batch}: {_config_str(cand)} vs baseline {_config_str(base)}",
                 "exported config", t_cand, "exported uniform baseline", t_base, settings.repeats,
                 "ratio < 1 when the config has fewer MACs", (t_cand < t_base) if fewer else None, device,
                 f"MACs {macs[cand].total:,} vs {macs[base].total:,} (G.Conv {macs[cand].gconv:,} vs "
                 f"{macs[base].gconv:,}); config {source}; {torch.get_num_threads()} threads, "
-                f"seconds per forward (median of loops of {inner})",
+                f"seconds per forward (median of {settings.repeats} loops of >= {settings.latency_min_s} s)",
             ))
     return rows
