@@ -407,7 +407,7 @@ def train_base(model: nn.Module, data: Dataset, recipe: Recipe, *, run_dir=None,
         Checkpoint stem (default ``recipe.name``).
     channels_last : bool, optional
         Train in ``torch.channels_last`` layout (weights and batches, for the epochs
-        only). ``None``: on CPU, where the training step is 1.2-2.3x faster
+        only). ``None``: on CPU, where the training step is 1.06-1.57x faster
         (``make bench``, group ``train_layout``); the default layout elsewhere. The
         result differs from the default layout's in the last bits only.
 
