@@ -178,4 +178,4 @@ def test_python_dash_m_entry_point_lists_the_groups():
     import sys
 
     out = subprocess.run([sys.executable, "-m", "gross.bench", "--help"], capture_output=True, text=True, check=True)
-    assert "btd,train_step,switching,tree,latency,data" in out.stdout.replace("\n", "").replace(" ", "")
+    assert "btd,train_step,train_layout,switching,tree,latency,data" in out.stdout.replace("\n", "").replace(" ", "")
