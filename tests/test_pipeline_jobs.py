@@ -52,10 +52,41 @@ def test_table5_fine_tunes_equal_serially_and_through_the_local_pool(prepared, t
     pool, pool_jobs = _table5(prepared, tmp_path / "pool", monkeypatch, executor__name="local",
                               executor__workers=2, executor__threads=1, executor__gpus=0)
     n = _smoke()["ap"]["n_configs"]
-    assert len(serial_jobs) == 2 * n  # individual + partial fine-tune per configuration, each one job
+    assert finetune.partial_is_prefix(_smoke())
+    assert len(serial_jobs) == n  # one individual fine-tune per configuration; the partial one is its first epoch
     assert pool_jobs == serial_jobs  # same job fingerprints: executor keys are not part of them
     for name in serial:
         pd.testing.assert_frame_equal(pool[name], serial[name], check_exact=True, obj=name)
+
+
+@pytest.mark.slow
+def test_partial_fine_tune_read_from_the_individual_one_equals_training_it(prepared, tmp_path, monkeypatch):
+    """The fast path of Table 5 (no separate partial training) gives the partial fine-tune's own result."""
+    shutil.copytree(prepared, tmp_path / "runs")
+    monkeypatch.setenv("GROSS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
+    cfg = _smoke(four_layer__config_epochs=3, ap__partial_epochs=2)  # milestone after epoch 2: a prefix
+    assert finetune.partial_is_prefix(cfg)
+    configs = table5.ap_configs(cfg, finetune.search_space(decomposition.load_gross(cfg, "four_layer", 0)))[:2]
+    derived = finetune.true_accuracies(cfg, "four_layer", configs, [0], kind="partial")
+    assert all(r["derived_from"] and r["epochs"] == 2 and len(r["history_val_acc"]) == 2 for r in derived.values())
+    shutil.rmtree(tmp_path / "runs" / "smoke" / "true")
+    monkeypatch.setattr(finetune, "partial_is_prefix", lambda *a, **k: False)  # the plain path: train 2 epochs
+    trained = finetune.true_accuracies(cfg, "four_layer", configs, [0], kind="partial")
+    assert not (tmp_path / "runs" / "smoke" / "true" / "four_layer" / f"config_{'-'.join(map(str, configs[0]))}_r0.json"
+                ).exists()  # ... without the 3-epoch individual fine-tune
+    for key in derived:
+        assert trained[key]["test_acc"] is not None and "derived_from" not in trained[key]
+        for field in ("val_acc", "no_finetune_val_acc", "history_val_acc", "epochs"):
+            assert derived[key][field] == trained[key][field], (key, field)
+
+
+def test_partial_is_prefix_only_before_the_first_milestone():
+    assert finetune.partial_is_prefix(config.load("paper"))  # 5 of 100 epochs, decay at 80
+    assert finetune.partial_is_prefix(config.load("cpu"))
+    assert not finetune.partial_is_prefix(_smoke(ap__partial_epochs=2))  # longer than the 1-epoch individual one
+    assert not finetune.partial_is_prefix(_smoke(four_layer__config_epochs=5, ap__partial_epochs=5))  # decay at 4
+    assert finetune.partial_is_prefix(_smoke(four_layer__config_epochs=5, ap__partial_epochs=4))
 
 
 def test_executor_keys_do_not_change_fingerprints_or_reductions():

@@ -7,6 +7,7 @@ Individual fine-tunes are stored per configuration under
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from .outputs import StepResult, step
 from .store import Store
 
 __all__ = ["finetune_gross", "finetune_gross_models", "uniform_before_after", "true_path", "true_accuracy",
-           "true_accuracies", "individual_finetunes"]
+           "true_accuracies", "partial_is_prefix", "individual_finetunes"]
 
 
 def _finetune(cfg: Mapping, store: Store, name: str, r: int) -> dict:
@@ -124,13 +125,48 @@ def _individual(cfg: Mapping, store: Store, name: str, config: tuple, repeat: in
             "no_finetune_val_acc": no_ft, "history_val_acc": [float(v) for v in history["val_acc"]]}
 
 
+def partial_is_prefix(cfg: Mapping, name: str = "four_layer") -> bool:
+    """Whether Table 5's partial fine-tune is the first epochs of the individual one.
+
+    True when the partial recipe is the configuration recipe cut short (same batch,
+    learning rate, momentum, normalisation, seed) and ends at or before its first
+    learning-rate milestone: training is then seeded and scheduled identically
+    (:func:`gross.train.finetune_config`), so the partial network *is* the individual
+    fine-tune after ``ap.partial_epochs`` epochs, and its validation accuracy is the
+    one recorded in that run's history. The paper's settings (5 of 100 epochs, decay
+    at 80) and the ``cpu`` profile's qualify.
+    """
+    part, full = recipe(cfg, name, "partial"), recipe(cfg, name, "config")
+    same = dataclasses.replace(part, epochs=full.epochs, milestones=full.milestones, name=full.name) == full
+    return same and part.epochs <= min(full.milestones + (full.epochs,))
+
+
+def _partial_from_config(cfg: Mapping, name: str, config: tuple, repeat: int) -> dict:
+    """The partial fine-tune read from the individual one's history (:func:`partial_is_prefix`)."""
+    full = true_accuracy(cfg, name, config, repeat, "config")
+    p = recipe(cfg, name, "partial").epochs
+    return {"model": name, "config": list(config), "repeat": int(repeat), "kind": "partial", "epochs": p,
+            "val_acc": full["history_val_acc"][p - 1], "test_acc": None,
+            "no_finetune_val_acc": full["no_finetune_val_acc"], "history_val_acc": full["history_val_acc"][:p],
+            "derived_from": true_path(name, config, repeat, "config")}
+
+
+def _make_individual(cfg: Mapping, store: Store, name: str, config: tuple, repeat: int, kind: str) -> dict:
+    if kind == "partial" and partial_is_prefix(cfg, name):
+        return _partial_from_config(cfg, name, config, repeat)
+    return _individual(cfg, store, name, config, repeat, kind)
+
+
 def true_accuracy(cfg: Mapping, name: str, config, repeat: int = 0, kind: str = "config") -> dict:
     """Individual fine-tune of one configuration (the paper's *true* accuracy), stored.
 
     The decomposition of GroSS repeat ``repeat mod repeats`` (notebook 01) is exported
     at ``config`` and fine-tuned with the individual schedule (``kind="config"``) or
     the partial one of Table 5 (``kind="partial"``, ``ap.partial_epochs``), seed
-    ``seed + repeat``.
+    ``seed + repeat``. Where the partial fine-tune is the start of the individual one
+    (:func:`partial_is_prefix`), it is not trained again: its result is read from the
+    individual fine-tune's per-epoch validation accuracy (``test_acc`` is then None and
+    ``derived_from`` names that artefact).
 
     Returns
     -------
@@ -144,7 +180,7 @@ def true_accuracy(cfg: Mapping, name: str, config, repeat: int = 0, kind: str = 
     config = tuple(int(s) for s in config)
     store = Store(cfg)
     path = true_path(name, config, repeat, kind)
-    return store.make(path, lambda: _individual(cfg, store, name, config, repeat, kind), NOTEBOOKS["finetuning"])
+    return store.make(path, lambda: _make_individual(cfg, store, name, config, repeat, kind), NOTEBOOKS["finetuning"])
 
 
 def true_path(name: str, config, repeat: int = 0, kind: str = "config") -> str:
@@ -157,10 +193,12 @@ def true_accuracies(cfg: Mapping, name: str, configs, repeats, kind: str = "conf
 
     The individual fine-tunes are independent, so they fan out on the profile's
     executor (:func:`gross.pipeline.common.fan_out`); each result is the same whatever
-    the executor. Returns ``{(config, repeat): result}``.
+    the executor. Partial fine-tunes that are the start of individual ones
+    (:func:`partial_is_prefix`) run as those. Returns ``{(config, repeat): result}``.
     """
     pairs = list(dict.fromkeys((tuple(int(s) for s in c), int(r)) for c in configs for r in repeats))
-    fan_out(cfg, "true", [(true_accuracy, (name, list(c), r, kind), true_path(name, c, r, kind)) for c, r in pairs])
+    job = "config" if kind == "partial" and partial_is_prefix(cfg, name) else kind
+    fan_out(cfg, "true", [(true_accuracy, (name, list(c), r, job), true_path(name, c, r, job)) for c, r in pairs])
     return {(c, r): true_accuracy(cfg, name, c, r, kind) for c, r in pairs}
 
 
