@@ -3,8 +3,9 @@
 ``executor``
     A batch of the pipeline's individual fine-tune jobs (:func:`gross.pipeline.finetune.true_accuracy`
     of the ``smoke`` profile's 4-layer network, made by :func:`gross.pipeline.common.fan_out`)
-    run serially (1 torch thread) vs through the ``local`` pool (``workers`` processes x
-    ``threads`` threads), each in its own copy of a ``runs/`` folder that already holds the
+    run serially on the same cores (``workers x threads`` torch threads, as the ``serial``
+    executor runs them with ``num_threads``) vs through the ``local`` pool (``workers``
+    processes x ``threads`` threads), each in its own copy of a ``runs/`` folder that already holds the
     base network and its decomposition (made first, not timed). The pool time includes
     starting the worker processes (spawn + importing torch), as a step would pay it. The
     note records the machine load (``os.getloadavg``) before and after, since other
@@ -49,10 +50,10 @@ class JobBenchSettings:
     """Sizes of the job benchmarks (see :data:`JOB_PRESETS`)."""
 
     seed: int = 0
-    n_jobs: int = 4                 # smoke individual fine-tune jobs in the executor batch
+    n_jobs: int = 6                 # smoke individual fine-tune jobs in the executor batch
     workers: int = 2
     threads: int = 1
-    n_train: int = 1024             # synthetic training images (smoke profile's data.n_train)
+    n_train: int = 4096             # synthetic training images (data.n_train of the smoke jobs)
     epochs: int = 2                 # epochs of each fine-tune (four_layer.config_epochs)
     cpu_networks: int = 4           # K of the CPU batched row
     cpu_images: int = 512
@@ -125,8 +126,8 @@ def bench_executor(settings: JobBenchSettings, device=None) -> list[dict]:
         for where in ("serial", "pool"):
             shutil.copytree(prepared, Path(tmp) / where)
         before = _load()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(settings.threads)  # the serial executor runs jobs with this process's threads
+        threads, cores = torch.get_num_threads(), settings.workers * settings.threads
+        torch.set_num_threads(cores)  # the serial executor runs jobs with this process's threads: all the cores
         try:
             serial_s = _timed_fan_out(Path(tmp) / "serial", keys, calls)
         finally:
@@ -140,7 +141,7 @@ def bench_executor(settings: JobBenchSettings, device=None) -> list[dict]:
     del device  # CPU workers (gpus=0): the row compares processes on the CPU cores
     return [row("executor", f"{settings.n_jobs} smoke fine-tune jobs",
                  f"local pool {settings.workers} workers x {settings.threads} thread", pool_s,
-                 f"serial ({settings.threads} thread)", serial_s, target="report", device="cpu", note=note)]
+                 f"serial ({cores} threads)", serial_s, target="report", device="cpu", note=note)]
 
 
 def _seconds_per_image(history) -> float:
