@@ -1,9 +1,10 @@
 """The pipeline's job fan-out (gross.pipeline.common.fan_out): the same tables whatever the executor.
 
-Table 5's individual and partial fine-tunes (smoke profile, 4-layer network) are run once
-in the test's process (``serial``) and once through the ``local`` pool of 2 worker
-processes x 1 thread, from copies of the same decomposed and GroSS-fine-tuned network;
-every table must be identical.
+Table 5's individual fine-tunes (smoke profile, 4-layer network; the partial ones are read
+from their first epoch) are run once in the test's process (``serial``) and once through the
+``local`` pool of 2 worker processes x 1 thread, from copies of the same decomposed and
+GroSS-fine-tuned network; every table must be identical. Reading the partial fine-tune from
+the individual one equals training it.
 """
 
 import shutil
@@ -87,6 +88,7 @@ def test_partial_is_prefix_only_before_the_first_milestone():
     assert not finetune.partial_is_prefix(_smoke(ap__partial_epochs=2))  # longer than the 1-epoch individual one
     assert not finetune.partial_is_prefix(_smoke(four_layer__config_epochs=5, ap__partial_epochs=5))  # decay at 4
     assert finetune.partial_is_prefix(_smoke(four_layer__config_epochs=5, ap__partial_epochs=4))
+    assert not finetune.partial_is_prefix(_smoke(data__eval_batch_size=64))  # history: batches of 1000, 128 images
 
 
 def test_executor_keys_do_not_change_fingerprints_or_reductions():

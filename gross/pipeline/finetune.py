@@ -8,12 +8,14 @@ Individual fine-tunes are stored per configuration under
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..decomposition import search_space
+from ..evaluation import accuracy
 from ..space import config_str
 from .common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats, prepare_data,
                      recipe, resolve_device, true_repeats, uniform, uniform_configs)
@@ -125,6 +127,9 @@ def _individual(cfg: Mapping, store: Store, name: str, config: tuple, repeat: in
             "no_finetune_val_acc": no_ft, "history_val_acc": [float(v) for v in history["val_acc"]]}
 
 
+_HISTORY_EVAL_BATCH = inspect.signature(accuracy).parameters["batch_size"].default
+
+
 def partial_is_prefix(cfg: Mapping, name: str = "four_layer") -> bool:
     """Whether Table 5's partial fine-tune is the first epochs of the individual one.
 
@@ -134,10 +139,15 @@ def partial_is_prefix(cfg: Mapping, name: str = "four_layer") -> bool:
     (:func:`gross.train.finetune_config`), so the partial network *is* the individual
     fine-tune after ``ap.partial_epochs`` epochs, and its validation accuracy is the
     one recorded in that run's history. The paper's settings (5 of 100 epochs, decay
-    at 80) and the ``cpu`` profile's qualify.
+    at 80) and the ``cpu`` profile's qualify. The history is evaluated in batches of
+    1000, so with another ``data.eval_batch_size`` (unless both batches hold the whole
+    validation split) the partial network is trained.
     """
     part, full = recipe(cfg, name, "partial"), recipe(cfg, name, "config")
     same = dataclasses.replace(part, epochs=full.epochs, milestones=full.milestones, name=full.name) == full
+    # the history's validation runs at gross.evaluation.accuracy's default batch (last bits may depend on it)
+    batch, n_val = int(cfg["data"]["eval_batch_size"]), int(cfg["data"]["n_val"])
+    same = same and not part.milestones and (batch == _HISTORY_EVAL_BATCH or min(batch, _HISTORY_EVAL_BATCH) >= n_val)
     return same and part.epochs <= min(full.milestones + (full.epochs,))
 
 
