@@ -144,6 +144,8 @@ import gross
 print("gross from", gross.__file__)
 bad = []
 for mod in pkgutil.walk_packages(gross.__path__, "gross."):
+    if mod.name.endswith(".__main__"):  # gross.bench.__main__ would run the benchmarks
+        continue
     try:
         importlib.import_module(mod.name)
     except Exception:  # noqa: BLE001 - report every module that does not import here
@@ -199,10 +201,7 @@ if [[ ${1:-} == __stage ]]; then
 fi
 
 # ----------------------------------------------------------------------------- driver
-rm -f "$OUT"/{summary.csv,device_gpu.log,env.txt,pytest_cuda.xml,benchmarks_gpu.csv,benchmarks_gpu.tar.gz,paper_four_layer.tar.gz}
-exec > >(tee -a "$OUT/device_gpu.log") 2>&1
 T0=$(date +%s)
-echo "stage,status,rc,wall_s,budget_s,note" >"$OUT/summary.csv"
 FAILED=0
 
 record() {  # name status rc wall budget note
@@ -270,69 +269,82 @@ package_paper() {
   tar -czf "$OUT/paper_four_layer.tar.gz" -C "$WORK" "${files[@]}"
 }
 
-log "start: DRY_RUN=$DRY_RUN STAGES=$STAGES TOTAL_S=$TOTAL_S OUT=$OUT WORK=$WORK REPO=$REPO"
+main() {
+  local t util_pid before gpu
+  log "start: DRY_RUN=$DRY_RUN STAGES=$STAGES TOTAL_S=$TOTAL_S OUT=$OUT WORK=$WORK REPO=$REPO"
+  echo "stage,status,rc,wall_s,budget_s,note" >"$OUT/summary.csv"
 
-# install: carried wheels, exactly as the device README says (no index, no deps, a target folder)
-t=$(now)
-if compgen -G ".whl/*.whl" >/dev/null; then
-  if timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "$SITE" .whl/*.whl; then
-    record install ok 0 "$(elapsed "$t")" 120 "$(printf '%s ' .whl/*.whl)-> $SITE"
+  # install: carried wheels, exactly as the device README says (no index, no deps, a target folder)
+  t=$(now)
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    if timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$SITE" .whl/*.whl; then
+      record install ok 0 "$(elapsed "$t")" 120 "$(printf '%s ' .whl/*.whl)-> $SITE"
+    else
+      record install failed 1 "$(elapsed "$t")" 120 "pip install of .whl/*.whl into $SITE failed"
+    fi
   else
-    record install failed 1 "$(elapsed "$t")" 120 "pip install of .whl/*.whl into $SITE failed"
+    record install failed 1 "$(elapsed "$t")" 120 "no .whl/*.whl: run make device-prep here and carry .whl"
   fi
-else
-  record install failed 1 "$(elapsed "$t")" 120 "no .whl/*.whl: run make device-prep here and carry .whl"
-fi
-export PYTHONPATH="$REPO:$SITE${PYTHONPATH:+:$PYTHONPATH}"
-[[ -f $GROSS_DATA ]] || log "WARNING: no CIFAR-10 archive at $GROSS_DATA: run make device-prep here and carry data"
+  export PYTHONPATH="$REPO:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  [[ -f $GROSS_DATA ]] || log "WARNING: no CIFAR-10 archive at $GROSS_DATA: run make device-prep here and carry data"
 
-if want env; then
-  run_stage env "${BUDGET_ENV:-60}"
-  [[ -f $WORK/env.txt ]] && cp "$WORK/env.txt" "$OUT/"
-fi
-if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)'; then
-  log "CUDA: $("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')"
-elif [[ $DRY_RUN == 1 ]]; then
-  log "no CUDA: DRY_RUN=1, so every stage runs its CPU plumbing check with tiny settings"
-else
-  record cuda failed 3 0 0 "torch.cuda.is_available() is False for $PY: this script needs the lent GPU machine (device tool's run); on a CPU use DRY_RUN=1"
-  exit 3
-fi
-
-if want tests; then
-  run_stage tests "${BUDGET_TESTS:-90}"
-  [[ -f $WORK/pytest_cuda.xml ]] && cp "$WORK/pytest_cuda.xml" "$OUT/"
-fi
-mkdir -p "$WORK/bench"
-if want batched; then
-  run_stage batched "${BUDGET_BATCHED:-170}"
-  merge_bench
-fi
-if want packed; then
-  run_stage packed "${BUDGET_PACKED:-150}"
-  merge_bench
-fi
-if want data; then
-  run_stage data "${BUDGET_DATA:-90}"
-fi
-if want paper; then
-  if [[ $PAPER_FRESH == 1 ]]; then rm -rf "${GROSS_RUNS:?}/${PAPER_PROFILE:?}"; fi
-  before=$(find "$GROSS_RUNS/$PAPER_PROFILE/jobs" -name '*.pt' 2>/dev/null | wc -l)
-  if ((before > 0)); then STAGE_NOTE="resumed: $before job outputs existed before (not end to end)"; fi
-  util_pid=""
-  if command -v nvidia-smi >/dev/null; then
-    mkdir -p "$WORK/paper_outputs"
-    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 >"$WORK/paper_outputs/gpu_util.csv" 2>&1 &
-    util_pid=$!
+  if want env; then
+    run_stage env "${BUDGET_ENV:-60}"
+    [[ -f $WORK/env.txt ]] && cp "$WORK/env.txt" "$OUT/"
   fi
-  run_stage paper "${BUDGET_PAPER:-}"
-  [[ -n $util_pid ]] && kill "$util_pid" 2>/dev/null
-  package_paper
-fi
+  if gpu=$("$PY" -c 'import sys, torch; sys.exit(3) if not torch.cuda.is_available() else print(torch.cuda.get_device_name(0))'); then
+    log "CUDA: $gpu"
+  elif [[ $DRY_RUN == 1 ]]; then
+    log "no CUDA: DRY_RUN=1, so every stage runs its CPU plumbing check with tiny settings"
+  else
+    record cuda failed 3 0 0 "torch.cuda.is_available() is False for $PY: this script needs the lent GPU machine (device tool's run); on a CPU use DRY_RUN=1"
+    return 3
+  fi
 
-log "done in $(($(date +%s) - T0)) s; summary ($OUT/summary.csv):"
-column -s, -t <"$OUT/summary.csv" 2>/dev/null || cat "$OUT/summary.csv"
-[[ -f $OUT/benchmarks_gpu.csv ]] && { echo; cut -d, -f1-7 "$OUT/benchmarks_gpu.csv"; }
-ls -la "$OUT"
-exit "$FAILED"
+  if want tests; then
+    run_stage tests "${BUDGET_TESTS:-90}"
+    [[ -f $WORK/pytest_cuda.xml ]] && cp "$WORK/pytest_cuda.xml" "$OUT/"
+  fi
+  mkdir -p "$WORK/bench"
+  if want batched; then
+    run_stage batched "${BUDGET_BATCHED:-170}"
+    merge_bench
+  fi
+  if want packed; then
+    run_stage packed "${BUDGET_PACKED:-150}"
+    merge_bench
+  fi
+  if want data; then
+    run_stage data "${BUDGET_DATA:-90}"
+  fi
+  if want paper; then
+    if [[ $PAPER_FRESH == 1 ]]; then rm -rf "${GROSS_RUNS:?}/${PAPER_PROFILE:?}"; fi
+    before=$(find "$GROSS_RUNS/$PAPER_PROFILE/jobs" -name '*.pt' 2>/dev/null | wc -l)
+    if ((before > 0)); then STAGE_NOTE="resumed: $before job outputs existed before (not end to end)"; fi
+    util_pid=""
+    if command -v nvidia-smi >/dev/null; then
+      mkdir -p "$WORK/paper_outputs"
+      nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 >"$WORK/paper_outputs/gpu_util.csv" 2>&1 &
+      util_pid=$!
+    fi
+    run_stage paper "${BUDGET_PAPER:-}"
+    [[ -n $util_pid ]] && kill "$util_pid" 2>/dev/null
+    package_paper
+  fi
+
+  log "done in $(($(date +%s) - T0)) s; summary ($OUT/summary.csv):"
+  column -s, -t <"$OUT/summary.csv" 2>/dev/null || cat "$OUT/summary.csv"
+  if [[ -f $OUT/benchmarks_gpu.csv ]]; then
+    "$PY" -c 'import sys, pandas as pd
+t = pd.read_csv(sys.argv[1])
+print(t[["benchmark", "case", "measured_s", "versus_s", "ratio", "target", "met"]].to_string(index=False))' \
+      "$OUT/benchmarks_gpu.csv"
+  fi
+  ls -la "$OUT"
+  return "$FAILED"
+}
+
+rm -f "$OUT"/{summary.csv,device_gpu.log,env.txt,pytest_cuda.xml,benchmarks_gpu.csv,benchmarks_gpu.tar.gz,paper_four_layer.tar.gz}
+main 2>&1 | tee -a "$OUT/device_gpu.log"
+exit "${PIPESTATUS[0]}"
