@@ -43,7 +43,8 @@
 #                           jobs_done.txt (finished job outputs per step), gpu_util.csv (nvidia-smi every 5 s)
 #
 # Settings (environment variables):
-#   STAGES          comma list, default env,tests,batched,packed,data,paper (install always runs)
+#   STAGES          comma list, default env,tests,batched,packed,data,paper (install and the CUDA
+#                   check always run; STAGES=none: only those)
 #   TOTAL_S         overall budget in seconds (default 560; keep under the run's timeout_s)
 #   BUDGET_<STAGE>  per-stage cap in s: ENV 60, TESTS 90, BATCHED 170, PACKED 150, DATA 90, PAPER (rest)
 #   PAPER_PROFILE   default paper;  PAPER_STEPS default all (base,btd,gross,uniform,individual,search,ap,timing)
