@@ -115,18 +115,27 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
 
 
 def _git_hash() -> str:
+    """``HEAD`` (``+dirty`` with uncommitted changes to tracked files).
+
+    Where the code runs without its ``.git`` (a copy of the tree on a lent GPU machine),
+    ``$GROSS_GIT_COMMIT`` names it (``scripts/device_gpu.sh`` sets it from the commit that
+    ``make device-prep`` recorded); else ``"unknown"``.
+    """
+    fallback = os.environ.get("GROSS_GIT_COMMIT") or "unknown"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=10
         )
-        head = out.stdout.strip() or "unknown"
+        head = out.stdout.strip() if out.returncode == 0 else ""
+        if not head:
+            return fallback
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=paths.ROOT, capture_output=True, text=True, timeout=10,
         ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return fallback
 
 
 def _versions() -> dict[str, str]:

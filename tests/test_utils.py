@@ -28,3 +28,19 @@ def test_resolve_device_rejects_invalid_names(bad):
 def test_resolve_device_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="CUDA is not available; use None/'auto' or 'cpu'"):
         resolve_device("cuda")
+
+
+def test_git_hash_falls_back_to_gross_git_commit_without_git(monkeypatch):
+    import subprocess
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    monkeypatch.delenv("GROSS_GIT_COMMIT", raising=False)
+    assert utils._git_hash() == "unknown"
+    monkeypatch.setenv("GROSS_GIT_COMMIT", "0123abc+dirty")
+    assert utils._git_hash() == "0123abc+dirty"
+    monkeypatch.setattr(subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 128, stdout="", stderr="not a git repository"))
+    assert utils._git_hash() == "0123abc+dirty"
