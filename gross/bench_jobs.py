@@ -53,8 +53,8 @@ class JobBenchSettings:
     n_jobs: int = 6                 # smoke individual fine-tune jobs in the executor batch
     workers: int = 2
     threads: int = 1
-    n_train: int = 4096             # synthetic training images (data.n_train of the smoke jobs)
-    epochs: int = 2                 # epochs of each fine-tune (four_layer.config_epochs)
+    n_train: int = 20000            # synthetic training images (the cpu profile's data.n_train)
+    epochs: int = 1                 # epochs of each fine-tune (four_layer.config_epochs)
     cpu_networks: int = 4           # K of the CPU batched row
     cpu_images: int = 512
     gpu_networks: tuple = (8, 32, 64)
@@ -63,7 +63,7 @@ class JobBenchSettings:
     batch_epochs: int = 2           # the last one is timed
 
 
-#: ``quick`` (seconds, for tests) and ``default`` (about a minute on 2 CPU cores).
+#: ``quick`` (seconds, for tests) and ``default`` (about 2 minutes on 2 CPU cores).
 JOB_PRESETS = {
     "default": JobBenchSettings(),
     "quick": JobBenchSettings(n_jobs=2, n_train=128, epochs=1, cpu_networks=2, cpu_images=128,
