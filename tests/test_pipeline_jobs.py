@@ -37,9 +37,15 @@ def prepared(tmp_path_factory):
     return tmp / "runs"
 
 
-def _table5(prepared, tmp, monkeypatch, **overrides):
+def _use_copy(prepared, tmp, monkeypatch):
+    """A copy of the prepared runs/ under ``tmp``, made the current ``$GROSS_RUNS``; its path."""
     shutil.copytree(prepared, tmp / "runs")
     monkeypatch.setenv("GROSS_RUNS", str(tmp / "runs"))
+    return tmp / "runs"
+
+
+def _table5(prepared, tmp, monkeypatch, **overrides):
+    _use_copy(prepared, tmp, monkeypatch)
     monkeypatch.setenv("GROSS_OUTPUTS", str(tmp / "out"))
     result = table5.ap_comparison(_smoke(**overrides))
     jobs = sorted(p.name for p in (tmp / "runs" / "smoke" / "jobs" / "true").glob("*.pt"))
@@ -63,19 +69,17 @@ def test_table5_fine_tunes_equal_serially_and_through_the_local_pool(prepared, t
 @pytest.mark.slow
 def test_partial_fine_tune_read_from_the_individual_one_equals_training_it(prepared, tmp_path, monkeypatch):
     """The fast path of Table 5 (no separate partial training) gives the partial fine-tune's own result."""
-    shutil.copytree(prepared, tmp_path / "runs")
-    monkeypatch.setenv("GROSS_RUNS", str(tmp_path / "runs"))
+    runs = _use_copy(prepared, tmp_path, monkeypatch) / "smoke"
     monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
     cfg = _smoke(four_layer__config_epochs=3, ap__partial_epochs=2)  # milestone after epoch 2: a prefix
     assert finetune.partial_is_prefix(cfg)
     configs = table5.ap_configs(cfg, finetune.search_space(decomposition.load_gross(cfg, "four_layer", 0)))[:2]
     derived = finetune.true_accuracies(cfg, "four_layer", configs, [0], kind="partial")
     assert all(r["derived_from"] and r["epochs"] == 2 and len(r["history_val_acc"]) == 2 for r in derived.values())
-    shutil.rmtree(tmp_path / "runs" / "smoke" / "true")
+    shutil.rmtree(runs / "true")
     monkeypatch.setattr(finetune, "partial_is_prefix", lambda *a, **k: False)  # the plain path: train 2 epochs
     trained = finetune.true_accuracies(cfg, "four_layer", configs, [0], kind="partial")
-    assert not (tmp_path / "runs" / "smoke" / "true" / "four_layer" / f"config_{'-'.join(map(str, configs[0]))}_r0.json"
-                ).exists()  # ... without the 3-epoch individual fine-tune
+    assert not (runs / finetune.true_path("four_layer", configs[0], 0, "config")).exists()  # no 3-epoch fine-tune
     for key in derived:
         assert trained[key]["test_acc"] is not None and "derived_from" not in trained[key]
         for field in ("val_acc", "no_finetune_val_acc", "history_val_acc", "epochs"):
