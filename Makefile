@@ -54,7 +54,7 @@ env: $(STAMP) ## Create .venv (pinned deps, editable gross, Jupyter kernel "gros
 
 # Rebuilt only when requirements.txt or pyproject.toml change (or .venv is missing).
 $(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "gross needs Python >= 3.10, got " + sys.version.split()[0] + "; run make env PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "gross needs Python >= 3.11 (tomllib), got " + sys.version.split()[0] + "; run make env PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -r requirements.txt 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	$(PIP_INSTALL) --no-deps --no-build-isolation -e . 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
@@ -84,7 +84,7 @@ bench: $(STAMP) ## Benchmarks -> results/benchmarks.csv (+ benchmarks_gpu.csv wi
 
 # ---------------------------------------------------------------- lent GPU machine (scripts/device_gpu.sh)
 # The device machine has Python 3.12 with its own torch, torchvision, numpy, scipy, pandas, matplotlib,
-# seaborn, tabulate, tqdm and pytest (/work/.library/device/KINDS.md) and no network. Of what gross imports,
+# seaborn, tabulate, tqdm and pytest (the device tool's description of the machine) and no network. Of what gross imports,
 # only tensorly (gross.btd_hooi: method "hooi", used by the CUDA BTD test) is missing there, so only it travels,
 # as a wheel pinned to requirements.txt. Everything goes to git-ignored folders named in the run's carry.
 DEVICE_PKGS     ?= tensorly

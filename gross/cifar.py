@@ -49,7 +49,7 @@ _BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 _HOW_TO = (
     "Provide CIFAR-10 in one of these ways: pass root=... or set the GROSS_DATA environment variable to "
     "(a) torchvision's 'cifar-10-batches-py' folder, (b) an image-folder tree '{train,test}/<class>/*.png|jpg', "
-    "or (c) a .tar.gz of such a tree (e.g. GROSS_DATA=/work/shared/data/cifar10-jpeg.tar.gz); "
+    "or (c) a .tar.gz of such a tree (e.g. GROSS_DATA=/path/to/cifar10-jpeg.tar.gz); "
     f"or allow torchvision to download it into {paths.DATA} (needs network access)."
 )
 

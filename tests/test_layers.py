@@ -1,7 +1,6 @@
 """Tests for gross.layers.GroSSConv2d: the group-size series layer (Eqs. 5-6)."""
 
 import copy
-import importlib
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gross.layers as layers_module
+from gross.btd import btd, reconstruct
 from gross.layers import GroSSConv2d
 
 DT = torch.float64
@@ -339,18 +339,7 @@ def test_constructor_errors():
         GroSSConv2d(8, 8, 3, (1,), stride=2, padding="same")
 
 
-def _btd_available():
-    try:
-        module = importlib.import_module("gross.btd")
-    except ImportError:
-        return False
-    return hasattr(module, "btd") and hasattr(module, "reconstruct")
-
-
-@pytest.mark.skipif(not _btd_available(), reason="gross.btd.btd is not available")
 def test_from_conv_reproduces_btd_at_every_size():
-    from gross.btd import btd, reconstruct
-
     conv = make_conv(8, 6, 3, padding=1, seed=3)
     options = {"tol": 1e-4, "max_iter": 5, "seed": 0}
     layer = GroSSConv2d.from_conv(conv, (4, 1, 2), **options)

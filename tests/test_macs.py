@@ -353,12 +353,6 @@ def test_table4_resnet18_found_16s_row_disagrees():
     assert format_macs(base.total - round(0.0318 * base.gconv)) == "732M"
 
 
-@pytest.mark.skip(reason="Table 4 '[26]' rows use the decomposition structure of Wang et al. [26], "
-                         "specified only in the paper's supplementary material: not reproducible")
-def test_table4_wang_structure_rows():  # pragma: no cover
-    pass
-
-
 # --------------------------------------------------------------------------- cross-checks
 
 
