@@ -85,7 +85,7 @@ bench: $(STAMP) ## Benchmarks -> results/benchmarks.csv (+ benchmarks_gpu.csv wi
 # ---------------------------------------------------------------- lent GPU machine (scripts/device_gpu.sh)
 # The device machine has Python 3.12 with its own torch, torchvision, numpy, scipy, pandas, matplotlib,
 # seaborn, tabulate, tqdm and pytest (the device tool's description of the machine) and no network. Of what gross imports,
-# only tensorly (gross.btd_hooi: method "hooi", used by the CUDA BTD test) is missing there, so only it travels,
+# only tensorly (gross.method.btd_hooi: method "hooi", used by the CUDA BTD test) is missing there, so only it travels,
 # as a wheel pinned to requirements.txt. Everything goes to git-ignored folders named in the run's carry.
 DEVICE_PKGS     ?= tensorly
 DEVICE_DATA_SRC ?= ../shared/data/cifar10-jpeg.tar.gz

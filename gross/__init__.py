@@ -11,15 +11,18 @@ The most used entry points are re-exported here::
     plain = gross.export(model)                           # real grouped convolutions
     gross.count_macs(plain, (3, 32, 32))
 
-Sub-modules follow the paper: ``expansion`` (Ψ), ``btd``, ``layers``
-(:class:`GroSSConv2d`), ``decomposition`` (model surgery), ``macs``, ``vbmf``,
-``models``, ``data``, ``train``, ``search``, ``metrics``, ``tables``, ``plots``,
-``config``, ``pipeline`` (the notebooks' steps, one module per paper result).
+Subpackages follow the paper, layered top to bottom (each imports only the layers below it;
+``pyproject.toml``'s import-linter contracts, ``docs/design.md``):
+
+``bench`` > ``pipeline`` (the notebooks' steps) > ``report`` (tables, plots) > ``runs`` (profiles,
+artefacts, jobs) > ``training`` > ``search`` (evaluation, costs, latency, algorithms, AP) > ``data``
+> ``method`` (Ψ, BTD, :class:`GroSSConv2d`, decomposition, search space, MACs, VBMF, export) |
+``models`` > ``utils``.
 """
 
-from . import models
-from .btd import btd, reconstruct
-from .decomposition import (
+from gross import models
+from gross.method.btd import btd, reconstruct
+from gross.method.decomposition import (
     decomposable_layers,
     decompose,
     enumerate_configs,
@@ -29,11 +32,11 @@ from .decomposition import (
     search_space,
     set_config,
 )
-from .expansion import expand_grouped_weight
-from .layers import GroSSConv2d
-from .macs import count_macs, format_macs
+from gross.method.expansion import expand_grouped_weight
+from gross.method.layers import GroSSConv2d
+from gross.method.macs import count_macs, format_macs
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "GroSSConv2d",

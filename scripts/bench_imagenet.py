@@ -13,7 +13,7 @@ Measures, in one run so that the numbers are comparable as ratios:
   (global batch ``--batch``), images per second of the whole group;
 * ``forward_img_s[model]``: evaluation forward passes at one configuration;
 * ``tree_ratio[model]``: time of evaluating a breadth-first-search step (all neighbours of a
-  configuration) one by one divided by the prefix-tree time (``gross.evaluation.count_correct``).
+  configuration) one by one divided by the prefix-tree time (``gross.search.evaluation.count_correct``).
 """
 
 import argparse
@@ -31,11 +31,11 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gross import distributed as D  # noqa: E402
-from gross import imagenet as inet  # noqa: E402
-from gross.decomposition import search_space  # noqa: E402
-from gross.evaluation import count_correct  # noqa: E402
-from gross.train import draw_config  # noqa: E402
+from gross.training import distributed as D  # noqa: E402
+from gross.data import imagenet as inet  # noqa: E402
+from gross.method.decomposition import search_space  # noqa: E402
+from gross.search.evaluation import count_correct  # noqa: E402
+from gross.training.loop import draw_config  # noqa: E402
 
 
 def model_for(name, args):

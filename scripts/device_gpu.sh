@@ -23,7 +23,7 @@
 #            K = 8, 32, 64 networks at once (vmap) vs one at a time, 40k images (target >= 20x)
 #   packed   python -m gross.bench --device cuda --only packed: 45 configurations fine-tuned at once
 #            vs one at a time, 40k images (target: 45 x 100 epochs <= 3 min on one H200)
-#            (gross.bench_jobs.JOB_PRESETS["default"]; 2 epochs each, the last one timed. Estimate from
+#            (gross.bench.jobs.JOB_PRESETS["default"]; 2 epochs each, the last one timed. Estimate from
 #            the H100's 30-60k images/s for one network: 1-2 min for both rows if batching pays,
 #            about 5 min if it does not; budgets 170 s + 150 s)
 #   data     decode CIFAR-10 once into gross's cache (data/cifar10-*.pt), so the workers only read it
@@ -177,7 +177,7 @@ stage_packed() { stage_bench packed; }
 stage_data() {
   "$PY" - <<'EOF'
 import os, time
-from gross import cifar
+from gross.data import cifar
 t0 = time.perf_counter()
 ds = cifar.cifar10(os.environ["GROSS_DATA"], cache_dir=os.environ.get("DATA_CACHE_DIR") or None, download=False)
 print(f"CIFAR-10 from {os.environ['GROSS_DATA']}: train {len(ds.train)}, val {len(ds.val)}, test {len(ds.test)} "

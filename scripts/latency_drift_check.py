@@ -1,5 +1,5 @@
 """Drift check of the latency predictor: every table network and the validation networks timed in ONE
-round-robin (``gross.latency_measure.measure_rounds``), so no drift between measurement passes enters.
+round-robin (``gross.search.measure.measure_rounds``), so no drift between measurement passes enters.
 
 Notebook 06 times a table and its validation in separate passes; this script shows how much of the
 predictor's error is that drift rather than the additive model. Usage (1 thread, process clock, min)::
@@ -15,12 +15,12 @@ independent measurements of 30 random configurations (and against their mean), p
 import sys, time, json
 import numpy as np, torch
 torch.set_num_threads(1)
-from gross import latency as L
-from gross.latency import _calibration, _fit_fixed, context_shapes
-from gross.bench.common import random_gross
-from gross.decomposition import export, gross_layers, search_space
+from gross.search import latency as L
+from gross.search.latency import _calibration, _fit_fixed, context_shapes
+from gross.method.decomposition import random_gross
+from gross.method.decomposition import export, gross_layers, search_space
 from gross.models import four_layer_net, vgg16_cifar
-from gross.search import random_configs
+from gross.method.space import random_configs
 
 which, b = sys.argv[1], int(sys.argv[2]); R = 5
 torch.manual_seed(0)

@@ -21,7 +21,9 @@ import argparse
 import json
 import time
 
-from gross import config, paths, utils
+from gross import utils
+from gross.runs import config
+from gross.utils import paths
 from gross.pipeline import base, common, decomposition, finetune, store, table2, table5, timing
 
 STEPS = {

@@ -1,7 +1,7 @@
-"""Batched (vmap) training of K networks equals training each alone with gross.train (CPU, float64).
+"""Batched (vmap) training of K networks equals training each alone with gross.training.loop (CPU, float64).
 
 The references train in the default memory layout (``channels_last=False``), which is what the
-``vmap`` path computes; gross.train's CPU default (channels-last) differs in the last bits only.
+``vmap`` path computes; gross.training.loop's CPU default (channels-last) differs in the last bits only.
 """
 
 from collections import OrderedDict
@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gross.batched import choose_method, finetune_configs, train_bases, train_stacked
+from gross.training.batched import choose_method, finetune_configs, train_bases, train_stacked
 from gross.data import synthetic
-from gross.decomposition import decompose
+from gross.method.decomposition import decompose
 from gross.models import four_layer_net
-from gross.train import Recipe, finetune_config, train_base
+from gross.training.loop import Recipe, finetune_config, train_base
 
 
 class ToFloat64(nn.Module):
@@ -97,7 +97,7 @@ def test_packed_different_configs_equal_finetune_config(data):
 
 
 def test_batched_checkpoint_resume(data, tmp_path, monkeypatch):
-    import gross.batched as batched
+    import gross.training.batched as batched
 
     recipes = _recipes([0, 1])
     full = [_net(1), _net(2)]

@@ -1,4 +1,4 @@
-"""Tests for gross.batching: augmentation (padded crop, flip), normalisation, batches."""
+"""Tests for gross.data.batching: augmentation (padded crop, flip), normalisation, batches."""
 
 from __future__ import annotations
 

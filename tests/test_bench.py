@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from gross import bench
-from gross.decomposition import enumerate_configs, export, search_space, set_config
-from gross.macs import count_macs
+from gross.method.decomposition import random_gross
+from gross.method.decomposition import enumerate_configs, export, search_space, set_config
+from gross.method.macs import count_macs
 from gross.models import four_layer_net, vgg16_cifar
 
 
@@ -54,7 +55,7 @@ def test_quick_rows_are_consistent(quick):
     assert summary["met"] == bool((per_config["ratio"] <= 1.3).all())
     assert summary["measured_s"] == pytest.approx(per_config["measured_s"].mean())
     tree = table[table["benchmark"] == "tree"].iloc[0]
-    assert f"all {len(enumerate_configs(search_space(bench.random_gross(four_layer_net()))))} configs" in tree["case"]
+    assert f"all {len(enumerate_configs(search_space(random_gross(four_layer_net()))))} configs" in tree["case"]
     assert "difference tree vs one by one 0" in tree["note"]  # same accuracies either way
     btd_total = table[(table["benchmark"] == "btd") & table["case"].str.endswith("total")]
     assert len(btd_total) == 2
@@ -78,10 +79,10 @@ def test_time_call_counts_and_measures():
 
 def test_random_gross_has_the_decompose_structure():
     # the structure decompose() gives (paper: powers of two up to each layer's width)
-    model = bench.random_gross(four_layer_net(), seed=1)
+    model = random_gross(four_layer_net(), seed=1)
     assert dict(search_space(model)) == {"conv2": (1, 2, 4, 8, 16, 32), "conv3": (1, 2, 4, 8, 16, 32),
                                          "conv4": (1, 2, 4, 8, 16, 32, 64)}
-    vgg = bench.random_gross(vgg16_cifar(width_mult=0.125), bench.VGG_GROUP_SIZES)
+    vgg = random_gross(vgg16_cifar(width_mult=0.125), bench.VGG_GROUP_SIZES)
     space = search_space(vgg)
     assert len(space) == 12 and space["conv2"] == (1, 4) and space["conv13"] == (1, 4, 16, 32)
     # the random series is a working network: exported bottleneck == GroSS forward (float64)
@@ -97,7 +98,7 @@ def test_random_gross_has_the_decompose_structure():
 
 
 def test_latency_uses_committed_search_results(tmp_path, monkeypatch):
-    model = bench.random_gross(four_layer_net())
+    model = random_gross(four_layer_net())
     space = search_space(model)
     configs = enumerate_configs(space)
     baseline = bench._uniform(space, 16)

@@ -1,4 +1,4 @@
-"""gross.bench_jobs: the executor / batched / packed benchmark groups run through gross.bench.run."""
+"""gross.bench.jobs: the executor / batched / packed benchmark groups run through gross.bench.run."""
 
 import dataclasses
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 
 from gross import bench
-from gross.bench_jobs import JOB_PRESETS, bench_executor
+from gross.bench.jobs import JOB_PRESETS, bench_executor
 
 
 def test_job_groups_run_through_bench_run_quick(tmp_path):

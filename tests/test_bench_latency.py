@@ -1,11 +1,12 @@
-"""Benchmark rows of the latency-aware search (:mod:`gross.bench_latency`), quick preset."""
+"""Benchmark rows of the latency-aware search (:mod:`gross.bench.latency_search`), quick preset."""
 
 import dataclasses
 import math
 
 import pytest
 
-from gross import bench, bench_latency
+from gross import bench
+from gross.bench import latency_search as bench_latency
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for gross.btd: BTD of a conv weight into a P/R/Q grouped bottleneck."""
+"""Tests for gross.method.btd: BTD of a conv weight into a P/R/Q grouped bottleneck."""
 
 import importlib
 
@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gross.btd import METHODS, BTDResult, btd, reconstruct
+from gross.method.btd import METHODS, BTDResult, btd, reconstruct
 
-btd_module = importlib.import_module("gross.btd")  # the module: ``gross.btd`` is re-exported as the function
-core_module = importlib.import_module("gross.btd_core")  # the core (block-diagonal) LS update and its constants
+btd_module = importlib.import_module("gross.method.btd")  # the module: ``gross.method.btd`` is re-exported as the function
+core_module = importlib.import_module("gross.method.btd_core")  # the core (block-diagonal) LS update and its constants
 
 
 @pytest.fixture(autouse=True)

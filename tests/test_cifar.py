@@ -1,4 +1,4 @@
-"""Tests for gross.cifar: CIFAR-10 sources (batches, image tree, tar), cache, clear errors."""
+"""Tests for gross.data.cifar: CIFAR-10 sources (batches, image tree, tar), cache, clear errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gross import cifar as C
+from gross.data import cifar as C
 from gross import data as D
 
 

@@ -1,10 +1,11 @@
-"""Tests of gross.config: profile loading, merging and validation."""
+"""Tests of gross.runs.config: profile loading, merging and validation."""
 
 import tomllib
 
 import pytest
 
-from gross import config, paths
+from gross.runs import config
+from gross.utils import paths
 
 
 def test_every_profile_loads_and_has_the_paper_schema():
@@ -195,7 +196,7 @@ def test_check_notebook_parameters_rejects_unknown_injected_names():
 
 
 def test_check_notebook_parameters_requires_every_parameter_passed_on():
-    with pytest.raises(ValueError, match=r"\['seed'\] are declared but not passed to gross.config"):
+    with pytest.raises(ValueError, match=r"\['seed'\] are declared but not passed to gross.runs.config"):
         config.check_notebook_parameters(["", PARAMS], [])
 
 

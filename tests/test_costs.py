@@ -1,15 +1,16 @@
-"""Costs for the searches (:mod:`gross.costs`): MAC lookups, cost values, cost models (MACs, latency), budgets."""
+"""Costs for the searches (:mod:`gross.search.costs`): MAC lookups, cost values, cost models (MACs, latency), budgets."""
 
 import numpy as np
 import pytest
 
-from gross import costs as C
-from gross import latency as L
-from gross.bench import random_gross
-from gross.decomposition import enumerate_configs, search_space
-from gross.macs import count_macs
+from gross.search import costs as C
+from gross.search import latency as L
+from gross.method.decomposition import random_gross
+from gross.method.decomposition import enumerate_configs, search_space
+from gross.method.macs import count_macs
 from gross.models import four_layer_net
-from gross.search import bfs_search, exhaustive_search, random_configs
+from gross.search.algorithms import bfs_search, exhaustive_search
+from gross.method.space import random_configs
 
 
 def weight_timer(module, x):

@@ -1,4 +1,4 @@
-"""Tests for gross.data: the re-exports of gross.datasets / gross.cifar / gross.batching, ImageNet folders."""
+"""Tests for gross.data: the re-exports of gross.data.datasets / gross.data.cifar / gross.data.batching, ImageNet folders."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from gross import data as D
+from gross.data import imagenet as inet
 
 
 # ----------------------------------------------------------------------------- ImageNet folders
@@ -19,7 +20,7 @@ def test_imagenet_folder_transforms(tmp_path):
             (tmp_path / split / cls).mkdir(parents=True)
             for i, (h, w) in enumerate(sizes):
                 Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
-    ds = D.imagenet(tmp_path)
+    ds = inet.imagenet(tmp_path)
     assert ds.classes == ("a", "b") and len(ds.train) == 4 and ds.test is ds.val
     assert ds.mean == D.IMAGENET_MEAN
     x, y = ds.val[1]
@@ -37,12 +38,14 @@ def test_imagenet_folder_transforms(tmp_path):
     xb, yb = next(D.batches(ds.val, 4, mean=ds.mean, std=ds.std, num_workers=0))
     assert xb.shape == (4, 3, 224, 224) and xb.dtype == torch.float32 and yb.tolist() == [0, 0, 1, 1]
     with pytest.raises(FileNotFoundError, match="val"):
-        D.imagenet(tmp_path / "train")
+        inet.imagenet(tmp_path / "train")
 
 
 # ----------------------------------------------------------------------------- facade
 def test_data_reexports_the_split_modules():
-    from gross import batching, cifar, datasets
+    from gross.data import batching
+    from gross.data import cifar
+    from gross.data import datasets
 
     for module in (datasets, cifar, batching):
         for name in module.__all__:

@@ -1,4 +1,4 @@
-"""Tests for gross.datasets: Split / Dataset containers, synthetic data, stratified subsets."""
+"""Tests for gross.data.datasets: Split / Dataset containers, synthetic data, stratified subsets."""
 
 from __future__ import annotations
 

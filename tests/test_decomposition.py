@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gross.decomposition import (
+from gross.method.decomposition import (
     decomposable_layers,
     decompose,
     default_group_sizes,
@@ -18,7 +18,7 @@ from gross.decomposition import (
     search_space,
     set_config,
 )
-from gross.layers import GroSSConv2d
+from gross.method.layers import GroSSConv2d
 
 
 def tiny_net(c=8):
@@ -165,7 +165,7 @@ def test_decompose_already_decomposed_model_is_refused():
 def test_decompose_progress_silent_off_a_terminal_and_counts_every_btd(capfd, monkeypatch):
     import tqdm
 
-    import gross.decomposition as dm
+    import gross.method.decomposition as dm
 
     bars = []
 
@@ -196,7 +196,7 @@ def test_decompose_custom_width():
 
 
 def test_per_layer_values_from_sequences_and_mappings():
-    from gross.decomposition import per_layer
+    from gross.method.decomposition import per_layer
 
     names = ["a", "b", "c"]
     assert list(per_layer((1, 2, 3), names, "config").items()) == [("a", 1), ("b", 2), ("c", 3)]
@@ -211,7 +211,7 @@ def test_planned_space_and_skeleton_match_decompose():
     """planned_space predicts decompose's space; skeleton rebuilds the architecture for a saved state dict."""
     import copy
 
-    from gross.decomposition import planned_space, skeleton
+    from gross.method.decomposition import planned_space, skeleton
     from gross.models import four_layer_net
 
     torch.manual_seed(0)
@@ -234,7 +234,7 @@ def test_planned_space_and_skeleton_match_decompose():
 
 
 def _small(name):
-    from gross import imagenet as inet
+    from gross.data import imagenet as inet
 
     torch.manual_seed(3)
     kw = {"hidden": 16} if name == "vgg16" else {}
@@ -245,7 +245,7 @@ def _small(name):
 def test_btd_jobs_assemble_the_model_decompose_builds_bitwise(tmp_path, name, executor):
     import copy
 
-    from gross.decomposition import decompose_jobs
+    from gross.runs.btd_jobs import decompose_jobs
 
     opts = dict(group_sizes=(1, 2, 4), tol=1e-3, max_iter=3, seed=5)
     base = _small(name)
@@ -268,8 +268,8 @@ def test_btd_jobs_assemble_the_model_decompose_builds_bitwise(tmp_path, name, ex
 def test_btd_jobs_rerun_only_missing_and_corrupt_output_is_an_error(tmp_path):
     import copy
 
-    from gross.decomposition import btd_jobs, decompose_jobs
-    from gross.jobs import CorruptOutputError
+    from gross.runs.btd_jobs import btd_jobs, decompose_jobs
+    from gross.runs.jobs import CorruptOutputError
 
     base = tiny_net()
     opts = dict(group_sizes=(1, 2), tol=1e-3, max_iter=2)

@@ -1,11 +1,11 @@
-"""ONNX export of a GroSS configuration (:mod:`gross.deploy`)."""
+"""ONNX export of a GroSS configuration (:mod:`gross.method.deploy`)."""
 
 import pytest
 import torch
 
-from gross import deploy
-from gross.bench import random_gross
-from gross.decomposition import search_space
+from gross.method import deploy
+from gross.method.decomposition import random_gross
+from gross.method.decomposition import search_space
 from gross.models import four_layer_net
 
 

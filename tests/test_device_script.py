@@ -15,9 +15,9 @@ import sys
 import pytest
 import torch
 
-from gross import paths
+from gross.utils import paths
 from gross.bench import BENCHMARKS
-from gross.jobs import executor_settings
+from gross.runs.jobs import executor_settings
 
 SCRIPT = paths.ROOT / "scripts" / "device_gpu.sh"
 

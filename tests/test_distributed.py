@@ -1,4 +1,4 @@
-"""Tests of gross.distributed: DDP (2 gloo processes via torchrun) equals 1 process, resume, sharded evaluation.
+"""Tests of gross.training.distributed: DDP (2 gloo processes via torchrun) equals 1 process, resume, sharded evaluation.
 
 Tolerance: the model runs in float64; 2-process DDP and 1-process weights agree to 1e-12
 (only the order of floating-point sums differs: measured 3e-17).
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gross import distributed as D
-from gross import imagenet as inet
-from gross.train import RECIPES
+from gross.training import distributed as D
+from gross.data import imagenet as inet
+from gross.training.loop import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-12
@@ -36,7 +36,8 @@ def _torchrun(nproc, *args, **env):
 
 _DDP_SCRIPT = """
 import sys, torch
-from gross import distributed as D, imagenet as inet
+from gross.training import distributed as D
+from gross.data import imagenet as inet
 ctx = D.init("cpu")
 model = torch.load(sys.argv[1], weights_only=False)
 configs = torch.load(sys.argv[2], weights_only=False)
@@ -67,7 +68,7 @@ def setup(tmp_path_factory):
     """Folder, model, job files, the 1-process reference run and ONE 2-rank torchrun launch.
 
     The launch evaluates configurations of the 1-process fine-tuned network sharded over the
-    2 ranks (15 test images: shards of 8 and 7) and then runs the DDP fine-tune of the job (``python -m gross.distributed
+    2 ranks (15 test images: shards of 8 and 7) and then runs the DDP fine-tune of the job (``python -m gross.training.distributed
     finetune``), so the equality tests share one process start.
     """
     tmp = tmp_path_factory.mktemp("ddp")
@@ -134,14 +135,14 @@ def test_two_gloo_processes_equal_one_process(setup):
 
 def test_killed_rank_resumes_from_checkpoint_with_same_or_other_world(setup):
     tmp, job, data_kw, ref = setup["tmp"], setup["kill_job"], setup["data_kw"], setup["ref"]
-    out = _torchrun(2, "-m", "gross.distributed", "finetune", "--job", str(job), "--device", "cpu",
+    out = _torchrun(2, "-m", "gross.training.distributed", "finetune", "--job", str(job), "--device", "cpu",
                     GROSS_FAIL_AT="1:6")  # rank 1 SIGKILLs itself before global step 7 (epoch 2, mid-epoch)
     assert out.returncode != 0
     ckpt = tmp / "kill" / "resnet18_imagenet_gross.pt"
     state = torch.load(ckpt, weights_only=True)
     assert state["run"]["global_step"] == 6 and state["run"]["epoch"] == 1 and state["run"]["step"] == 2
     shutil.copytree(tmp / "kill", tmp / "kill_one")
-    out = _torchrun(2, "-m", "gross.distributed", "finetune", "--job", str(job), "--device", "cpu")
+    out = _torchrun(2, "-m", "gross.training.distributed", "finetune", "--job", str(job), "--device", "cpu")
     assert out.returncode == 0, out.stderr[-3000:]
     got = torch.load(ckpt, weights_only=True)
     assert got["run"]["configs"] == ref["run"]["configs"] and _max_diff(got["model"], ref["model"]) < TOL
@@ -161,7 +162,7 @@ def test_sharded_evaluation_equals_single_process(setup):
     assert got["accuracy"] == one["accuracy"].tolist() and got["images"][0] == len(test) == 15
     assert len(set(one["accuracy"])) > 1  # the configurations differ: the comparison is not trivial
     # and the plain model at each configuration (independent of the prefix tree)
-    from gross.decomposition import export
+    from gross.method.decomposition import export
 
     x = torch.stack([inet.normalise(test[i][0][None], "cpu", torch.float64)[0] for i in range(len(test))])
     y = torch.tensor([test[i][1] for i in range(len(test))])

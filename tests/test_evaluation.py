@@ -1,4 +1,4 @@
-"""Tests for gross.evaluation: one accuracy path, the prefix tree equal to the plain path."""
+"""Tests for gross.search.evaluation: one accuracy path, the prefix tree equal to the plain path."""
 
 from collections import OrderedDict
 
@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from gross import train, utils
+from gross import utils
+from gross.training import loop as train
 from gross.data import Dataset, Split
-from gross.decomposition import enumerate_configs, export, get_config, search_space, set_config
-from gross.evaluation import ConfigEvaluator, accuracy, evaluate_configs, get_split, time_switching_vs_rebuild
-from gross.layers import GroSSConv2d
-from gross.space import SearchSpace
+from gross.method.decomposition import enumerate_configs, export, get_config, search_space, set_config
+from gross.search.evaluation import ConfigEvaluator, accuracy, evaluate_configs, get_split, time_switching_vs_rebuild
+from gross.method.layers import GroSSConv2d
+from gross.method.space import SearchSpace
 
 INPUT = (3, 8, 8)
 
@@ -138,7 +139,7 @@ def test_evaluate_configs_tree_equals_separate_evaluation(model, data):
     other = evaluate_configs(model, configs, data, batch_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
     assert other["accuracy"].tolist() == [
         accuracy(model, data, config=c, batch_size=64, mean=(0.5,) * 3, std=(0.5,) * 3) for c in configs]
-    # the exported plain network, a bare split and gross.train.evaluate all go the same way
+    # the exported plain network, a bare split and gross.training.loop.evaluate all go the same way
     assert train.evaluate is accuracy
     plain = [accuracy(export(model, c), data.val, batch_size=64, mean=data.mean, std=data.std) for c in configs]
     assert plain == independent
@@ -214,8 +215,8 @@ def test_switching_vs_rebuild_reports_equal_accuracies(model, data):
 @pytest.mark.parametrize("name", ["vgg16", "resnet18"])
 def test_count_correct_tree_over_torchvision_units_equals_one_by_one_and_the_forward(name):
     """Prefix tree over VGG layers / ResNet blocks, fed by any callable: the counts of the plain forward."""
-    from gross import imagenet as inet
-    from gross.evaluation import _stages, count_correct, units
+    from gross.data import imagenet as inet
+    from gross.search.evaluation import _stages, count_correct, units
 
     torch.manual_seed(0)
     kw = {"hidden": 16} if name == "vgg16" else {}
@@ -255,7 +256,7 @@ class _AddInPlace(nn.Module):
 
 def test_tree_copies_a_shared_input_a_branch_could_change_in_place():
     """A unit that starts with an in-place op gets a copy of the activation shared by the branches."""
-    from gross.evaluation import count_correct
+    from gross.search.evaluation import count_correct
 
     body = tiny_gross_net(seed=3, dtype=torch.float64)
     model = nn.Sequential(*[nn.Sequential(_AddInPlace(), m) if isinstance(m, GroSSConv2d) else m

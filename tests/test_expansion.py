@@ -1,4 +1,4 @@
-"""Tests for gross.expansion: the grouped-weight expansion Ψ (Eq. 4, Fig. 2)."""
+"""Tests for gross.method.expansion: the grouped-weight expansion Ψ (Eq. 4, Fig. 2)."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gross.expansion import expand_grouped_weight
+from gross.method.expansion import expand_grouped_weight
 
 DT = torch.float64
 

@@ -1,4 +1,4 @@
-"""Tests for gross.grouped: loop nest == torch grouped conv == dense block-diagonal conv; costs."""
+"""Tests for gross.method.grouped: loop nest == torch grouped conv == dense block-diagonal conv; costs."""
 
 import numpy as np
 import pandas as pd
@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gross.grouped import (
+from gross.method.grouped import (
     block_diagonal_weight,
     conv_output_size,
     grouped_conv_costs,
     grouped_conv_loop,
 )
-from gross.expansion import expand_grouped_weight
-from gross.macs import count_macs
+from gross.method.expansion import expand_grouped_weight
+from gross.method.macs import count_macs
 
 # (C_in, C_out, groups, kernel, stride, padding, H, W)
 CONFIGS = [

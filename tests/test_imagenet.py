@@ -1,11 +1,11 @@
-"""Tests of gross.imagenet: offline weights, image folders, prefix-tree evaluation."""
+"""Tests of gross.data.imagenet: offline weights, image folders, prefix-tree evaluation."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from gross import imagenet as inet
+from gross.data import imagenet as inet
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def test_torchvision_file_names_match_the_weight_urls():
 
 def test_full_size_architectures_have_torchvision_keys_and_layer_counts():
     import torchvision
-    from gross.decomposition import decomposable_layers
+    from gross.method.decomposition import decomposable_layers
 
     with torch.device("meta"):
         for name, tv in (("vgg16", torchvision.models.vgg16), ("resnet18", torchvision.models.resnet18)):
@@ -130,6 +130,6 @@ def test_loader_workers_give_the_same_batches(folder):
 def test_gross_data_imagenet_is_this_function(folder):
     from gross import data
 
-    a = data.imagenet(folder, 40, 32, held_out=4, split_seed=1)
+    a = inet.imagenet(folder, 40, 32, held_out=4, split_seed=1)
     b = inet.imagenet(folder, resize=40, crop=32, held_out=4, split_seed=1)
     assert a.val.samples == b.val.samples and a.test.samples == b.test.samples and a.info == b.info

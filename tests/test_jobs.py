@@ -14,12 +14,13 @@ import time
 import pytest
 import torch
 
-from gross import config, jobs
-from gross.jobs import CorruptOutputError, ExecutorSettings, Job, JobFailedError, load_output, run_jobs
+from gross.runs import config
+from gross.runs import jobs
+from gross.runs.jobs import CorruptOutputError, ExecutorSettings, Job, JobFailedError, load_output, run_jobs
 from gross.pipeline import base, decomposition
 from gross.pipeline.common import artefact_job, artefact_jobs, fan_out
 from gross.pipeline.finetune import finetune_gross, true_accuracy, true_path
-from gross.pipeline.store import Store
+from gross.runs.store import Store
 
 NAME = "four_layer"
 CONFIGS = [(1, 2, 4), (4, 8, 16), (32, 32, 64)]
@@ -242,7 +243,7 @@ def test_killed_worker_resumes_from_its_checkpoint(runs):
         time.sleep(0.005)
     os.kill(proc.pid, 9)
     proc.join()
-    from gross.train import load_checkpoint
+    from gross.training.loop import load_checkpoint
 
     [ckpt] = checkpoints.glob("*.pt")
     epoch = load_checkpoint(ckpt)["epoch"]

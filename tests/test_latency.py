@@ -1,4 +1,4 @@
-"""Latency tables, the additive predictor, the cache and the cost models (:mod:`gross.latency`).
+"""Latency tables, the additive predictor, the cache and the cost models (:mod:`gross.search.latency`).
 
 Timings are replaced by deterministic fake timers (no wall times are asserted).
 """
@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from gross import latency as L
-from gross.bench import random_gross
-from gross.decomposition import enumerate_configs, export, search_space
-from gross.macs import count_macs
+from gross.search import latency as L
+from gross.method.decomposition import random_gross
+from gross.method.decomposition import enumerate_configs, export, search_space
+from gross.method.macs import count_macs
 from gross.models import four_layer_net
-from gross.search import random_configs
+from gross.method.space import random_configs
 
 NS = 1e-9
 

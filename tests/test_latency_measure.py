@@ -1,11 +1,11 @@
-"""Timing helpers of the latency tables (:mod:`gross.latency_measure`); no wall times are asserted."""
+"""Timing helpers of the latency tables (:mod:`gross.search.measure`); no wall times are asserted."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from gross import latency_measure as M
+from gross.search import measure as M
 
 
 def test_measure_forward_runs_and_checks_its_arguments():

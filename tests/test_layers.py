@@ -1,4 +1,4 @@
-"""Tests for gross.layers.GroSSConv2d: the group-size series layer (Eqs. 5-6)."""
+"""Tests for gross.method.layers.GroSSConv2d: the group-size series layer (Eqs. 5-6)."""
 
 import copy
 
@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import gross.layers as layers_module
-from gross.btd import btd, reconstruct
-from gross.layers import GroSSConv2d
+import gross.method.layers as layers_module
+from gross.method.btd import btd, reconstruct
+from gross.method.layers import GroSSConv2d
 
 DT = torch.float64
 

@@ -1,6 +1,6 @@
-"""Tests for gross.macs: the paper's MAC figures (Tables 2-4) and the counting machinery.
+"""Tests for gross.method.macs: the paper's MAC figures (Tables 2-4) and the counting machinery.
 
-Convention (see gross/macs.py): conv MACs + 1 per output element for a conv
+Convention (see gross/method/macs.py): conv MACs + 1 per output element for a conv
 bias, linear MACs *without* the linear bias, + 2 per output element per batch
 norm, nothing for ReLU / pooling / dropout / additions. G.Conv = the grouped
 ``R`` convolutions of the bottlenecks.
@@ -53,9 +53,9 @@ import pytest
 import torch
 from torch import nn
 
-from gross.decomposition import decomposable_layers, export, get_config, set_config
-from gross.layers import GroSSConv2d
-from gross.macs import MACs, bottleneck_model, count_macs, format_macs, is_bottleneck, mac_table
+from gross.method.decomposition import decomposable_layers, export, get_config, set_config
+from gross.method.layers import GroSSConv2d
+from gross.method.macs import MACs, bottleneck_model, count_macs, format_macs, is_bottleneck, mac_table
 from gross.models import INPUT_SIZE, build, four_layer_net, vgg16_cifar
 
 # --------------------------------------------------------------------------- helpers

@@ -1,4 +1,4 @@
-"""Tests for gross.metrics (Table 5 average precision)."""
+"""Tests for gross.search.ap (Table 5 average precision)."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gross.metrics import ap_table, average_precision, drop_label, positives
+from gross.search.ap import ap_table, average_precision, drop_label, positives
 
 
 def ap_of_order(order, is_pos):

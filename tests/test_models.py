@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gross.decomposition import decomposable_layers
+from gross.method.decomposition import decomposable_layers
 from gross.models import (
     DEFAULT_GROUP_SIZES,
     INPUT_SIZE,

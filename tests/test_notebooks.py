@@ -26,10 +26,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gross import paths
+from gross.utils import paths
 
 KERNEL = "gross"
-#: Located from this test file, not from ``gross.paths``: if that module moved or pointed elsewhere,
+#: Located from this test file, not from ``gross.utils.paths``: if that module moved or pointed elsewhere,
 #: the notebook tests must fail (``test_notebooks_are_found``), not find nothing and skip.
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ALL_NOTEBOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -80,7 +80,7 @@ def parameter_errors(source: str) -> list[str]:
 
 def test_notebooks_are_found():
     assert PIPELINE, f"no notebooks/0*.ipynb in {NOTEBOOKS}"
-    assert paths.NOTEBOOKS.resolve() == NOTEBOOKS, f"gross.paths.NOTEBOOKS is {paths.NOTEBOOKS}, not {NOTEBOOKS}"
+    assert paths.NOTEBOOKS.resolve() == NOTEBOOKS, f"gross.utils.paths.NOTEBOOKS is {paths.NOTEBOOKS}, not {NOTEBOOKS}"
 
 
 def test_parameter_errors_detects_bad_cells():
@@ -147,11 +147,11 @@ def test_every_notebook_has_expected_outputs():
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=_ids(ALL_NOTEBOOKS))
 def test_config_cell_checks_the_parameters(path):
-    """The cell after ``parameters`` loads the config through ``gross.config.load_notebook(In, profile, ...)``."""
+    """The cell after ``parameters`` loads the config through ``gross.runs.config.load_notebook(In, profile, ...)``."""
     cells = _code_cells(_read(path))
-    assert len(cells) > 1 and "gross.config.load_notebook(" in cells[1].source, (
-        f"{path.name}: the second code cell must call gross.config.load_notebook(In, profile, ...) so that "
-        f"unknown parameters fail and every parameter reaches gross.config"
+    assert len(cells) > 1 and "gross.runs.config.load_notebook(" in cells[1].source, (
+        f"{path.name}: the second code cell must call gross.runs.config.load_notebook(In, profile, ...) so that "
+        f"unknown parameters fail and every parameter reaches gross.runs.config"
     )
     assert "In, profile" in cells[1].source.replace("\n", " ").replace("(  ", "(")
 
@@ -260,7 +260,7 @@ def smoke_run(tmp_path_factory):
             report[path.stem] = {"error": error, "seconds": time.perf_counter() - start, "output": output}
             if error is not None:
                 break
-        # the checks below read GROSS_RUNS through gross.paths, so keep it set while they run
+        # the checks below read GROSS_RUNS through gross.utils.paths, so keep it set while they run
         yield report
 
 

@@ -16,7 +16,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from gross import config, paths
+from gross.runs import config
+from gross.utils import paths
 from gross.pipeline import EXPECTED_OUTPUTS, PIPELINE, STEPS, run_pipeline, store
 
 REFERENCE = paths.ROOT / "tests" / "data" / "smoke_reference"
@@ -72,7 +73,7 @@ def smoke(tmp_path_factory):
 def _artefact_settings(runs):
     out = {}
     for path in sorted((runs / "smoke").rglob("*")):
-        if path.suffix in (".pt", ".json") and not {"checkpoints", "jobs", "btd"} & set(path.parts):  # gross.jobs outputs
+        if path.suffix in (".pt", ".json") and not {"checkpoints", "jobs", "btd"} & set(path.parts):  # gross.runs.jobs outputs
             env = json.loads(path.read_text()) if path.suffix == ".json" else __import__("torch").load(
                 path, weights_only=True)
             out[str(path.relative_to(runs / "smoke"))] = env["settings"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gross import config
+from gross.runs import config
 from gross.pipeline import common
 
 

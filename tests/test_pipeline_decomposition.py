@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from gross import config, paths
-from gross.decomposition import decompose, search_space, set_config
-from gross.jobs import CorruptOutputError, load_output, run_jobs
+from gross.runs import config
+from gross.utils import paths
+from gross.method.decomposition import decompose, search_space, set_config
+from gross.runs.jobs import CorruptOutputError, load_output, run_jobs
 from gross.pipeline import base, common, decomposition as dec, store
 
 

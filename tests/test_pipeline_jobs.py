@@ -12,8 +12,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from gross import config
-from gross.jobs import ExecutorSettings, JobFailedError
+from gross.runs import config
+from gross.runs.jobs import ExecutorSettings, JobFailedError
 from gross.pipeline import base, decomposition, finetune, table5
 from gross.pipeline.common import executor, fan_out
 

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-import gross.config
-from gross import latency as L
-from gross import paths
-from gross.macs import count_macs
+import gross.runs.config
+from gross.search import latency as L
+from gross.utils import paths
+from gross.method.macs import count_macs
 from gross.pipeline import EXPECTED_OUTPUTS, STEPS, common
 from gross.pipeline import latency as study
 from gross.pipeline.base import base_model
@@ -25,7 +25,7 @@ def cfg(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GROSS_RUNS", str(tmp_path_factory.mktemp("runs")))
         mp.setenv("GROSS_OUTPUTS", str(tmp_path_factory.mktemp("out")))
-        cfg = gross.config.load("smoke", device="cpu", latency__n_validation=3, latency__scatter_configs=5)
+        cfg = gross.runs.config.load("smoke", device="cpu", latency__n_validation=3, latency__scatter_configs=5)
         common.setup(cfg)
         base_model(cfg, "four_layer")
         gross_decompose(cfg, "four_layer", 0)
@@ -111,7 +111,7 @@ def test_unknown_validation_model(cfg):
 
 
 def test_tables_are_store_artefacts_keyed_by_device(cfg):
-    from gross import latency as L
+    from gross.search import latency as L
 
     model = study._validation_model(cfg, "four_layer")
     study.tables(cfg, model)

@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from gross import config, paths
+from gross.runs import config
+from gross.utils import paths
 from gross.pipeline import EXPECTED_OUTPUTS, STEPS, expected_paths, outputs
 
 

@@ -1,4 +1,4 @@
-"""Tests of gross.pipeline.store: artefacts with fingerprints, stale / damaged files, the run lock."""
+"""Tests of gross.runs.store: artefacts with fingerprints, stale / damaged files, the run lock."""
 
 import json
 import subprocess
@@ -8,7 +8,8 @@ import textwrap
 import pytest
 import torch
 
-from gross import config, paths
+from gross.runs import config
+from gross.utils import paths
 from gross.pipeline import store as st
 
 
@@ -95,7 +96,7 @@ def test_require(tmp_path):
 
 _HOLDER = textwrap.dedent("""
     import pathlib, sys, time
-    from gross.pipeline.store import lock
+    from gross.runs.store import lock
     with lock("smoke") as path:
         print("locked", flush=True)
         time.sleep(float(sys.argv[1]))

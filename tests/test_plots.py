@@ -1,4 +1,4 @@
-"""Tests for gross.plots: every builder returns a Figure with the expected panels and artists
+"""Tests for gross.report.plots: every builder returns a Figure with the expected panels and artists
 (checked against the input data), saves to PNG and PDF headless, and rejects bad input."""
 
 import os
@@ -11,9 +11,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from gross import plots
-from gross.expansion import expand_grouped_weight
-from gross.grouped import grouped_conv_costs
+from gross.report import plots
+from gross.method.expansion import expand_grouped_weight
+from gross.method.grouped import grouped_conv_costs
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -85,7 +85,7 @@ def _backend_after_import(mplbackend):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
     if mplbackend:
         env["MPLBACKEND"] = mplbackend
-    code = "import matplotlib, gross.plots; print(matplotlib.get_backend().lower())"
+    code = "import matplotlib, gross.report.plots; print(matplotlib.get_backend().lower())"
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
 
 

@@ -1,9 +1,9 @@
-"""Tests for gross.recipes: the paper's recipes, scaling and validation (re-exported by gross.train)."""
+"""Tests for gross.training.recipes: the paper's recipes, scaling and validation (re-exported by gross.training.loop)."""
 
 import pytest
 
-from gross import train
-from gross.recipes import RECIPES, Recipe
+from gross.training import loop as train
+from gross.training.recipes import RECIPES, Recipe
 
 
 def _recipe(**kw) -> Recipe:

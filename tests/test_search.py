@@ -1,14 +1,14 @@
-"""Tests for gross.search: exhaustive and breadth-first search on any evaluate/cost callables."""
+"""Tests for gross.search.algorithms: exhaustive and breadth-first search on any evaluate/cost callables."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from gross.decomposition import enumerate_configs, search_space
-from gross.macs import count_macs
-from gross.evaluation import ConfigEvaluator, accuracy
-from gross.search import (
+from gross.method.decomposition import enumerate_configs, search_space
+from gross.method.macs import count_macs
+from gross.search.evaluation import ConfigEvaluator, accuracy
+from gross.search.algorithms import (
     MacLookup,
     bfs_incremental,
     bfs_incremental_search,
@@ -20,7 +20,7 @@ from gross.search import (
     parse_config,
     random_configs,
 )
-from gross.space import SearchSpace
+from gross.method.space import SearchSpace
 from test_evaluation import INPUT, _cpu_by_default, data, model  # noqa: F401 (shared fixtures)
 
 

@@ -1,4 +1,4 @@
-"""Tests of gross.space: validation, enumeration, neighbours, random draws, text round trip."""
+"""Tests of gross.method.space: validation, enumeration, neighbours, random draws, text round trip."""
 
 import itertools
 import math
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from torch import nn
 
-from gross.decomposition import decompose, enumerate_configs, search_space, set_config
-from gross.space import SearchSpace, as_space, config_str, parse_config
+from gross.method.decomposition import decompose, enumerate_configs, search_space, set_config
+from gross.method.space import SearchSpace, as_space, config_str, parse_config
 
 SPACE = OrderedDict(a=(1, 2, 4), b=(1, 2, 4, 8), c=(1, 8))
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from gross import config
-from gross import imagenet as inet
+from gross.runs import config
+from gross.data import imagenet as inet
 from gross.pipeline import EXPECTED_OUTPUTS, STEPS, expected_outputs
 from gross.pipeline import table4
 

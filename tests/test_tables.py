@@ -1,10 +1,10 @@
-"""Tests for gross.tables: the paper's Table 2 layout from hand-computed MACs."""
+"""Tests for gross.report.tables: the paper's Table 2 layout from hand-computed MACs."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from gross.tables import format_ap_table, search_table, search_table_numeric
+from gross.report.tables import format_ap_table, search_table, search_table_numeric
 
 
 def four_layer_macs(s2, s3, s4):

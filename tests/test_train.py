@@ -1,4 +1,4 @@
-"""Tests for gross.train: training loops, checkpoints/resume, determinism, evaluation."""
+"""Tests for gross.training.loop: training loops, checkpoints/resume, determinism, evaluation."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import torch
 import torch.nn as nn
 
 from gross import data as D
-from gross import train as T
+from gross.data import imagenet as inet
+from gross.training import loop as T
 from gross import utils
-from gross.decomposition import decomposable_layers, export, get_config, gross_layers, search_space, set_config
-from gross.layers import GroSSConv2d
+from gross.method.decomposition import decomposable_layers, export, get_config, gross_layers, search_space, set_config
+from gross.method.layers import GroSSConv2d
 from gross.models import four_layer_net
 
 
@@ -392,7 +393,7 @@ def test_training_on_an_image_folder_dataset(tmp_path):
             for i in range(3):
                 arr = np.clip(np.array(colour) + rng.normal(0, 20, (240, 250, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(arr).save(tmp_path / split / f"c{c}" / f"{i}.png")
-    ds = D.imagenet(tmp_path, resize=40, crop=32)
+    ds = inet.imagenet(tmp_path, resize=40, crop=32)
     model = tiny_net()
     model.fc = nn.Linear(32, 2)
     hist = T.train_base(model, ds, T.RECIPES["vgg16_imagenet_config"].replace(epochs=1, batch_size=3, lr=0.01),

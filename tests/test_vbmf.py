@@ -1,4 +1,4 @@
-"""Tests for gross.vbmf (EVBMF and VBMF group-size selection)."""
+"""Tests for gross.method.vbmf (EVBMF and VBMF group-size selection)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from gross.decomposition import decomposable_layers
-from gross.layers import GroSSConv2d
+from gross.method.decomposition import decomposable_layers
+from gross.method.layers import GroSSConv2d
 from gross.models import four_layer_net
-from gross.vbmf import (
+from gross.method.vbmf import (
     VBMFResult,
     evb_threshold,
     evbmf,

@@ -26,7 +26,7 @@ Benchmarks (the ``benchmark`` column):
 ``latency``
     Inference latency of exported configurations vs their uniform baselines at batch 1
     and 256: do fewer MACs give lower latency? (The paper reports only MACs.)
-``latency_predictor``, ``latency_search`` (:mod:`gross.bench_latency`)
+``latency_predictor``, ``latency_search`` (:mod:`gross.bench.latency_search`)
     Median relative error of the additive latency predictor; measured latency of the
     latency-budget search's winner over the MAC-budget winner at the same baseline.
 ``data``
@@ -48,18 +48,18 @@ for its own settings), and add one import line to the block below.
 """
 
 # The private names stay importable from gross.bench, where they lived before the split (noqa: F401).
-from .common import VGG_GROUP_SIZES, _config_str, _gross_model, _uniform, random_gross  # noqa: F401
-from .core import (BENCHMARKS, COLUMNS, GROUPS, PRESETS, Group, Settings, _Budget, _median, _row,  # noqa: F401
+from gross.bench.common import VGG_GROUP_SIZES, _config_str, _gross_model, _uniform  # noqa: F401
+from gross.bench.core import (BENCHMARKS, COLUMNS, GROUPS, PRESETS, Group, Settings, _Budget, _median, _row,  # noqa: F401
                    _sync, main, override, register, row, run, time_call)
 
 # Benchmark groups, in run order: importing a module registers its groups. One line per module.
-from .decomposition import bench_btd  # noqa: E402  "btd"
-from .training import bench_train_step  # noqa: E402  "train_step"
-from .evaluation import bench_switching, bench_tree  # noqa: E402  "switching", "tree"
-from .latency import _found_configs, bench_latency  # noqa: E402, F401  "latency"
-from .data import bench_data  # noqa: E402  "data"
-from ..bench_jobs import bench_batched, bench_executor, bench_packed  # noqa: E402  "executor", "batched", "packed"
-from ..bench_latency import bench_latency_predictor, bench_latency_search  # noqa: E402  "latency_*"
+from gross.bench.decomposition import bench_btd  # noqa: E402  "btd"
+from gross.bench.training import bench_train_step  # noqa: E402  "train_step"
+from gross.bench.evaluation import bench_switching, bench_tree  # noqa: E402  "switching", "tree"
+from gross.bench.latency import _found_configs, bench_latency  # noqa: E402, F401  "latency"
+from gross.bench.data import bench_data  # noqa: E402  "data"
+from gross.bench.jobs import bench_batched, bench_executor, bench_packed  # noqa: E402  "executor", "batched", "packed"
+from gross.bench.latency_search import bench_latency_predictor, bench_latency_search  # noqa: E402  "latency_*"
 
 __all__ = [
     "COLUMNS",
@@ -73,7 +73,6 @@ __all__ = [
     "row",
     "override",
     "time_call",
-    "random_gross",
     "bench_btd",
     "bench_train_step",
     "bench_switching",

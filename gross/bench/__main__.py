@@ -1,5 +1,5 @@
 """``python -m gross.bench``: run the benchmark suite (see :mod:`gross.bench`)."""
 
-from . import main
+from gross.bench import main
 
 raise SystemExit(main())

@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import paths, utils
+from gross import utils
+from gross.utils import paths
 
 __all__ = ["COLUMNS", "BENCHMARKS", "GROUPS", "Group", "Settings", "PRESETS", "register", "row", "override",
            "time_call", "run", "main"]
@@ -135,7 +136,7 @@ def row(benchmark, case, measured, measured_s, versus="", versus_s=math.nan, rep
             "met": met, "device": str(device), "note": note}
 
 
-_row = row  # the name the benchmark modules (and gross.bench_jobs) import
+_row = row  # the name the benchmark modules (and gross.bench.jobs) import
 
 
 class _Budget:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import paths
-from .core import Settings, _median, _row, register, time_call
+from gross.utils import paths
+from gross.bench.core import Settings, _median, _row, register, time_call
 
 __all__ = ['bench_data']
 
@@ -49,7 +49,7 @@ def _data_source(settings: Settings, tmp: Path):
 @register("data")
 def bench_data(settings: Settings, device) -> list[dict]:
     """CIFAR-10 load from cache vs decode, and batched vs torchvision per-image augmentation."""
-    from ..data import augment, cifar10, synthetic
+    from gross.data import augment, cifar10, synthetic
 
     device = torch.device(device)
     rows = []

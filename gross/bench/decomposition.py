@@ -6,9 +6,9 @@ import time
 
 import torch
 
-from ..decomposition import decomposable_layers, default_group_sizes
-from .common import VGG_GROUP_SIZES, _build, _label
-from .core import Settings, _Budget, _row, _sync, register
+from gross.method.decomposition import decomposable_layers, default_group_sizes
+from gross.bench.common import VGG_GROUP_SIZES, _build, _label
+from gross.bench.core import Settings, _Budget, _row, _sync, register
 
 __all__ = ['bench_btd']
 
@@ -16,7 +16,7 @@ __all__ = ['bench_btd']
 @register("btd")
 def bench_btd(settings: Settings, device) -> list[dict]:
     """BTD time per layer (all its group sizes) and in total, 4-layer net and VGG-16."""
-    from ..btd import btd
+    from gross.method.btd import btd
 
     device = torch.device(device)
     torch.manual_seed(settings.seed)
@@ -26,7 +26,7 @@ def bench_btd(settings: Settings, device) -> list[dict]:
 
 def _four_layer_rows(settings: Settings, device: torch.device) -> list[dict]:
     """4-layer network: every size, the cpu profile's stopping rule."""
-    from ..btd import btd
+    from gross.method.btd import btd
 
     rows = []
     budget = _Budget(settings.btd_budget_s)
@@ -64,7 +64,7 @@ def _four_layer_rows(settings: Settings, device: torch.device) -> list[dict]:
 
 def _vgg_rows(settings: Settings, device: torch.device) -> list[dict]:
     """VGG-16: sizes (1, 4, 16, 32), a capped number of sweeps; distinct layer shapes first."""
-    from ..btd import btd
+    from gross.method.btd import btd
 
     rows = []
     budget = _Budget(settings.btd_budget_s)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ..decomposition import enumerate_configs, search_space
-from .common import _gross_model
-from .core import Settings, _median, _row, register, time_call
+from gross.method.decomposition import enumerate_configs, search_space
+from gross.bench.common import _gross_model
+from gross.bench.core import Settings, _median, _row, register, time_call
 
 __all__ = ['bench_switching', 'bench_tree']
 
@@ -15,8 +15,9 @@ __all__ = ['bench_switching', 'bench_tree']
 @register("switching")
 def bench_switching(settings: Settings, device) -> list[dict]:
     """45 random configurations: switch group sizes vs build + load one network per configuration."""
-    from ..data import synthetic
-    from ..search import random_configs, time_switching_vs_rebuild
+    from gross.data import synthetic
+    from gross.search.algorithms import time_switching_vs_rebuild
+    from gross.method.space import random_configs
 
     device = torch.device(device)
     model = _gross_model("four_layer", 1.0, settings.seed, device)
@@ -42,8 +43,9 @@ def bench_switching(settings: Settings, device) -> list[dict]:
 @register("tree")
 def bench_tree(settings: Settings, device) -> list[dict]:
     """All configurations of the 4-layer net: prefix tree vs one by one, on the validation split."""
-    from ..data import synthetic
-    from ..search import evaluate_configs, random_configs
+    from gross.data import synthetic
+    from gross.search.algorithms import evaluate_configs
+    from gross.method.space import random_configs
 
     device = torch.device(device)
     model = _gross_model("four_layer", 1.0, settings.seed, device)

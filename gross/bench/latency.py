@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import paths
-from ..decomposition import enumerate_configs, export, search_space
-from ..latency import measure_forward
-from .common import _config_str, _gross_model, _uniform
-from .core import Settings, _row, register
+from gross.utils import paths
+from gross.method.decomposition import enumerate_configs, export, search_space
+from gross.search.latency import measure_forward
+from gross.bench.common import _config_str, _gross_model, _uniform
+from gross.bench.core import Settings, _row, register
 
 __all__ = ['bench_latency', 'search_results']
 
@@ -24,7 +24,7 @@ def search_results() -> Path:
 
 def _found_configs(model, baselines, seed) -> tuple[list[tuple], str]:
     """Configurations found by the committed exhaustive search, else seeded stand-ins."""
-    from ..search import exhaustive_search, model_mac_lookup, parse_config
+    from gross.search.algorithms import exhaustive_search, model_mac_lookup, parse_config
 
     space = search_space(model)
     lookup = model_mac_lookup(model)
@@ -48,7 +48,7 @@ def _found_configs(model, baselines, seed) -> tuple[list[tuple], str]:
 @register("latency")
 def bench_latency(settings: Settings, device) -> list[dict]:
     """Latency of exported (found) configurations vs their uniform baselines, batch 1 and 256."""
-    from ..macs import count_macs
+    from gross.method.macs import count_macs
 
     device = torch.device(device)
     model = _gross_model("four_layer", 1.0, settings.seed, "cpu")

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..decomposition import export, search_space, set_config
-from .common import _config_str, _gross_model, _label
-from .core import Settings, _median, _row, register, time_call
+from gross.method.decomposition import export, search_space, set_config
+from gross.bench.common import _config_str, _gross_model, _label
+from gross.bench.core import Settings, _median, _row, register, time_call
 
 __all__ = ['bench_train_step', 'bench_train_layout']
 
@@ -32,7 +32,7 @@ def _sgd_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[]
 @register("train_step")
 def bench_train_step(settings: Settings, device) -> list[dict]:
     """GroSS training step at a configuration vs the exported bottleneck network's step."""
-    from ..search import random_configs
+    from gross.method.space import random_configs
 
     device = torch.device(device)
     rows = []
@@ -71,10 +71,10 @@ def _layout_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, channels_la
 
 @register("train_layout")
 def bench_train_layout(settings: Settings, device) -> list[dict]:
-    """The training step in ``channels_last`` layout vs the default one (what :func:`gross.train`
+    """The training step in ``channels_last`` layout vs the default one (what :func:`gross.training.loop`
     does on CPU): base networks and exported bottleneck networks with only the decomposed layers
     trainable (the individual fine-tunes)."""
-    from ..search import random_configs
+    from gross.method.space import random_configs
 
     device = torch.device(device)
     rows = []
@@ -103,7 +103,7 @@ def bench_train_layout(settings: Settings, device) -> list[dict]:
 
 
 def _build_base(name: str, width: float, seed: int) -> nn.Module:
-    from .common import _build
+    from gross.bench.common import _build
 
     torch.manual_seed(seed)
     return _build(name, width)

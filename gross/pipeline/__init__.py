@@ -33,7 +33,7 @@ file                                             written by                     
 ``<model>_gross_<repeat>.pt``                    :func:`.finetune.finetune_gross`  02_finetuning
 ``true/<model>/<kind>_<config>_r<repeat>.json``  :func:`.finetune.true_accuracy`  02, 03, 04, 05
 ``checkpoints/...``                              training checkpoints (resume)  all
-``latency/<arch>-<mode>-b<batch>-<hash>.json``   :func:`gross.latency.latency_table`  06
+``latency/<arch>-<mode>-b<batch>-<hash>.json``   :func:`gross.search.latency.latency_table`  06
 ===============================================  =============================  ===================
 
 Choices where the paper is silent (documented in the outputs too)
@@ -57,27 +57,49 @@ Choices where the paper is silent (documented in the outputs too)
 
 from __future__ import annotations
 
-from .outputs import STEPS, Step, StepResult, expected_outputs, expected_paths, step
+from pathlib import Path
+
+from gross.pipeline import (base, decomposition, finetune, latency, table2, table3, table4, table5,  # noqa: F401
+                            timing, tutorial)  # their @step decorators fill STEPS
+from gross.pipeline.common import setup
+from gross.pipeline.outputs import FIGURE_FILES, TABLE_FILES, NOTEBOOK_ORDER, STEPS, Step, StepResult, step
+from gross.utils import paths
 
 __all__ = ["STEPS", "Step", "StepResult", "step", "expected_outputs", "expected_paths", "EXPECTED_OUTPUTS",
            "PIPELINE", "run_pipeline"]
 
 
-def _import_steps() -> None:
-    """Import every step module (their :func:`step` decorators fill :data:`STEPS`)."""
-    from . import (base, decomposition, finetune, latency, table2, table3, table4, table5,  # noqa: F401
-                   timing, tutorial)
+def expected_outputs(include_optional: bool = False) -> dict[str, list[str]]:
+    """Files every notebook writes, derived from the step declarations.
+
+    Tables are relative to :func:`gross.utils.paths.results_dir`, figures to
+    :func:`gross.utils.paths.figures_dir` (see :func:`expected_paths`). Outputs of optional
+    steps (Table 4, written only with an ImageNet root) are left out unless asked for.
+    """
+    out: dict[str, list[str]] = {nb: [] for nb in NOTEBOOK_ORDER}
+    for decl in STEPS.values():
+        if decl.optional and not include_optional:
+            continue
+        out[decl.notebook] += [n + e for n in decl.tables for e in TABLE_FILES]
+        out[decl.notebook] += [n + e for n in decl.figures for e in FIGURE_FILES]
+    return out
 
 
-_import_steps()
+def expected_paths(profile: str) -> dict[str, list[Path]]:
+    """:func:`expected_outputs` as absolute paths for ``profile``."""
+    res, fig = paths.results_dir(profile), paths.figures_dir(profile)
+    figures = {n for d in STEPS.values() for n in d.figures}
+    out = {}
+    for nb, files in expected_outputs().items():
+        out[nb] = [(fig if f.split(".")[0] in figures else res) / f for f in files]
+    return out
+
 
 #: Files each notebook writes, derived from the step declarations (:func:`expected_outputs`).
 EXPECTED_OUTPUTS: dict[str, list[str]] = expected_outputs()
 
 
 def _pipeline():
-    from . import base, decomposition, finetune, latency, table2, table3, table5, timing
-
     return (base.base_models, decomposition.btd_error_table, decomposition.mac_table,
             finetune.finetune_gross_models, finetune.uniform_before_after, finetune.individual_finetunes,
             table2.exhaustive_search, table3.bfs_vgg16, table5.ap_comparison, timing.inference_timing,
@@ -93,7 +115,5 @@ def run_pipeline(cfg, steps=PIPELINE) -> dict:
 
     The notebooks call the same functions one by one; this is for scripts and tests.
     """
-    from .common import setup
-
     setup(cfg)
     return {s.__name__: s(cfg) for s in steps}

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from torch import nn
 
-from .common import (MODELS, NOTEBOOKS, build_model, check_models, evaluate, fan_out, prepare_data, recipe,
+from gross.pipeline.common import (MODELS, NOTEBOOKS, build_model, check_models, evaluate, fan_out, prepare_data, recipe,
                      resolve_device)
-from .outputs import StepResult, step
-from .store import Store
+from gross.pipeline.outputs import StepResult, step
+from gross.runs.store import Store
 
 __all__ = ["base_path", "base_model", "base_state", "base_models"]
 
@@ -21,7 +21,7 @@ def base_path(name: str) -> str:
 
 
 def _train(cfg: Mapping, store: Store, name: str) -> dict:
-    from ..train import train_base
+    from gross.training.loop import train_base
 
     model = build_model(cfg, name)
     data = prepare_data(cfg, name)
@@ -60,7 +60,7 @@ def base_models(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
 
     ``models`` restricts the step to some of :data:`MODELS` (default: both).
     """
-    from ..macs import count_macs
+    from gross.method.macs import count_macs
 
     names = check_models(models)
     fan_out(cfg, "01_decomposition", [(base_state, (name,), base_path(name)) for name in names])  # independent jobs

@@ -2,7 +2,7 @@
 
 These adapters are the only place the pipeline reads settings that are not step
 specific (``seed``, ``device``, ``data.*``, ``<model>.*_epochs``); because the
-config records reads (:func:`gross.config.recording`), a step's fingerprint and
+config records reads (:func:`gross.runs.config.recording`), a step's fingerprint and
 reductions include them exactly when it calls these functions.
 """
 
@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import utils
+from gross import utils
 
 __all__ = [
     "MODELS",
@@ -94,7 +94,7 @@ _DATA_CACHE: dict = {}
 
 
 def _base_data(cfg: Mapping):
-    from .. import data as gdata
+    from gross import data as gdata
 
     d = {k: v for k, v in cfg["data"].items() if k not in ("eval_batch_size",)}
     key = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()
@@ -125,8 +125,8 @@ def prepare_data(cfg: Mapping, name: str = "four_layer"):
     (``vgg16.n_train`` / ``vgg16.n_val``, 0 = all). The returned
     :class:`gross.data.Dataset` carries the model's normalisation as its default.
     """
-    from .. import data as gdata
-    from ..train import RECIPES
+    from gross import data as gdata
+    from gross.training.loop import RECIPES
 
     _check_name(name)
     ds = _base_data(cfg)
@@ -151,14 +151,14 @@ def data_summary(cfg: Mapping) -> pd.DataFrame:
 
 
 def recipe(cfg: Mapping, name: str, kind: str, seed: int | None = None):
-    """The paper's recipe (:data:`gross.train.RECIPES`) for ``name`` and ``kind`` at the profile's epochs.
+    """The paper's recipe (:data:`gross.training.loop.RECIPES`) for ``name`` and ``kind`` at the profile's epochs.
 
     ``kind`` is ``"base"``, ``"gross"``, ``"config"`` (epochs ``<name>.<kind>_epochs``)
     or ``"partial"``: the short individual fine-tune of Sec. 5.2 (Table 5, 4-layer
     network only), ``ap.partial_epochs`` epochs of the configuration recipe.
-    Milestones scale with the epochs (:meth:`gross.train.Recipe.scaled`).
+    Milestones scale with the epochs (:meth:`gross.training.loop.Recipe.scaled`).
     """
-    from ..train import RECIPES
+    from gross.training.loop import RECIPES
 
     _check_name(name)
     kinds = tuple(_EPOCH_KEYS) + ("partial",)
@@ -178,7 +178,7 @@ def recipe(cfg: Mapping, name: str, kind: str, seed: int | None = None):
 
 def build_model(cfg: Mapping, name: str) -> nn.Module:
     """A freshly initialised (seeded with ``seed``) base network."""
-    from ..models import four_layer_net, vgg16_cifar
+    from gross.models import four_layer_net, vgg16_cifar
 
     _check_name(name)
     torch.manual_seed(int(cfg["seed"]))
@@ -195,7 +195,7 @@ def eval_kwargs(cfg: Mapping, data) -> dict:
 
 def evaluate(cfg: Mapping, model, data, split: str, config=None) -> float:
     """Accuracy (%) of ``model`` (at ``config``) on ``split`` of ``data``."""
-    from ..train import evaluate as _evaluate
+    from gross.training.loop import evaluate as _evaluate
 
     return _evaluate(model, data, config=config, split=split, **eval_kwargs(cfg, data))
 
@@ -224,20 +224,20 @@ def uniform_configs(space: Mapping) -> list[tuple]:
     return list(dict.fromkeys(uniform(space, s) for s in sizes))
 
 
-# ----------------------------------------------------------------------------- jobs (gross.jobs)
+# ----------------------------------------------------------------------------- jobs (gross.runs.jobs)
 
 def executor(cfg: Mapping):
-    """The :class:`gross.jobs.ExecutorSettings` of the profile's ``[executor]`` section (and ``$GROSS_EXECUTOR``).
+    """The :class:`gross.runs.jobs.ExecutorSettings` of the profile's ``[executor]`` section (and ``$GROSS_EXECUTOR``).
 
-    Every key of :data:`gross.config.EXECUTOR_KEYS` is read (they are in :data:`gross.config.NO_EFFECT`: no fingerprint or
+    Every key of :data:`gross.runs.config.EXECUTOR_KEYS` is read (they are in :data:`gross.runs.config.NO_EFFECT`: no fingerprint or
     reductions line depends on them). The ``serial`` executor runs jobs in this process
     with its own thread count (``num_threads``), so it computes exactly what the step
     computed before jobs existed.
     """
     import dataclasses
 
-    from ..config import EXECUTOR_KEYS
-    from ..jobs import executor_settings
+    from gross.runs.config import EXECUTOR_KEYS
+    from gross.runs.jobs import executor_settings
 
     settings = executor_settings({k: cfg["executor"][k] for k in EXECUTOR_KEYS})
     if settings.name == "serial":
@@ -246,14 +246,14 @@ def executor(cfg: Mapping):
 
 
 def artefact_job(*, cfg: Mapping, target: str, args: Sequence, seed: int = 0) -> dict:
-    """Job function (:class:`gross.jobs.Job`): make one store artefact by calling ``target(cfg, *args)``.
+    """Job function (:class:`gross.runs.jobs.Job`): make one store artefact by calling ``target(cfg, *args)``.
 
     ``cfg`` is a plain dict of the resolved config, ``target`` ``"module:function"``
     (e.g. ``"gross.pipeline.finetune:true_accuracy"``). The artefact goes to the store
     (``runs/<profile>/``) as when the step calls the function itself; the job's own
-    output only records that it ran. ``seed`` is used by :func:`gross.jobs.execute`.
+    output only records that it ran. ``seed`` is used by :func:`gross.runs.jobs.execute`.
     """
-    from ..config import Config
+    from gross.runs.config import Config
 
     module, _, name = target.partition(":")
     fn = getattr(importlib.import_module(module), name)
@@ -262,14 +262,14 @@ def artefact_job(*, cfg: Mapping, target: str, args: Sequence, seed: int = 0) ->
 
 
 def artefact_jobs(cfg: Mapping, step: str, calls: Sequence[tuple[Callable, tuple, str]]) -> list:
-    """The :class:`gross.jobs.Job` of every call of ``calls`` whose artefact is not fresh (see :func:`fan_out`).
+    """The :class:`gross.runs.jobs.Job` of every call of ``calls`` whose artefact is not fresh (see :func:`fan_out`).
 
     Each job runs :func:`artefact_job` with the resolved config (without its
     ``[executor]`` section, so the executor is no part of a job's fingerprint); its
     marker goes to ``runs/<profile>/jobs/<step>/``. Duplicate artefacts give one job.
     """
-    from ..jobs import Job
-    from .store import Store
+    from gross.runs.jobs import Job
+    from gross.runs.store import Store
 
     store = Store(cfg)
     plain = {k: v for k, v in cfg.to_dict().items() if k != "executor"}
@@ -303,7 +303,7 @@ def fan_out(cfg: Mapping, step: str, calls: Sequence[tuple[Callable, tuple, str]
         Jobs run (or found finished). The step then loads the artefacts as before, so
         its outputs do not depend on the executor.
     """
-    from ..jobs import run_jobs
+    from gross.runs.jobs import run_jobs
 
     jobs = artefact_jobs(cfg, step, calls)
     run_jobs(jobs, executor(cfg), desc=step)

@@ -8,12 +8,13 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from ..decomposition import assemble, btd_factors, btd_jobs, gross_layers, planned_space, search_space, skeleton
-from ..jobs import run_jobs
-from .base import base_model
-from .common import MODELS, NOTEBOOKS, build_model, check_models, executor, n_repeats, uniform
-from .outputs import StepResult, step
-from .store import Store
+from gross.method.decomposition import assemble, btd_factors, gross_layers, planned_space, search_space, skeleton
+from gross.runs.btd_jobs import btd_jobs
+from gross.runs.jobs import run_jobs
+from gross.pipeline.base import base_model
+from gross.pipeline.common import MODELS, NOTEBOOKS, build_model, check_models, executor, n_repeats, uniform
+from gross.pipeline.outputs import StepResult, step
+from gross.runs.store import Store
 
 __all__ = ["PAPER_MACS", "init_path", "tuned_path", "group_sizes", "btd_dir", "decomposition_jobs", "gross_payload",
            "gross_from_payload", "gross_decompose", "load_gross", "btd_error_table", "mac_table"]
@@ -63,7 +64,7 @@ def btd_dir(cfg: Mapping, name: str) -> Path:
 def decomposition_jobs(cfg: Mapping, name: str, repeat: int, model: nn.Module | None = None) -> list:
     """The BTD jobs of GroSS decomposition ``repeat`` of ``name``: one per (layer, group size).
 
-    :func:`gross.decomposition.btd_jobs` of the base network (``model``, default: the
+    :func:`gross.runs.btd_jobs.btd_jobs` of the base network (``model``, default: the
     stored one) with the settings ``decompose`` used before jobs existed: the
     ``<name>.btd_*`` options, :func:`group_sizes` and seed ``seed + repeat`` (the same
     for every layer and size). Outputs go to :func:`btd_dir`, named from a fingerprint of
@@ -71,7 +72,7 @@ def decomposition_jobs(cfg: Mapping, name: str, repeat: int, model: nn.Module | 
 
     Returns
     -------
-    list of (layer name, group size, gross.jobs.Job)
+    list of (layer name, group size, gross.runs.jobs.Job)
     """
     sec = cfg[name]
     model = base_model(cfg, name, train=False) if model is None else model
@@ -122,14 +123,14 @@ def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
 
     The BTDs of every layer, group size, model and repeat whose decomposition is not
     stored yet are submitted together to the profile's executor (one
-    :func:`gross.jobs.run_jobs` call), then each decomposition is assembled and stored
+    :func:`gross.runs.jobs.run_jobs` call), then each decomposition is assembled and stored
     (:func:`gross_decompose`). ``decomposition_s`` is the sum of its BTD jobs' times.
 
     Writes table ``btd_errors`` (columns ``model, repeat, layer, group_size, error,
     decomposition_s``) and figure ``fig_btd_error`` (one panel per model).
     ``models`` restricts the step to some of :data:`MODELS` (default: both).
     """
-    from .. import plots
+    from gross.report import plots
 
     names = list(check_models(models))
     store, jobs = Store(cfg), []
@@ -178,8 +179,8 @@ PAPER_MACS = [
 
 
 def _mac_row(net, model: str, width_mult: float, config, printed: str | None) -> dict:
-    from ..macs import count_macs, format_macs
-    from ..space import config_str
+    from gross.method.macs import count_macs, format_macs
+    from gross.method.space import config_str
 
     m = count_macs(net, config=config)
     return {"model": model, "width_mult": width_mult, "config": "full" if config is None else config_str(config),
@@ -196,7 +197,7 @@ def mac_table(cfg: Mapping) -> StepResult:
     VGG-16 width, the uniform configurations of that network are added (no paper
     value). Writes table ``table_macs``.
     """
-    from ..models import four_layer_net, vgg16_cifar
+    from gross.models import four_layer_net, vgg16_cifar
 
     nets = {"four_layer": four_layer_net(), "vgg16": vgg16_cifar()}
     rows = [_mac_row(nets[name], name, 1.0, config, printed) for name, config, printed in PAPER_MACS]

@@ -14,21 +14,21 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..decomposition import search_space
-from ..evaluation import accuracy
-from ..space import config_str
-from .common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats, prepare_data,
+from gross.method.decomposition import search_space
+from gross.search.evaluation import accuracy
+from gross.method.space import config_str
+from gross.pipeline.common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats, prepare_data,
                      recipe, resolve_device, true_repeats, uniform, uniform_configs)
-from .decomposition import gross_decompose, gross_payload, load_gross, tuned_path
-from .outputs import StepResult, step
-from .store import Store
+from gross.pipeline.decomposition import gross_decompose, gross_payload, load_gross, tuned_path
+from gross.pipeline.outputs import StepResult, step
+from gross.runs.store import Store
 
 __all__ = ["finetune_gross", "finetune_gross_models", "uniform_before_after", "true_path", "true_accuracy",
            "true_accuracies", "partial_is_prefix", "individual_finetunes"]
 
 
 def _finetune(cfg: Mapping, store: Store, name: str, r: int) -> dict:
-    from ..train import finetune_gross as _train
+    from gross.training.loop import finetune_gross as _train
 
     data = prepare_data(cfg, name)
     model = gross_decompose(cfg, name, r, compute=False)
@@ -71,7 +71,7 @@ def finetune_gross_models(cfg: Mapping, models: Sequence[str] = MODELS) -> StepR
     tracked every epoch. Writes table ``finetune_history`` and figure
     ``fig_finetuning_curves``. ``models`` restricts the step to some of :data:`MODELS`.
     """
-    from .. import plots
+    from gross.report import plots
 
     names = check_models(models)
     fan_out(cfg, "02_finetuning", [(finetune_gross, (name, r), tuned_path(name, r))
@@ -94,7 +94,7 @@ def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS) -> StepRe
     Writes table ``uniform_before_after`` (``model, repeat, config, before, after,
     improved``): the check that fine-tuning does not lose accuracy.
     """
-    from ..evaluation import evaluate_configs
+    from gross.search.evaluation import evaluate_configs
 
     rows = []
     for name in check_models(models):
@@ -111,7 +111,7 @@ def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS) -> StepRe
 
 
 def _individual(cfg: Mapping, store: Store, name: str, config: tuple, repeat: int, kind: str) -> dict:
-    from ..train import finetune_config
+    from gross.training.loop import finetune_config
 
     rec = recipe(cfg, name, kind, seed=int(cfg["seed"]) + int(repeat))
     init = gross_decompose(cfg, name, int(repeat) % n_repeats(cfg, name), compute=False)
@@ -136,7 +136,7 @@ def partial_is_prefix(cfg: Mapping, name: str = "four_layer") -> bool:
     True when the partial recipe is the configuration recipe cut short (same batch,
     learning rate, momentum, normalisation, seed) and ends at or before its first
     learning-rate milestone: training is then seeded and scheduled identically
-    (:func:`gross.train.finetune_config`), so the partial network *is* the individual
+    (:func:`gross.training.loop.finetune_config`), so the partial network *is* the individual
     fine-tune after ``ap.partial_epochs`` epochs, and its validation accuracy is the
     one recorded in that run's history. The paper's settings (5 of 100 epochs, decay
     at 80) and the ``cpu`` profile's qualify. The history is evaluated in batches of
@@ -145,7 +145,7 @@ def partial_is_prefix(cfg: Mapping, name: str = "four_layer") -> bool:
     """
     part, full = recipe(cfg, name, "partial"), recipe(cfg, name, "config")
     same = dataclasses.replace(part, epochs=full.epochs, milestones=full.milestones, name=full.name) == full
-    # the history's validation runs at gross.evaluation.accuracy's default batch (last bits may depend on it)
+    # the history's validation runs at gross.search.evaluation.accuracy's default batch (last bits may depend on it)
     batch, n_val = int(cfg["data"]["eval_batch_size"]), int(cfg["data"]["n_val"])
     same = same and not part.milestones and (batch == _HISTORY_EVAL_BATCH or min(batch, _HISTORY_EVAL_BATCH) >= n_val)
     return same and part.epochs <= min(full.milestones + (full.epochs,))
@@ -184,7 +184,7 @@ def true_accuracy(cfg: Mapping, name: str, config, repeat: int = 0, kind: str = 
         ``config`` (list), ``repeat``, ``kind``, ``epochs``, ``val_acc``, ``test_acc``,
         ``no_finetune_val_acc`` (the exported network before training), ``wall_time_s``.
     """
-    from .common import _check_name
+    from gross.pipeline.common import _check_name
 
     _check_name(name)
     config = tuple(int(s) for s in config)

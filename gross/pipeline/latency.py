@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import latency as L
-from ..space import config_str
-from .common import MODELS, NOTEBOOKS, eval_kwargs, n_repeats, prepare_data, resolve_device, uniform
-from .decomposition import load_gross
-from .outputs import StepResult, step
-from .store import Store
+from gross.search import latency as L
+from gross.method.space import config_str
+from gross.pipeline.common import MODELS, NOTEBOOKS, eval_kwargs, n_repeats, prepare_data, resolve_device, uniform
+from gross.pipeline.decomposition import load_gross
+from gross.pipeline.outputs import StepResult, step
+from gross.runs.store import Store
 
 __all__ = ["NOTEBOOK", "settings", "tables", "predictor_validation", "latency_vs_macs", "latency_search"]
 
@@ -64,7 +64,7 @@ def settings(cfg: Mapping) -> dict:
     ------
     ValueError
         ``latency.mode``, ``latency.statistic`` or ``latency.clock`` not one of the
-        values :mod:`gross.latency` knows (the message names the key and the choices),
+        values :mod:`gross.search.latency` knows (the message names the key and the choices),
         or ``latency.rounds`` not a positive integer.
     """
     lat = cfg["latency"]
@@ -100,8 +100,8 @@ def _notes(lat: Mapping, table: L.LatencyTable | None = None) -> list[str]:
 
 def _validation_model(cfg: Mapping, name: str):
     """A GroSS network with random factors (timing does not depend on weights)."""
-    from ..bench import random_gross
-    from ..models import four_layer_net, vgg16_cifar
+    from gross.method.decomposition import random_gross
+    from gross.models import four_layer_net, vgg16_cifar
 
     if name not in MODELS:
         raise ValueError(f"config key 'latency.validation_models' has unknown model {name!r}; use {MODELS}")
@@ -175,7 +175,7 @@ def predictor_validation(cfg: Mapping) -> StepResult:
 
 
 def _scatter_configs(cfg: Mapping, space) -> list[tuple]:
-    from ..space import SearchSpace
+    from gross.method.space import SearchSpace
 
     configs = SearchSpace(space).configs()
     n = int(cfg["latency"]["scatter_configs"])
@@ -191,11 +191,11 @@ def latency_vs_macs(cfg: Mapping) -> StepResult:
 
     The network has random GroSS factors (no predecessor notebook needed). Table
     ``latency_all_configs``; figure ``fig_latency_vs_macs``
-    (:func:`gross.plots.latency_vs_macs_figure`).
+    (:func:`gross.report.plots.latency_vs_macs_figure`).
     """
-    from .. import plots
-    from ..costs import model_mac_lookup
-    from ..decomposition import search_space
+    from gross.report import plots
+    from gross.search.costs import model_mac_lookup
+    from gross.method.decomposition import search_space
 
     lat = settings(cfg)
     model = _validation_model(cfg, "four_layer")
@@ -223,7 +223,7 @@ def _search_row(kind, b, baseline, best, table, lookup, times) -> dict:
 
 def _gross_accuracy(cfg: Mapping, configs) -> tuple[dict, list]:
     """GroSS validation accuracy of ``configs``, mean over the fine-tuned 4-layer repeats (as notebook 03)."""
-    from ..evaluation import evaluate_configs
+    from gross.search.evaluation import evaluate_configs
 
     data = prepare_data(cfg, "four_layer")
     models = [load_gross(cfg, "four_layer", r) for r in range(n_repeats(cfg, "four_layer"))]
@@ -242,10 +242,10 @@ def latency_search(cfg: Mapping) -> StepResult:
     baseline's predicted latency; the exported networks of both and of the baseline
     are then measured. Needs notebook 02 (the fine-tuned GroSS models).
     """
-    from ..costs import cost_model
-    from ..decomposition import search_space
-    from ..search import exhaustive_search
-    from ..space import SearchSpace
+    from gross.search.costs import cost_model
+    from gross.method.decomposition import search_space
+    from gross.search.algorithms import exhaustive_search
+    from gross.method.space import SearchSpace
 
     lat = settings(cfg)
     model = load_gross(cfg, "four_layer", 0)

@@ -2,7 +2,7 @@
 
 A *step* is a function ``step(cfg, ...) -> StepResult`` decorated with :func:`step`,
 which names its notebook and its outputs. The decorator runs the step inside a
-:func:`gross.config.recording`, then writes each declared output of the result:
+:func:`gross.runs.config.recording`, then writes each declared output of the result:
 
 * tables: ``<name>.csv`` (tidy), ``<name>.md`` (first line: the profile and the
   reductions vs the paper among the keys the step read, then the notes) and
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import config as _config
-from .. import paths, utils
+from gross.runs import config as _config
+from gross import utils
+from gross.utils import paths
 
 __all__ = [
     "NOTEBOOK_ORDER",
@@ -32,8 +33,6 @@ __all__ = [
     "StepResult",
     "STEPS",
     "step",
-    "expected_outputs",
-    "expected_paths",
     "write_table",
     "write_figure",
 ]
@@ -42,8 +41,8 @@ __all__ = [
 NOTEBOOK_ORDER = ("00_grouped_convolutions", "01_decomposition", "02_finetuning", "03_exhaustive_search",
                   "04_breadth_first_search", "05_ap_comparison", "06_latency_aware_search")
 
-_TABLE_EXT = (".csv", ".md", ".meta.json")
-_FIGURE_EXT = (".png", ".pdf", ".meta.json")
+TABLE_FILES = (".csv", ".md", ".meta.json")
+FIGURE_FILES = (".png", ".pdf", ".meta.json")
 
 
 @dataclasses.dataclass
@@ -124,7 +123,7 @@ def _write_declared(cfg, decl: Step, result: StepResult, reads: list, wall: floa
 
 
 def _meta(cfg, reads: Sequence[str], wall_time_s: float | None, notes: Sequence[str]) -> dict:
-    from .common import resolve_device
+    from gross.pipeline.common import resolve_device
 
     with _config.recording():  # provenance reads are not the step's
         device = resolve_device(cfg)
@@ -173,35 +172,3 @@ def write_figure(cfg: Mapping, fig, name: str, reads: Sequence[str], wall_time_s
     """Write figure ``name`` of this profile (PNG, PDF, ``.meta.json`` with the reductions); returns the PNG."""
     return utils.save_figure(fig, name, _meta(cfg, reads, wall_time_s, notes),
                              directory=paths.figures_dir(cfg["profile"]))
-
-
-def expected_outputs(include_optional: bool = False) -> dict[str, list[str]]:
-    """Files every notebook writes, derived from the step declarations.
-
-    Tables are relative to :func:`gross.paths.results_dir`, figures to
-    :func:`gross.paths.figures_dir` (see :func:`expected_paths`). Outputs of optional
-    steps (Table 4, written only with an ImageNet root) are left out unless asked for.
-    """
-    from . import _import_steps
-
-    _import_steps()
-    out: dict[str, list[str]] = {nb: [] for nb in NOTEBOOK_ORDER}
-    for decl in STEPS.values():
-        if decl.optional and not include_optional:
-            continue
-        out[decl.notebook] += [n + e for n in decl.tables for e in _TABLE_EXT]
-        out[decl.notebook] += [n + e for n in decl.figures for e in _FIGURE_EXT]
-    return out
-
-
-def expected_paths(profile: str) -> dict[str, list[Path]]:
-    """:func:`expected_outputs` as absolute paths for ``profile``."""
-    from . import _import_steps
-
-    _import_steps()
-    res, fig = paths.results_dir(profile), paths.figures_dir(profile)
-    figures = {n for d in STEPS.values() for n in d.figures}
-    out = {}
-    for nb, files in expected_outputs().items():
-        out[nb] = [(fig if f.split(".")[0] in figures else res) / f for f in files]
-    return out

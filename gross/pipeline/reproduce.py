@@ -2,7 +2,7 @@
 
 A second run on the same ``runs/<profile>/`` folder (same ``$GROSS_RUNS``) refuses
 with a message naming the holder (or waits, ``--wait``) instead of both writing the
-same files. Executed copies go to :func:`gross.paths.executed_dir`.
+same files. Executed copies go to :func:`gross.utils.paths.executed_dir`.
 
 Examples
 --------
@@ -19,8 +19,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .. import paths
-from .store import RunLocked, lock
+from gross.utils import paths
+from gross.runs.store import RunLocked, lock
 
 __all__ = ["run_notebooks", "main"]
 

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from ..space import config_str
-from .base import base_state
-from .common import eval_kwargs, true_repeats
-from .finetune import true_accuracy
+from gross.method.space import config_str
+from gross.pipeline.base import base_state
+from gross.pipeline.common import eval_kwargs, true_repeats
+from gross.pipeline.finetune import true_accuracy
 
 __all__ = ["vbmf_group", "search_entries", "search_rows", "search_table", "tidy_for_csv"]
 
@@ -24,7 +24,7 @@ def search_entries(pairs: Sequence[tuple], vbmf: tuple, depthwise: tuple, lookup
     """Table rows in the paper's order: Full; baseline and found per pair; VBMF in its group; depthwise.
 
     ``pairs`` are ``(baseline, found)`` configurations in display order; ``lookup``
-    maps a configuration to its MACs (:func:`gross.search.model_mac_lookup`).
+    maps a configuration to its MACs (:func:`gross.search.algorithms.model_mac_lookup`).
     """
     entries = [{"group": "full", "role": "full", "config": None}]
     labels = {}
@@ -40,14 +40,14 @@ def search_entries(pairs: Sequence[tuple], vbmf: tuple, depthwise: tuple, lookup
 
 
 def search_rows(cfg: Mapping, name: str, models: list, plain, data, entries: list[dict]) -> pd.DataFrame:
-    """Tidy rows of a search table (:mod:`gross.tables` format).
+    """Tidy rows of a search table (:mod:`gross.report.tables` format).
 
     GroSS test accuracy per GroSS model in ``models``; true test accuracy per true
     repeat (:func:`gross.pipeline.finetune.true_accuracy`); the full network's is the
     base network's.
     """
-    from ..macs import count_macs
-    from ..evaluation import evaluate_configs
+    from gross.method.macs import count_macs
+    from gross.search.evaluation import evaluate_configs
 
     configs = [e["config"] for e in entries if e["config"] is not None]
     gross_acc = []
@@ -73,8 +73,8 @@ def search_rows(cfg: Mapping, name: str, models: list, plain, data, entries: lis
 
 
 def search_table(tidy: pd.DataFrame, title: str) -> pd.DataFrame:
-    """Paper-style Table 2/3 (:func:`gross.tables.search_table`) with the first column titled ``title``."""
-    from ..tables import search_table as _table
+    """Paper-style Table 2/3 (:func:`gross.report.tables.search_table`) with the first column titled ``title``."""
+    from gross.report.tables import search_table as _table
 
     return _table(tidy).rename(columns={"Configuration": title})
 

@@ -7,14 +7,14 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..decomposition import enumerate_configs, search_space
-from ..space import config_str
-from .base import base_model
-from .common import eval_kwargs, n_repeats, prepare_data, resolve_device, true_repeats, uniform
-from .decomposition import load_gross
-from .finetune import true_accuracies
-from .outputs import StepResult, step
-from .rows import search_entries, search_rows, search_table, tidy_for_csv
+from gross.method.decomposition import enumerate_configs, search_space
+from gross.method.space import config_str
+from gross.pipeline.base import base_model
+from gross.pipeline.common import eval_kwargs, n_repeats, prepare_data, resolve_device, true_repeats, uniform
+from gross.pipeline.decomposition import load_gross
+from gross.pipeline.finetune import true_accuracies
+from gross.pipeline.outputs import StepResult, step
+from gross.pipeline.rows import search_entries, search_rows, search_table, tidy_for_csv
 
 __all__ = ["evaluate_all", "exhaustive_search"]
 
@@ -27,7 +27,7 @@ def evaluate_all(cfg: Mapping, models: list, configs: list, data, lookup) -> tup
     """
     import time
 
-    from ..evaluation import evaluate_configs
+    from gross.search.evaluation import evaluate_configs
 
     per_repeat, eval_s = [], []
     for model in models:
@@ -56,10 +56,10 @@ def exhaustive_search(cfg: Mapping) -> StepResult:
     baseline, VBMF and depthwise (``four_layer.depthwise``); GroSS and true
     (individually fine-tuned) test accuracy, mean (std) over repeats.
     """
-    from .. import plots
-    from ..costs import model_mac_lookup
-    from ..search import exhaustive_search as _exhaustive
-    from ..vbmf import select_config
+    from gross.report import plots
+    from gross.search.costs import model_mac_lookup
+    from gross.search.algorithms import exhaustive_search as _exhaustive
+    from gross.method.vbmf import select_config
 
     name = "four_layer"
     data = prepare_data(cfg, name)

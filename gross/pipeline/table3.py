@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..decomposition import search_space
-from ..space import config_str
-from .base import base_model
-from .common import eval_kwargs, prepare_data, true_repeats, uniform
-from .decomposition import load_gross
-from .finetune import true_accuracies
-from .outputs import StepResult, step
-from .rows import search_entries, search_rows, search_table, tidy_for_csv
+from gross.method.decomposition import search_space
+from gross.method.space import config_str
+from gross.pipeline.base import base_model
+from gross.pipeline.common import eval_kwargs, prepare_data, true_repeats, uniform
+from gross.pipeline.decomposition import load_gross
+from gross.pipeline.finetune import true_accuracies
+from gross.pipeline.outputs import StepResult, step
+from gross.pipeline.rows import search_entries, search_rows, search_table, tidy_for_csv
 
 __all__ = ["bfs_vgg16"]
 
@@ -26,10 +26,10 @@ def bfs_vgg16(cfg: Mapping) -> StepResult:
     previous one) on the validation split. Rows: Full, baseline and found per
     baseline, VBMF, 1s.
     """
-    from .. import plots
-    from ..costs import model_mac_lookup
-    from ..search import bfs_incremental
-    from ..vbmf import select_config
+    from gross.report import plots
+    from gross.search.costs import model_mac_lookup
+    from gross.search.algorithms import bfs_incremental
+    from gross.method.vbmf import select_config
 
     name, sec = "vgg16", cfg["vgg16"]
     data = prepare_data(cfg, name)

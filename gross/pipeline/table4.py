@@ -2,11 +2,11 @@
 
 Steps below :func:`imagenet_bfs` (each a function of the resolved config ``cfg``, section ``[imagenet]``):
 
-1. :func:`pretrained` -- torchvision weights, offline (:func:`gross.imagenet.load_pretrained`).
+1. :func:`pretrained` -- torchvision weights, offline (:func:`gross.data.imagenet.load_pretrained`).
 2. :func:`decomposed` -- GroSS decomposition of the 12 VGG-16 / 16 ResNet-18 convolutions at
    ``group_sizes`` (1, 4, 16, 32), one job per (layer, group size) BTD on the ``[executor]``.
 3. :func:`gross_finetuned` -- GroSS fine-tuning (paper schedules; ``nproc > 1`` launches
-   ``torchrun``, :mod:`gross.distributed`).
+   ``torchrun``, :mod:`gross.training.distributed`).
 4. :func:`search` -- incremental breadth-first search against the uniform ``baselines``
    (4s and 16s) on the held-out training images.
 5. :func:`imagenet_true_accuracy` -- individual fine-tune of a configuration (all layers train).
@@ -34,24 +34,25 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .. import distributed as ddp
-from .. import imagenet as inet
-from ..config import IMAGENET_MACHINE_KEYS
-from ..decomposition import decomposable_layers, decompose_jobs, export, search_space
-from ..macs import count_macs
-from ..space import config_str
-from ..train import RECIPES, Recipe
-from .common import executor, uniform
-from .outputs import StepResult, step
-from .rows import search_table
-from .store import fingerprint
+from gross.training import distributed as ddp
+from gross.data import imagenet as inet
+from gross.runs.config import IMAGENET_MACHINE_KEYS
+from gross.method.decomposition import decomposable_layers, export, search_space
+from gross.runs.btd_jobs import decompose_jobs
+from gross.method.macs import count_macs
+from gross.method.space import config_str
+from gross.training.loop import RECIPES, Recipe
+from gross.pipeline.common import executor, uniform
+from gross.pipeline.outputs import StepResult, step
+from gross.pipeline.rows import search_table
+from gross.runs.store import fingerprint
 
 __all__ = ["MACHINE_KEYS", "TITLES", "settings", "dataset", "pretrained", "decomposed", "gross_finetuned",
            "search", "imagenet_true_accuracy", "rows", "imagenet_bfs", "main"]
 
 #: Model blocks of Table 4.
 TITLES = {"vgg16": "VGG-16", "resnet18": "ResNet-18"}
-#: ``[imagenet]`` keys that change where and how fast Table 4 runs, never its numbers (kept in gross.config).
+#: ``[imagenet]`` keys that change where and how fast Table 4 runs, never its numbers (kept in gross.runs.config).
 MACHINE_KEYS = IMAGENET_MACHINE_KEYS
 _NOTE_26 = ("the rows of [26] (VGG-16 with the decomposition structure of Zhang et al.) are left out: that "
             "structure is given in the paper's supplementary material, which is not available")
@@ -73,7 +74,7 @@ def settings(cfg: Mapping) -> Mapping:
 
 
 def _work_dir(cfg, *parts) -> Path:
-    from .. import paths
+    from gross.utils import paths
 
     settings(cfg)
     # the folder's identity: every setting but the machine-only ones (not recorded as the step's reads:
@@ -94,7 +95,7 @@ _DATA_CACHE: dict = {}
 
 
 def dataset(cfg: Mapping):
-    """:func:`gross.imagenet.imagenet` with the settings (held-out ``val``, official ``test``).
+    """:func:`gross.data.imagenet.imagenet` with the settings (held-out ``val``, official ``test``).
 
     The folder is listed once per process and settings (as ``common._base_data`` does for
     CIFAR-10): the table's steps ask for it once per fine-tune and evaluation.
@@ -117,7 +118,7 @@ def pretrained(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
 
 def _cached(cfg, path: Path, make, collective: bool = False):
     """Load ``path``, else make it: on rank 0 only, or on every rank (``collective``: training)."""
-    from ..utils import atomic_save
+    from gross.utils import atomic_save
 
     ctx = _ctx(cfg)
     if not path.exists():
@@ -133,7 +134,7 @@ def decomposed(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
     """GroSS decomposition of the pretrained ``name`` (cached).
 
     Every (layer, group size) BTD is an independent job on the profile's executor
-    (:func:`gross.decomposition.decompose_jobs`, ``[executor]``: serial, a local pool,
+    (:func:`gross.runs.btd_jobs.decompose_jobs`, ``[executor]``: serial, a local pool,
     Slurm) with its fingerprinted output in ``<run folder>/btd/<name>/``; a re-run
     finishes only the missing ones. Rank 0 runs them (the other ranks wait).
     """
@@ -196,8 +197,8 @@ def _eval_kw(cfg) -> dict:
 
 def search(cfg: Mapping, name: str, model: nn.Module, data) -> tuple[pd.DataFrame, pd.DataFrame, list]:
     """Incremental BFS against the uniform ``baselines`` on the held-out images (at most ``n_val`` if > 0)."""
-    from ..costs import model_mac_lookup
-    from ..search import bfs_incremental_search
+    from gross.search.costs import model_mac_lookup
+    from gross.search.algorithms import bfs_incremental_search
 
     s = settings(cfg)
     val = data.val if not s["n_val"] else data.val.subset(range(min(s["n_val"], len(data.val))))
@@ -216,7 +217,7 @@ def imagenet_true_accuracy(cfg: Mapping, name: str, config, num_classes: int) ->
     label = config_str(config, "-")
     path = _work_dir(cfg, f"{name}_true_{label}.json")
     if not path.exists():
-        from ..utils import atomic_write_text
+        from gross.utils import atomic_write_text
 
         net = export(decomposed(cfg, name, num_classes), tuple(config))
         net = _train(cfg, net, name, "config", f"{name}_config_{label}")
@@ -276,7 +277,7 @@ def imagenet_bfs(cfg: Mapping) -> StepResult | None:
     Returns ``None`` when ``imagenet.root`` is empty (Table 4 is skipped, the default),
     and on ranks other than 0 under ``torchrun`` (rank 0 writes the outputs).
     """
-    from .. import plots
+    from gross.report import plots
 
     if not cfg["imagenet"]["root"]:
         return None
@@ -308,8 +309,8 @@ def main(argv=None) -> None:
     """
     import argparse
 
-    from .. import config
-    from .common import setup
+    from gross.runs import config
+    from gross.pipeline.common import setup
 
     parser = argparse.ArgumentParser(prog="python -m gross.pipeline.table4", description="Table 4 (ImageNet)")
     parser.add_argument("--profile", default="paper")

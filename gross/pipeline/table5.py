@@ -6,19 +6,19 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from ..decomposition import search_space
-from ..space import config_str
-from .common import eval_kwargs, prepare_data
-from .decomposition import load_gross
-from .finetune import true_accuracies
-from .outputs import StepResult, step
+from gross.method.decomposition import search_space
+from gross.method.space import config_str
+from gross.pipeline.common import eval_kwargs, prepare_data
+from gross.pipeline.decomposition import load_gross
+from gross.pipeline.finetune import true_accuracies
+from gross.pipeline.outputs import StepResult, step
 
 __all__ = ["ap_configs", "ap_comparison"]
 
 
 def ap_configs(cfg: Mapping, space: Mapping) -> list[tuple]:
     """The ``ap.n_configs`` random configurations of Sec. 5.2 (seed ``ap.seed``)."""
-    from ..space import SearchSpace
+    from gross.method.space import SearchSpace
 
     return [tuple(c) for c in SearchSpace(space).random(cfg["ap"]["n_configs"], seed=cfg["ap"]["seed"])]
 
@@ -33,10 +33,10 @@ def ap_comparison(cfg: Mapping) -> StepResult:
     individual fine-tune (``ap.partial_epochs`` epochs) and the GroSS model at the
     configuration. Top-``ap.k`` average precision after dropping the top ``ap.drops``.
     """
-    from .. import plots
-    from ..metrics import ap_table
-    from ..costs import model_mac_lookup
-    from ..evaluation import evaluate_configs
+    from gross.report import plots
+    from gross.search.ap import ap_table
+    from gross.search.costs import model_mac_lookup
+    from gross.search.evaluation import evaluate_configs
 
     name, r = "four_layer", int(cfg["ap"]["repeat"])
     data = prepare_data(cfg, name)
@@ -45,7 +45,7 @@ def ap_comparison(cfg: Mapping) -> StepResult:
     lookup = model_mac_lookup(init)
     none = evaluate_configs(init, configs, data, split="val", **eval_kwargs(cfg, data))["accuracy"]
     gross = evaluate_configs(tuned, configs, data, split="val", **eval_kwargs(cfg, data))["accuracy"]
-    true_runs = true_accuracies(cfg, name, configs, [r], kind="config")  # independent jobs (gross.jobs)
+    true_runs = true_accuracies(cfg, name, configs, [r], kind="config")  # independent jobs (gross.runs.jobs)
     partial_runs = true_accuracies(cfg, name, configs, [r], kind="partial")
     true = [true_runs[(tuple(c), r)]["val_acc"] for c in configs]
     partial = [partial_runs[(tuple(c), r)]["val_acc"] for c in configs]

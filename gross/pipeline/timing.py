@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import torch
 
-from ..decomposition import search_space
-from .common import eval_kwargs, prepare_data
-from .decomposition import load_gross
-from .outputs import StepResult, step
-from .table5 import ap_configs
+from gross.method.decomposition import search_space
+from gross.pipeline.common import eval_kwargs, prepare_data
+from gross.pipeline.decomposition import load_gross
+from gross.pipeline.outputs import StepResult, step
+from gross.pipeline.table5 import ap_configs
 
 __all__ = ["inference_timing"]
 
@@ -23,7 +23,7 @@ def inference_timing(cfg: Mapping) -> StepResult:
     (:func:`gross.pipeline.table5.ap_configs`) on the first ``timing.n_images``
     validation images. Writes ``inference_timing``.
     """
-    from ..evaluation import time_switching_vs_rebuild
+    from gross.search.evaluation import time_switching_vs_rebuild
 
     name, r = "four_layer", int(cfg["ap"]["repeat"])
     data = prepare_data(cfg, name)

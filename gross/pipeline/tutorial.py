@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .outputs import StepResult, step
+from gross.pipeline.outputs import StepResult, step
 
 __all__ = ["conv_costs", "expansion_figure", "psi_check"]
 
@@ -16,8 +16,8 @@ __all__ = ["conv_costs", "expansion_figure", "psi_check"]
 @step("00_grouped_convolutions", tables=("grouped_conv_costs",), figures=("fig_grouped_conv_costs",))
 def conv_costs(cfg: Mapping, channels: int, kernel_size: int, feature_size: int) -> StepResult:
     """Parameters and MACs of a ``channels``-channel convolution for every number of groups, table and figure."""
-    from ..grouped import grouped_conv_costs
-    from ..plots import grouped_conv_cost_figure
+    from gross.method.grouped import grouped_conv_costs
+    from gross.report.plots import grouped_conv_cost_figure
 
     costs = grouped_conv_costs(channels, channels, kernel_size, feature_size, feature_size)
     return StepResult(tables={"grouped_conv_costs": costs},
@@ -27,7 +27,7 @@ def conv_costs(cfg: Mapping, channels: int, kernel_size: int, feature_size: int)
 @step("00_grouped_convolutions", figures=("fig2_expansion",))
 def expansion_figure(cfg: Mapping, channels: int, sizes: Sequence[int]) -> StepResult:
     """Fig. 2: a depthwise weight of ``channels`` channels expanded to the group sizes ``sizes`` (seed ``seed``)."""
-    from ..plots import fig2_expansion
+    from gross.report.plots import fig2_expansion
 
     fig = fig2_expansion(group_size=1, new_sizes=tuple(sizes), channels=channels, seed=cfg["seed"])
     return StepResult(figures={"fig2_expansion": fig})
@@ -40,7 +40,7 @@ def psi_check(cfg: Mapping, channels: int, generator: torch.Generator) -> StepRe
     Random float64 input and weights for every pair of power-of-two sizes g < h
     dividing ``channels`` (stride 2, padding 1), drawn from ``generator``.
     """
-    from ..expansion import expand_grouped_weight
+    from gross.method.expansion import expand_grouped_weight
 
     sizes = [2 ** i for i in range(channels.bit_length()) if channels % 2 ** i == 0]
     x = torch.randn(2, channels, 8, 8, generator=generator, dtype=torch.float64)

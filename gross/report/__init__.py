@@ -1,0 +1,1 @@
+"""Tables and figures of the paper: :mod:`.tables` (formatting) and :mod:`.plots` (matplotlib)."""

@@ -1,0 +1,221 @@
+"""Small shared helpers: devices, seeding, atomic writes and provenance."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gross.utils import paths
+
+__all__ = [
+    "default_device",
+    "resolve_device",
+    "seed_everything",
+    "atomic_save",
+    "atomic_write_text",
+    "synchronize",
+    "provenance",
+    "save_table",
+    "save_figure",
+]
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the queued kernels of ``device`` (CUDA); a no-op elsewhere. Timers call it around timed work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def resolve_device(device=None) -> torch.device:
+    """The torch device a ``device`` argument names; the one meaning of ``None`` in gross.
+
+    Parameters
+    ----------
+    device : torch.device, str or None
+        ``None`` or ``"auto"``: CUDA when available, else CPU (:func:`default_device`).
+        Anything else is passed to :class:`torch.device` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        An invalid device name, or a CUDA device when CUDA is not available.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not valid: use None, 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use None/'auto' or 'cpu'")
+    return resolved
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) random number generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_replace(write, path: Path, mode: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    A crash mid-write never leaves a truncated file at ``path``.
+    """
+    return _atomic_replace(lambda fh: torch.save(obj, fh), Path(path), "wb")
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file + rename)."""
+    return _atomic_replace(lambda fh: fh.write(text), Path(path), "w")
+
+
+def _git_hash() -> str:
+    """``HEAD`` (``+dirty`` with uncommitted changes to tracked files).
+
+    Where the code runs without its ``.git`` (a copy of the tree on a lent GPU machine),
+    ``$GROSS_GIT_COMMIT`` names it (``scripts/device_gpu.sh`` sets it from the commit that
+    ``make device-prep`` recorded); else ``"unknown"``.
+    """
+    fallback = os.environ.get("GROSS_GIT_COMMIT") or "unknown"
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, timeout=10
+        )
+        head = out.stdout.strip() if out.returncode == 0 else ""
+        if not head:
+            return fallback
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=paths.ROOT, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return fallback
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "tensorly", "numpy", "pandas", "matplotlib", "papermill"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _device_name(device: torch.device | str | None) -> str:
+    device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()} (torch threads {torch.get_num_threads()})"
+
+
+def provenance(profile: str | None = None, config: dict | None = None, device=None, **extra) -> dict:
+    """Everything needed to tell where a result came from.
+
+    Returns
+    -------
+    dict
+        git hash, profile, resolved config, package versions, device, UTC timestamp,
+        plus any ``extra`` keys (e.g. ``wall_time_s``).
+    """
+    meta = {
+        "git": _git_hash(),
+        "profile": profile,
+        "config": config,
+        "versions": _versions(),
+        "device": _device_name(device),
+        "host": platform.node(),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta.update(extra)
+    return meta
+
+
+def _write_meta(meta: dict | None, path: Path) -> None:
+    atomic_write_text(json.dumps(meta or provenance(), indent=2, default=str) + "\n", path)
+
+
+def save_table(df, name: str, meta: dict | None = None, directory: Path | None = None) -> Path:
+    """Write ``df`` as ``<name>.csv`` (tidy) and ``<name>.md`` plus ``<name>.meta.json``.
+
+    Returns the CSV path.
+    """
+    directory = Path(directory or paths.RESULTS)
+    csv = atomic_write_text(df.to_csv(index=False), directory / f"{name}.csv")
+    try:
+        md_text = df.to_markdown(index=False)
+    except ImportError:  # tabulate missing
+        md_text = df.to_string(index=False)
+    atomic_write_text(md_text + "\n", directory / f"{name}.md")
+    _write_meta(meta, directory / f"{name}.meta.json")
+    return csv
+
+
+def save_figure(fig, name: str, meta: dict | None = None, directory: Path | None = None) -> Path:
+    """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` plus ``<name>.meta.json``.
+
+    Returns the PNG path.
+    """
+    directory = Path(directory or paths.FIGURES)
+    directory.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        target = directory / f"{name}.{ext}"
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=f".{ext}")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    _write_meta(meta, directory / f"{name}.meta.json")
+    return directory / f"{name}.png"
