@@ -83,6 +83,19 @@ def test_notebooks_are_found():
     assert paths.NOTEBOOKS.resolve() == NOTEBOOKS, f"gross.utils.paths.NOTEBOOKS is {paths.NOTEBOOKS}, not {NOTEBOOKS}"
 
 
+def test_notebook_progress_bars_render():
+    """tqdm's notebook bars need ipywidgets (pinned); without it they warn and fall back to text."""
+    import warnings
+
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # TqdmWarning: IProgress not found ... when ipywidgets is missing
+        bar = notebook_tqdm(total=1, file=open(os.devnull, "w"))
+        bar.update(1)
+        bar.close()
+
+
 def test_parameter_errors_detects_bad_cells():
     assert parameter_errors('profile: str = "cpu"\nseed: int = 0\nsizes: tuple = (1, 2)\n') == []
     assert parameter_errors('profile = "cpu"')  # not annotated
