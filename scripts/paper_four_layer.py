@@ -24,7 +24,8 @@ import time
 from gross import utils
 from gross.runs import config
 from gross.utils import paths
-from gross.pipeline import base, common, decomposition, finetune, store, table2, table5, timing
+from gross.pipeline import base, common, decomposition, finetune, table2, table5, timing
+from gross.runs import store
 
 STEPS = {
     "base": lambda cfg: base.base_models(cfg, models=("four_layer",)),

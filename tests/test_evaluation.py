@@ -224,7 +224,7 @@ def test_count_correct_tree_over_torchvision_units_equals_one_by_one_and_the_for
     inet.decompose_imagenet(model, (1, 2, 4), tol=1e-2, max_iter=1)
     model.eval()
     space = search_space(model)
-    layers = list(__import__("gross").decomposition.gross_layers(model).values())
+    layers = list(__import__("gross").gross_layers(model).values())
     stages = _stages(model, layers)
     assert units(model) is not None and stages is not None
     assert [len(owned) for _, owned, _ in stages[1]] == ([1] * 12 if name == "vgg16" else [2] * 8)

@@ -18,7 +18,8 @@ import pytest
 
 from gross.runs import config
 from gross.utils import paths
-from gross.pipeline import EXPECTED_OUTPUTS, PIPELINE, STEPS, run_pipeline, store
+from gross.pipeline import EXPECTED_OUTPUTS, PIPELINE, STEPS, run_pipeline
+from gross.runs import store
 
 REFERENCE = paths.ROOT / "tests" / "data" / "smoke_reference"
 #: Columns holding wall-clock times (or ratios of them): machine dependent.

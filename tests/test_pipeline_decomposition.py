@@ -10,7 +10,8 @@ from gross.runs import config
 from gross.utils import paths
 from gross.method.decomposition import decompose, search_space, set_config
 from gross.runs.jobs import CorruptOutputError, load_output, run_jobs
-from gross.pipeline import base, common, decomposition as dec, store
+from gross.pipeline import base, common, decomposition as dec
+from gross.runs import store
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from gross.runs import config
 from gross.utils import paths
-from gross.pipeline import EXPECTED_OUTPUTS, STEPS, expected_paths, outputs
+from gross.pipeline import EXPECTED_OUTPUTS, STEPS, expected_outputs, expected_paths, outputs
 
 
 def test_expected_outputs_derive_from_step_declarations():
@@ -23,7 +23,7 @@ def test_expected_outputs_derive_from_step_declarations():
     for stem in ("fig_btd_error", "fig_finetuning_curves", "fig3_exhaustive_search", "fig4_bfs_vgg16",
                  "fig5_search_vs_true", "fig2_expansion"):
         assert {f"{stem}.png", f"{stem}.pdf", f"{stem}.meta.json"} <= names
-    assert "table4_imagenet.csv" in outputs.expected_outputs(include_optional=True)["04_breadth_first_search"]
+    assert "table4_imagenet.csv" in expected_outputs(include_optional=True)["04_breadth_first_search"]
     assert "table4_imagenet.csv" not in names
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from gross.pipeline import reproduce, store
+from gross.pipeline import reproduce
+from gross.runs import store
 
 
 def test_second_run_on_the_same_runs_folder_refuses(gross_runs, capsys):

@@ -17,7 +17,7 @@ module                 steps (outputs declared with :func:`outputs.step`)  noteb
                        ``latency_search`` (beyond the paper)
 =====================  ==================================================  ===========================
 
-Support modules: :mod:`.store` (``runs/<profile>/`` artefacts with fingerprints, the
+Support modules: :mod:`gross.runs.store` (``runs/<profile>/`` artefacts with fingerprints, the
 run lock), :mod:`.outputs` (step declarations, table and figure writer,
 :data:`EXPECTED_OUTPUTS`), :mod:`.common` (config → device, data, recipes,
 networks), :mod:`.rows` (rows of Tables 2-3), :mod:`.reproduce` (``make reproduce``).

@@ -20,7 +20,7 @@ __all__ = [
     "runs_root", "run_dir", "results_dir", "figures_dir", "executed_dir",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # gross/utils/paths.py -> the repository
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
 FIGURES = ROOT / "figures"

@@ -10,7 +10,7 @@ import torch
 
 from gross.runs import config
 from gross.utils import paths
-from gross.pipeline import store as st
+from gross.runs import store as st
 
 
 @pytest.fixture
