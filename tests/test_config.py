@@ -229,3 +229,23 @@ def test_no_effect_keys_come_from_one_list_each():
     assert {f"imagenet.{k}" for k in config.IMAGENET_MACHINE_KEYS} <= config.NO_EFFECT
     for key in config.NO_EFFECT:
         config.lookup(paper, key)  # KeyError: a key that is not in the schema
+
+
+def test_config_logs_reads_for_notebooks_and_steps():
+    cfg = config.load("smoke")
+    cfg["seed"], cfg["four_layer"]["repeats"]
+    assert cfg.keys_read == ["four_layer.repeats", "seed"]
+    assert cfg["four_layer"].keys_read == cfg.keys_read  # sections share the log
+    assert cfg.take_reads() == {"four_layer.repeats", "seed"}
+    assert cfg.take_reads() == set()
+    cfg["device"]
+    assert cfg.take_reads() == {"device"} and "device" in cfg.keys_read
+
+
+def test_load_notebook_none_means_the_profile_value():
+    params = 'profile: str = "smoke"\nseed: int | None = None\nfour_layer_gross_epochs: int | None = None\n'
+    cfg = config.load_notebook(["", params], "smoke", seed=None, four_layer_gross_epochs=None)
+    smoke = config.load("smoke")
+    assert cfg.to_dict() == smoke.to_dict()
+    cfg = config.load_notebook(["", params], "smoke", seed=None, four_layer_gross_epochs=2)
+    assert cfg["four_layer"]["gross_epochs"] == 2 and cfg["seed"] == smoke["seed"]

@@ -83,3 +83,22 @@ def test_step_missing_a_declared_output_fails(gross_runs):
 def test_paper_profile_outputs_say_paper_settings(gross_runs):
     cfg = config.load("paper", device="cpu")
     assert config.reductions(cfg, keys=["four_layer.gross_epochs", "seed"]) == []
+
+
+def test_step_reads_include_cells_run_before_it(gross_runs):
+    """A notebook runs a step's parts cell by cell, then the step: the table lists what those cells read."""
+    try:
+        @outputs.step("03_exhaustive_search", tables=("test_cells_then_step",))
+        def cells_then_step(cfg, value):
+            cfg["four_layer"]["repeats"]
+            return outputs.StepResult(tables={"test_cells_then_step": pd.DataFrame({"x": [value]})})
+
+        cfg = config.load("smoke")
+        cfg["four_layer"]["gross_epochs"]  # a cell before the step
+        result = cells_then_step(cfg, 1)
+        assert result.reads == ["four_layer.gross_epochs", "four_layer.repeats"]
+        assert cells_then_step(cfg, 2).reads == ["four_layer.repeats"]  # only since the previous step
+        meta = json.loads((paths.results_dir("smoke") / "test_cells_then_step.meta.json").read_text())
+        assert meta["settings_read"] == ["four_layer.repeats"]
+    finally:
+        STEPS.pop("cells_then_step", None)

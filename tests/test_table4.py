@@ -125,9 +125,6 @@ def test_skipped_without_root_and_clear_errors(files, tmp_path, monkeypatch):
         config.load("smoke", imagenet__workers=-1)
 
 
-def test_deprecated_module_entry_is_the_pipeline_main():
-    from gross import table4 as old
-
-    assert old.main is table4.main
+def test_module_entry_without_root_is_an_argparse_error():
     with pytest.raises(SystemExit):
         table4.main(["--profile", "smoke"])  # no root: argparse error naming imagenet__root

@@ -80,7 +80,11 @@ def step(notebook: str, tables: Sequence[str] = (), figures: Sequence[str] = (),
     """Declare a pipeline step of ``notebook`` writing ``tables`` and ``figures``.
 
     The decorated function must return a :class:`StepResult` holding every declared
-    output (or ``None`` when ``optional``, e.g. Table 4 without ImageNet).
+    output (or ``None`` when ``optional``, e.g. Table 4 without ImageNet). The step's
+    settings (its tables' reductions line and ``settings_read``) are the config keys read
+    during the call plus those read from the same config since the previous step
+    (:meth:`gross.runs.config.Config.take_reads`): a notebook may run a step's parts cell by
+    cell and then call the step with their results.
 
     Raises
     ------
@@ -99,9 +103,13 @@ def step(notebook: str, tables: Sequence[str] = (), figures: Sequence[str] = (),
             t0 = time.perf_counter()
             with _config.recording() as reads:
                 result = func(cfg, *args, **kwargs)
+            if hasattr(cfg, "take_reads"):  # keys read before the call, since the previous step: the
+                reads |= cfg.take_reads()   # parts of this step a notebook ran cell by cell
             if result is None and optional:
                 return None
             _write_declared(cfg, decl, result, sorted(reads), time.perf_counter() - t0)
+            if hasattr(cfg, "take_reads"):
+                cfg.take_reads()  # the writer's own reads (provenance) belong to no step
             return result
 
         run.declaration = decl

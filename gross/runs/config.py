@@ -257,9 +257,12 @@ class Config(Mapping):
     name (not a setting). :meth:`to_dict` returns a plain nested dict without recording.
     """
 
-    def __init__(self, data: Mapping, prefix: str = ""):
+    def __init__(self, data: Mapping, prefix: str = "", _log: dict | None = None):
         self._prefix = prefix
-        self._data = {k: Config(v, f"{prefix}{k}.") if isinstance(v, Mapping) else v for k, v in data.items()}
+        # Shared by a config and its sections: every key read, and those read since the last take_reads().
+        self._log = {"all": set(), "pending": set()} if _log is None else _log
+        self._data = {k: Config(v, f"{prefix}{k}.", self._log) if isinstance(v, Mapping) else v
+                      for k, v in data.items()}
 
     def __getitem__(self, key: str):
         if key not in self._data:
@@ -267,7 +270,28 @@ class Config(Mapping):
         value = self._data[key]
         if not isinstance(value, Config) and self._prefix + key != "profile":
             _record(self._prefix + key)
+            self._log["all"].add(self._prefix + key)
+            self._log["pending"].add(self._prefix + key)
         return copy.copy(value) if isinstance(value, list) else value
+
+    @property
+    def keys_read(self) -> list[str]:
+        """Every dotted key read from this config (or one of its sections) so far, sorted.
+
+        A notebook ends with ``reductions(cfg, keys=cfg.keys_read)``: the settings it used
+        that differ from the paper's.
+        """
+        return sorted(self._log["all"])
+
+    def take_reads(self) -> set[str]:
+        """The keys read since the previous call (or since loading), and start afresh.
+
+        :func:`gross.pipeline.outputs.step` adds them to a step's reads, so that a step whose
+        parts a notebook ran cell by cell before calling it records the settings those cells read.
+        """
+        pending = set(self._log["pending"])
+        self._log["pending"].clear()
+        return pending
 
     def __iter__(self):
         return iter(self._data)
@@ -496,7 +520,8 @@ def load_notebook(history: Sequence[str], profile: str, local: Mapping | None = 
         Parameters of the notebook itself that are not config keys (e.g. the sizes of
         notebook 00's examples); checked as declared, returned as ``cfg.notebook_parameters``.
     **overrides
-        The notebook's config parameters, passed to :func:`load`.
+        The notebook's config parameters, passed to :func:`load`; ``None`` means the
+        profile's value (a knob left at ``None`` in the parameters cell changes nothing).
 
     Examples
     --------
@@ -506,6 +531,6 @@ def load_notebook(history: Sequence[str], profile: str, local: Mapping | None = 
     """
     local = dict(local or {})
     check_notebook_parameters(history, list(overrides) + list(local))
-    cfg = load(profile, **overrides)
+    cfg = load(profile, **{name: value for name, value in overrides.items() if value is not None})
     cfg.notebook_parameters = local
     return cfg
