@@ -50,7 +50,7 @@ for its own settings), and add one import line to the block below.
 # The private names stay importable from gross.bench, where they lived before the split (noqa: F401).
 from gross.bench.common import VGG_GROUP_SIZES, _config_str, _gross_model, _uniform  # noqa: F401
 from gross.bench.core import (BENCHMARKS, COLUMNS, GROUPS, PRESETS, Group, Settings, _Budget, _median, _row,  # noqa: F401
-                   _sync, main, override, register, row, run, time_call)
+                   main, override, register, row, run, time_call)
 
 # Benchmark groups, in run order: importing a module registers its groups. One line per module.
 from gross.bench.decomposition import bench_btd  # noqa: E402  "btd"

@@ -24,6 +24,7 @@ import torch
 
 from gross import utils
 from gross.utils import paths
+from gross.utils.timing import time_call
 
 __all__ = ["COLUMNS", "BENCHMARKS", "GROUPS", "Group", "Settings", "PRESETS", "register", "row", "override",
            "time_call", "run", "main"]
@@ -100,27 +101,6 @@ PRESETS = {
 }
 
 
-_sync = utils.synchronize  # kept for gross.bench.decomposition
-
-
-def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, device=None) -> list[float]:
-    """Wall times (s) of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls.
-
-    On CUDA the device is synchronised before and after each timed call.
-    """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def _median(times: Sequence[float]) -> float:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 
 import torch
 
 from gross.method.decomposition import decomposable_layers, default_group_sizes
 from gross.bench.common import VGG_GROUP_SIZES, _build, _label
-from gross.bench.core import Settings, _Budget, _row, _sync, register
+from gross.bench.core import Settings, _Budget, _row, register
+from gross.utils.timing import timed
 
 __all__ = ['bench_btd']
 
@@ -41,11 +41,8 @@ def _four_layer_rows(settings: Settings, device: torch.device) -> list[dict]:
         sizes = default_group_sizes(weight.shape[1])
         seconds, info = 0.0, []
         for s in sizes:
-            start = time.perf_counter()
-            res = btd(weight, s, tol=settings.btd_four_layer_tol, max_iter=settings.btd_four_layer_max_iter,
-                      seed=settings.seed)
-            _sync(device)
-            dt = time.perf_counter() - start
+            res, dt = timed(lambda: btd(weight, s, tol=settings.btd_four_layer_tol,
+                                        max_iter=settings.btd_four_layer_max_iter, seed=settings.seed), device)
             seconds += dt
             sweeps_total += len(res.errors) - 1
             info.append(f"s={s}: {dt:.2f} s, {len(res.errors) - 1} sweeps, error {res.errors[-1]:.3f}")
@@ -80,13 +77,9 @@ def _vgg_rows(settings: Settings, device: torch.device) -> list[dict]:
             break
         weight = model.get_submodule(name).weight.detach().to(device)
         sizes = tuple(s for s in VGG_GROUP_SIZES if weight.shape[1] % s == 0)
-        start = time.perf_counter()
-        sweeps = []
-        for s in sizes:
-            res = btd(weight, s, tol=settings.btd_vgg_tol, max_iter=settings.btd_vgg_max_iter, seed=settings.seed)
-            sweeps.append(len(res.errors) - 1)
-        _sync(device)
-        measured[name] = time.perf_counter() - start
+        results, measured[name] = timed(lambda: [btd(weight, s, tol=settings.btd_vgg_tol, max_iter=settings.btd_vgg_max_iter,
+                                                     seed=settings.seed) for s in sizes], device)
+        sweeps = [len(res.errors) - 1 for res in results]
         capped += [f"{name} s={s}" for s, n in zip(sizes, sweeps) if n >= settings.btd_vgg_max_iter]
         rows.append(_row("btd", f"{_label('vgg16', settings.btd_vgg_width)} {name} {shapes[name]}",
                          f"BTD at sizes {sizes}", measured[name], device=device,

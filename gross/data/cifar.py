@@ -21,9 +21,7 @@ time. Part of :mod:`gross.data`, which re-exports :func:`cifar10`.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import pickle
 import tarfile
@@ -37,6 +35,7 @@ import torch
 from gross.utils import paths
 from gross.data.datasets import Dataset, Split, _stratified_indices
 from gross.utils import atomic_save
+from gross.utils.hashing import digest
 
 __all__ = ["cifar10"]
 
@@ -104,8 +103,7 @@ def _source_key(kind: str, path: Path) -> str:
             for p in sorted((path / split).iterdir()):
                 st = p.stat()
                 entries.append((str(p), st.st_size, st.st_mtime_ns))
-    blob = json.dumps([_CACHE_VERSION, kind, str(path), entries]).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return digest([_CACHE_VERSION, kind, str(path), entries], 16)
 
 
 def _decode_image(data: bytes, where: str, image_size: int) -> np.ndarray:

@@ -8,9 +8,7 @@ reductions include them exactly when it calls these functions.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from gross import utils
+from gross.utils.hashing import digest
 
 __all__ = [
     "MODELS",
@@ -97,7 +96,7 @@ def _base_data(cfg: Mapping):
     from gross import data as gdata
 
     d = {k: v for k, v in cfg["data"].items() if k not in ("eval_batch_size",)}
-    key = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()
+    key = digest(d)
     if key not in _DATA_CACHE:
         if d["source"] == "synthetic":
             ds = gdata.synthetic(d["n_train"], d["n_val"], d["n_test"], seed=d["split_seed"])

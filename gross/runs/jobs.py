@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import hashlib
 import importlib
 import inspect
 import io
@@ -58,6 +57,7 @@ from tqdm import tqdm
 
 from gross.utils import paths
 from gross.utils import atomic_save, provenance, seed_everything
+from gross.utils.hashing import bytes_digest, digest, file_digest
 
 __all__ = [
     "EXECUTORS",
@@ -196,11 +196,7 @@ def fingerprint_file(path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _FILE_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_CACHE[key] = h.hexdigest()
+        _FILE_CACHE[key] = file_digest(path)
     return _FILE_CACHE[key]
 
 
@@ -268,7 +264,7 @@ class Job:
         """First 16 hex digits of SHA-256 over the function name, kwargs and input file hashes."""
         key = {"fn": self.function_name, "kwargs": self.kwargs,
                "inputs": {k: fingerprint_file(v) for k, v in sorted(self.inputs.items())}}
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return digest(key, 16)
 
     @property
     def output(self) -> Path:
@@ -309,7 +305,7 @@ def load_output(path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != _OUTPUT_FORMAT \
             or not isinstance(payload.get("blob"), bytes):
         raise CorruptOutputError(f"{path} is not a gross job output (format {_OUTPUT_FORMAT!r}); {fix}")
-    if hashlib.sha256(payload["blob"]).hexdigest() != payload.get("sha256"):
+    if bytes_digest(payload["blob"]) != payload.get("sha256"):
         raise CorruptOutputError(f"job output {path} fails its SHA-256 checksum (the file was altered); {fix}")
     return torch.load(io.BytesIO(payload["blob"]), map_location="cpu", weights_only=True)
 
@@ -360,7 +356,7 @@ def execute(job: Job, threads: int = 1) -> str:
                       wall_time_s=time.perf_counter() - t0,
                       cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
     atomic_save({"format": _OUTPUT_FORMAT, "version": _OUTPUT_VERSION, "fingerprint": job.fingerprint(),
-                 "meta": json.loads(json.dumps(meta, default=str)), "sha256": hashlib.sha256(blob).hexdigest(),
+                 "meta": json.loads(json.dumps(meta, default=str)), "sha256": bytes_digest(blob),
                  "blob": blob}, out)
     shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
     return str(out)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -34,6 +33,7 @@ import torch
 from gross.runs import config as _config
 from gross import utils
 from gross.utils import paths
+from gross.utils.hashing import digest
 
 __all__ = ["FORMAT", "ArtefactError", "RunLocked", "Store", "fingerprint", "require", "watch", "lock"]
 
@@ -53,7 +53,7 @@ class RunLocked(RuntimeError):
 
 def fingerprint(settings: Mapping) -> str:
     """Short SHA-1 of ``settings`` (JSON with sorted keys): the identity of an artefact's inputs."""
-    return hashlib.sha1(json.dumps(dict(settings), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return digest(dict(settings), 12)
 
 
 def require(path, notebook: str, profile: str | None = None) -> Path:

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -56,7 +55,8 @@ from gross.data import CIFAR_MEAN, CIFAR_STD, Dataset, Split, batches
 from gross.method.decomposition import export, get_config, gross_layers, set_config
 from gross.method.layers import GroSSConv2d
 from gross.method.space import Config, SearchSpace
-from gross.utils import resolve_device, synchronize
+from gross.utils import resolve_device
+from gross.utils.timing import timed
 
 __all__ = ["accuracy", "evaluate_configs", "count_correct", "units", "ConfigEvaluator", "get_split",
            "time_switching_vs_rebuild"]
@@ -437,14 +437,6 @@ class ConfigEvaluator:
 # ----------------------------------------------------------------------------- timing (Sec. 5.2)
 
 
-def _timed(fn, device: torch.device):
-    synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    synchronize(device)
-    return out, time.perf_counter() - start
-
-
 def time_switching_vs_rebuild(model: nn.Module, configs, data, *, tmp_dir=None, **options) -> pd.DataFrame:
     """Switching GroSS group sizes vs building and loading one network per configuration (Sec. 5.2).
 
@@ -498,8 +490,8 @@ def time_switching_vs_rebuild(model: nn.Module, configs, data, *, tmp_dir=None, 
                 acc.append(accuracy(net, split_data, **kwargs))
             return acc
 
-        switched, t_switch = _timed(lambda: np.asarray(switching(configs)), device)
-        rebuilt, t_rebuild = _timed(rebuild, device)
+        switched, t_switch = timed(lambda: np.asarray(switching(configs)), device)
+        rebuilt, t_rebuild = timed(rebuild, device)
     return pd.DataFrame([{
         "device": str(device),
         "n_configs": len(configs),

@@ -41,7 +41,6 @@ never reused silently. The search cost built on a table is
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +57,7 @@ from gross.method.decomposition import export, gross_layers, search_space
 from gross.search.measure import (CLOCKS, STATISTICS, Timer, _device, _positive_int, _progress, _threads,
                               device_fingerprint, measure_forward, measure_rounds)
 from gross.method.space import SearchSpace
+from gross.utils.hashing import bytes_digest, digest
 
 __all__ = [
     "MODES",
@@ -180,7 +180,7 @@ def _architecture(model: nn.Module, input_size) -> str:
     ref = tuple(s[0] for s in space.values())
     text = repr(export(model, ref)) + json.dumps({"space": {k: list(v) for k, v in space.items()},
                                                    "input_size": list(input_size)})
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return bytes_digest(text.encode(), 12)
 
 
 def _check_model(model: nn.Module) -> "dict[str, tuple[int, ...]]":
@@ -363,7 +363,7 @@ def table_path(model: nn.Module, input_size=(3, 32, 32), batch_size: int = 1, de
                mode: str = DEFAULT_MODE, num_threads: int | None = None, directory=None) -> Path:
     """Cache file of a table: ``runs/latency/<architecture>-<mode>-<fingerprint hash>.json``."""
     fingerprint = device_fingerprint(device, batch_size, num_threads)
-    key = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:10]
+    key = digest(fingerprint, 10)
     directory = Path(directory) if directory is not None else paths.runs_root() / "latency"
     return directory / f"{_architecture(model, _input_size(input_size))}-{mode}-b{batch_size}-{key}.json"
 
