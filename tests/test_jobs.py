@@ -159,7 +159,7 @@ def test_executor_settings_from_section_and_environment():
     assert (got.name, got.workers, got.slurm_partition, got.slurm_time_min, got.gpus) == ("slurm", 2, "gpu", 90, None)
     toml_like = jobs.executor_settings({"name": "slurm", "gpus": "auto", "slurm_partition": ""}, environ={})
     assert toml_like.gpus is None and toml_like.slurm_partition is None
-    with pytest.raises(ValueError, match="not key=value"):
+    with pytest.raises(ValueError, match="GROSS_EXECUTOR: .local. must look like KEY=VALUE"):
         jobs.executor_settings(environ={"GROSS_EXECUTOR": "local"})
     with pytest.raises(ValueError, match="valid executors are"):
         jobs.executor_settings(environ={"GROSS_EXECUTOR": "name=dask"})

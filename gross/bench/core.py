@@ -24,6 +24,7 @@ import torch
 
 from gross import utils
 from gross.utils import paths
+from gross.utils.assignments import parse_assignments
 from gross.utils.timing import time_call
 
 __all__ = ["COLUMNS", "BENCHMARKS", "GROUPS", "Group", "Settings", "PRESETS", "register", "row", "override",
@@ -214,21 +215,13 @@ def _machine() -> dict:
 
 def override(settings: Settings, assignments: Sequence[str]) -> Settings:
     """Copy of ``settings`` with ``"key=value"`` assignments applied (values parsed as literals)."""
-    import ast
-
     fields = {f.name for f in dataclasses.fields(Settings)}
-    changes = {}
-    for item in assignments:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in fields:
-            raise ValueError(f"cannot apply {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
-        try:
-            changes[key] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            changes[key] = value.strip()
+    changes = parse_assignments(assignments, example=f"KEY=VALUE with KEY one of {sorted(fields)}")
+    for key, value in changes.items():
+        if key not in fields:
+            raise ValueError(f"cannot apply {key}={value!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
         old = getattr(settings, key)
-        if isinstance(old, (int, float)) and not isinstance(old, bool) and not isinstance(changes[key], (int, float)):
+        if isinstance(old, (int, float)) and not isinstance(old, bool) and not isinstance(value, (int, float)):
             raise ValueError(f"{key} must be a number, got {value!r}")
     return dataclasses.replace(settings, **changes)
 

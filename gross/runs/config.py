@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from gross.utils import paths
+from gross.utils.assignments import parse_assignments
 
 __all__ = [
     "REFERENCE_PROFILE",
@@ -213,16 +214,7 @@ def parse_overrides(items) -> dict:
     ValueError
         An item without ``=`` or with an empty key.
     """
-    out = {}
-    for item in items:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} must look like KEY=VALUE, e.g. four_layer__repeats=2")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value.strip()
-    return out
+    return parse_assignments(items, example="four_layer__repeats=2")
 
 
 # ----------------------------------------------------------------------------- recording reads

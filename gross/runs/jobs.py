@@ -57,6 +57,7 @@ from tqdm import tqdm
 
 from gross.utils import paths
 from gross.utils import atomic_save, provenance, seed_everything
+from gross.utils.assignments import parse_assignments
 from gross.utils.hashing import bytes_digest, digest, file_digest
 
 __all__ = [
@@ -149,18 +150,6 @@ class ExecutorSettings:
         return cls(**mapping)
 
 
-def _parse_value(text: str):
-    text = text.strip()
-    if text.lower() in ("none", "null", ""):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def executor_settings(section: Mapping | None = None, environ: Mapping | None = None) -> ExecutorSettings:
     """Executor settings from a config's ``[executor]`` section, overridden by ``$GROSS_EXECUTOR``.
 
@@ -171,11 +160,11 @@ def executor_settings(section: Mapping | None = None, environ: Mapping | None = 
     """
     merged = dict(section or {})
     text = (os.environ if environ is None else environ).get("GROSS_EXECUTOR", "")
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"GROSS_EXECUTOR item {item!r} is not key=value (e.g. GROSS_EXECUTOR='name=local,workers=2')")
-        merged[key.strip()] = _parse_value(value)
+    items = filter(None, (t.strip() for t in text.split(",")))
+    try:
+        merged.update(parse_assignments(items, example="GROSS_EXECUTOR='name=local,workers=2'", none_words=True))
+    except ValueError as exc:
+        raise ValueError(f"GROSS_EXECUTOR: {exc}") from None
     if merged.get("gpus") == "auto":  # TOML has no null
         merged["gpus"] = None
     for key in ("slurm_partition", "folder"):
