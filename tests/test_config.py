@@ -207,7 +207,7 @@ def test_load_notebook_passes_overrides_and_keeps_local_parameters():
 
 
 def test_config_pickles_for_job_executors():
-    """A Config sent to another process (e.g. a submitit job) keeps its values and still records reads."""
+    """A Profile sent to another process (e.g. a submitit job) keeps its values and still records reads."""
     import pickle
 
     cfg = config.load("smoke", seed=4)

@@ -252,11 +252,11 @@ def artefact_job(*, cfg: Mapping, target: str, args: Sequence, seed: int = 0) ->
     (``runs/<profile>/``) as when the step calls the function itself; the job's own
     output only records that it ran. ``seed`` is used by :func:`gross.runs.jobs.execute`.
     """
-    from gross.runs.config import Config
+    from gross.runs.config import Profile
 
     module, _, name = target.partition(":")
     fn = getattr(importlib.import_module(module), name)
-    fn(Config(dict(cfg)), *args)
+    fn(Profile(dict(cfg)), *args)
     return {"target": target, "args": list(args)}
 
 
@@ -288,7 +288,7 @@ def fan_out(cfg: Mapping, step: str, calls: Sequence[tuple[Callable, tuple, str]
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     step : str
         Job folder ``runs/<profile>/jobs/<step>`` and progress-bar label.
     calls : sequence of (function, args, artefact)

@@ -83,7 +83,7 @@ def step(notebook: str, tables: Sequence[str] = (), figures: Sequence[str] = (),
     output (or ``None`` when ``optional``, e.g. Table 4 without ImageNet). The step's
     settings (its tables' reductions line and ``settings_read``) are the config keys read
     during the call plus those read from the same config since the previous step
-    (:meth:`gross.runs.config.Config.take_reads`): a notebook may run a step's parts cell by
+    (:meth:`gross.runs.config.Profile.take_reads`): a notebook may run a step's parts cell by
     cell and then call the step with their results.
 
     Raises
@@ -149,7 +149,7 @@ def write_table(cfg: Mapping, df: pd.DataFrame, name: str, reads: Sequence[str],
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     df : DataFrame
     name : str
     reads : sequence of str

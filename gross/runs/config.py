@@ -6,7 +6,7 @@ Other profiles (``smoke``, ``cpu``) override a subset. :func:`load` merges
 every value has the type of the paper's value (an int is accepted for a float;
 list elements are checked against the paper's element type).
 
-The loaded configuration is a read-only :class:`Config` mapping that **records every
+The loaded configuration is a read-only :class:`Profile` mapping that **records every
 key read** while :func:`recording` is active: the pipeline (:mod:`gross.pipeline`)
 computes the fingerprint of each stored artefact and the reductions line of each
 table from the keys its step actually read, so no list of "keys a step depends on"
@@ -42,7 +42,7 @@ __all__ = [
     "NO_EFFECT",
     "IMAGENET_MACHINE_KEYS",
     "EXECUTOR_KEYS",
-    "Config",
+    "Profile",
     "profiles",
     "load",
     "load_notebook",
@@ -224,7 +224,7 @@ _RECORDERS: contextvars.ContextVar[tuple] = contextvars.ContextVar("gross_config
 
 @contextlib.contextmanager
 def recording() -> Iterator[set]:
-    """Collect the dotted keys (``"four_layer.btd_tol"``) of every :class:`Config` read in the block.
+    """Collect the dotted keys (``"four_layer.btd_tol"``) of every :class:`Profile` read in the block.
 
     Recordings nest: a read is added to every active recording.
     """
@@ -241,8 +241,8 @@ def _record(key: str) -> None:
         reads.add(key)
 
 
-class Config(Mapping):
-    """A resolved, read-only profile: top-level keys and one nested :class:`Config` per section.
+class Profile(Mapping):
+    """A resolved, read-only profile: top-level keys and one nested :class:`Profile` per section.
 
     Reading a value (``cfg["four_layer"]["btd_tol"]``, ``.get``, ``.items()``) adds its
     dotted key to every active :func:`recording`. ``cfg["profile"]`` is the profile
@@ -253,14 +253,14 @@ class Config(Mapping):
         self._prefix = prefix
         # Shared by a config and its sections: every key read, and those read since the last take_reads().
         self._log = {"all": set(), "pending": set()} if _log is None else _log
-        self._data = {k: Config(v, f"{prefix}{k}.", self._log) if isinstance(v, Mapping) else v
+        self._data = {k: Profile(v, f"{prefix}{k}.", self._log) if isinstance(v, Mapping) else v
                       for k, v in data.items()}
 
     def __getitem__(self, key: str):
         if key not in self._data:
             raise KeyError(f"no config key {self._prefix + key!r}; this section has {sorted(self._data)}")
         value = self._data[key]
-        if not isinstance(value, Config) and self._prefix + key != "profile":
+        if not isinstance(value, Profile) and self._prefix + key != "profile":
             _record(self._prefix + key)
             self._log["all"].add(self._prefix + key)
             self._log["pending"].add(self._prefix + key)
@@ -292,11 +292,11 @@ class Config(Mapping):
         return len(self._data)
 
     def __repr__(self) -> str:
-        return f"Config({self.to_dict()!r})"
+        return f"Profile({self.to_dict()!r})"
 
     def to_dict(self) -> dict:
         """A plain nested dict copy (reads nothing, so records nothing)."""
-        return {k: v.to_dict() if isinstance(v, Config) else copy.copy(v) for k, v in self._data.items()}
+        return {k: v.to_dict() if isinstance(v, Profile) else copy.copy(v) for k, v in self._data.items()}
 
 
 def lookup(cfg: Mapping, key: str):
@@ -361,7 +361,7 @@ def _check_lists(cfg: Mapping) -> None:
                          f"(valid: 0..{repeats - 1})")
 
 
-def load(profile: str, **overrides) -> Config:
+def load(profile: str, **overrides) -> Profile:
     """Load a profile, merged over the paper's settings and validated.
 
     Parameters
@@ -378,7 +378,7 @@ def load(profile: str, **overrides) -> Config:
 
     Returns
     -------
-    Config
+    Profile
         The resolved config: top-level keys plus one section per table of the TOML
         (``cfg["four_layer"]["gross_epochs"]``), and ``cfg["profile"]``.
 
@@ -404,7 +404,7 @@ def load(profile: str, **overrides) -> Config:
         _check_constraints(key, value)
     _check_lists(cfg)
     cfg["profile"] = profile
-    return Config(cfg)
+    return Profile(cfg)
 
 
 def reductions(cfg: Mapping, keys=None, reference: str = REFERENCE_PROFILE) -> list[str]:
@@ -430,7 +430,7 @@ def reductions(cfg: Mapping, keys=None, reference: str = REFERENCE_PROFILE) -> l
     ref = flatten(load(reference).to_dict())
     wanted = None if keys is None else set(keys)
     out = []
-    for key, value in flatten(cfg.to_dict() if isinstance(cfg, Config) else cfg).items():
+    for key, value in flatten(cfg.to_dict() if isinstance(cfg, Profile) else cfg).items():
         name = _dotted(key)
         if key == ("profile",) or name in NO_EFFECT or (wanted is not None and name not in wanted):
             continue
@@ -499,7 +499,7 @@ def check_notebook_parameters(history: Sequence[str], passed: Sequence[str] = ()
     return declared
 
 
-def load_notebook(history: Sequence[str], profile: str, local: Mapping | None = None, **overrides) -> Config:
+def load_notebook(history: Sequence[str], profile: str, local: Mapping | None = None, **overrides) -> Profile:
     """:func:`load` for a notebook's configuration cell, after :func:`check_notebook_parameters`.
 
     Parameters

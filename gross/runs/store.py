@@ -92,7 +92,7 @@ class Store:
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
         The resolved configuration (:func:`gross.runs.config.load`).
     """
 
