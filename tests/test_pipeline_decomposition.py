@@ -1,4 +1,5 @@
-"""Tests of gross.pipeline.decomposition (and base): stored GroSS models, missing predecessors, MAC table."""
+"""Tests of gross.pipeline.decomposition (and base): stored GroSS models, missing predecessors, MAC table,
+the verbs of the one-layer walk-through (BTD factors, Ψ, the GroSS layer switched) and of the full decomposition."""
 
 import shutil
 
@@ -6,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from gross.data.batching import normalize
 from gross.runs import config
 from gross.utils import paths
 from gross.method.decomposition import decompose, search_space, set_config
@@ -160,3 +162,109 @@ def test_decomposition_reruns_only_missing_btd_jobs_and_reports_corrupt_ones(tmp
     jobs[1].output.write_bytes(b"garbage")
     with pytest.raises(CorruptOutputError, match=jobs[1].output.name):
         dec.btd_error_table(cfg, models=["four_layer"])
+
+
+# ----------------------------------------------------------------------------- the one-layer walk-through and the verbs
+
+
+def _factors(conv, sizes, **options):
+    """BTD factors of ``conv`` in :func:`dec.layer_factors`'s format, computed directly."""
+    from gross.method.btd import btd
+
+    out = {}
+    for s in sizes:
+        r = btd(conv.weight.detach(), s, **options)
+        out[s] = {"P": r.P, "R": r.R, "Q": r.Q, "error": r.errors[-1], "seconds": 0.0}
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_conv():
+    """A float64 8-channel strided convolution, its BTD factors at every group size and an input."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1).double()
+    factors = _factors(conv, (1, 2, 4, 8), tol=1e-8, max_iter=3, ridge=0.0)
+    return conv, factors, torch.randn(2, 8, 9, 9, dtype=torch.float64)
+
+
+def test_factor_table_shapes_and_reconstruction_error(small_conv):
+    conv, factors, _ = small_conv
+    table = dec.factor_table(conv.weight, factors)
+    assert list(table["group_size"]) == [1, 2, 4, 8] and list(table["groups"]) == [8, 4, 2, 1]
+    assert list(table["R"]) == [(8, s, 3, 3) for s in (1, 2, 4, 8)]
+    assert set(table["P"]) == {(8, 8, 1, 1)} and set(table["Q"]) == {(8, 8, 1, 1)}
+    assert list(table["parameters"]) == [64 + 8 * s * 9 + 64 for s in (1, 2, 4, 8)]
+    assert table["reconstruction_error"].to_numpy() == pytest.approx(table["btd_error"].to_numpy(), abs=1e-10)
+    assert table["reconstruction_error"].iloc[-1] < 1e-10  # s = width = t = u: one full-rank block, exact
+    assert table["reconstruction_error"].is_monotonic_decreasing
+
+
+def test_expansion_check_is_exact_for_every_pair(small_conv):
+    conv, factors, x = small_conv
+    table = dec.expansion_check(conv, factors, x)
+    assert list(zip(table["g"], table["h"])) == [(1, 2), (1, 4), (1, 8), (2, 4), (2, 8), (4, 8)]
+    assert table["max_abs_diff"].max() < 1e-12
+    assert list(table["groups"])[0] == "8 -> 4" and list(table["weights"])[0] == "72 -> 144"
+
+
+def test_switching_table_series_equals_each_btd_and_restores_the_size(small_conv):
+    from gross.method.layers import GroSSConv2d
+    from gross.method.macs import count_macs
+
+    conv, factors, x = small_conv
+    layer = GroSSConv2d.from_factors(conv, {s: (f["P"], f["R"], f["Q"]) for s, f in factors.items()})
+    layer.group_size = 2
+    table = dec.switching_table(layer, conv, factors, x)
+    assert layer.group_size == 2
+    assert list(table["group_size"]) == [1, 2, 4, 8] and list(table["order"]) == [1, 2, 3, 4]
+    assert list(table["groups"]) == [8, 4, 2, 1]
+    assert table["max_abs_diff_btd"].max() < 1e-12  # Eqs. 5-6 rebuild every BTD exactly
+    assert table["max_abs_diff_conv"].iloc[-1] < 1e-10  # full rank: the original convolution
+    assert table["relative_error_conv"].iloc[0] > 1e-3
+    assert list(table["macs"]) == [count_macs(layer, input_size=(8, 9, 9), config=(s,)).total for s in (1, 2, 4, 8)]
+    assert table["macs"].is_monotonic_increasing
+
+
+def test_one_layer_walk_through_reuses_the_decomposition_jobs(gross_runs, one_thread, submissions):
+    cfg = config.load("smoke", device="cpu", num_threads=1)
+    base.base_models(cfg, models=["four_layer"])
+    factors = dec.layer_factors(cfg, "four_layer", "conv2")
+    assert list(factors) == [1, 2, 4, 8, 16, 32] and submissions == [(6, "serial")]
+    assert factors[4]["R"].shape == (32, 4, 3, 3) and factors[4]["R"].dtype == torch.float64
+    outputs = {p: p.stat().st_mtime_ns for p in (gross_runs / "smoke" / "btd" / "four_layer").glob("conv2-*.pt")}
+    assert len(outputs) == 6
+    with pytest.raises(ValueError, match=r"'conv1' is not a decomposed layer of four_layer: choose one of "
+                                         r"\['conv2', 'conv3', 'conv4'\]"):
+        dec.layer_factors(cfg, "four_layer", "conv1")
+
+    conv = dec.base_layer(cfg, "four_layer", "conv2")
+    net = base.base_model(cfg, "four_layer")
+    assert conv.weight.dtype == torch.float64 and torch.equal(conv.weight, net.conv2.weight.double())
+    x = dec.layer_input(cfg, "four_layer", "conv2", n_images=3)
+    data = common.prepare_data(cfg, "four_layer")
+    with torch.no_grad():
+        expected = net.pool1(net.relu1(net.conv1(normalize(data.val.images[:3], data.mean, data.std))))
+    assert x.dtype == torch.float64 and torch.equal(x, expected.double())
+
+    decompositions = dec.decompose_models(cfg, models=["four_layer"])  # reuses conv2's BTDs
+    assert {p: p.stat().st_mtime_ns for p in outputs} == outputs
+    model = dec.gross_from_payload(cfg, "four_layer", decompositions["four_layer"][0])
+    for s, f in factors.items():
+        P, R, Q = model.conv2.weights(s)
+        torch.testing.assert_close(R.double(), f["R"], rtol=0, atol=1e-6)  # float32 series of the same BTD
+    assert model.conv2.btd_errors == {s: f["error"] for s, f in factors.items()}
+
+
+def test_btd_error_table_with_the_verbs_results_equals_the_bare_step(gross_runs):
+    first = dec.btd_error_table(config.load("smoke", device="cpu"), models=["four_layer"])  # trains, decomposes
+    cfg = config.load("smoke", device="cpu")
+    bare = dec.btd_error_table(cfg, models=["four_layer"])  # from the store
+    pd.testing.assert_frame_equal(bare.tables["btd_errors"], first.tables["btd_errors"])
+    cfg = config.load("smoke", device="cpu")  # as in the notebook: the verbs cell by cell, then the step
+    decompositions = dec.decompose_models(cfg, models=["four_layer"])
+    errors = dec.btd_errors(decompositions)
+    again = dec.btd_error_table(cfg, decompositions=decompositions, errors=errors)
+    pd.testing.assert_frame_equal(again.tables["btd_errors"], bare.tables["btd_errors"])
+    assert again.reads == bare.reads  # the cells' reads are credited to the step
+    assert list(errors.columns) == ["model", "repeat", "layer", "group_size", "error", "decomposition_s"]
+    assert set(errors["layer"]) == {"conv2", "conv3", "conv4"} and len(errors) == 6 + 6 + 7

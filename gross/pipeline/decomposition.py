@@ -1,23 +1,42 @@
-"""Notebook 01, second half: GroSS decompositions (``<model>_gross_init_<r>.pt``), BTD errors and MACs."""
+"""Notebook 01, second half: GroSS decompositions (``<model>_gross_init_<r>.pt``), BTD errors and MACs.
+
+The verbs of the one-layer walk-through (Sec. 3: BTD factors, Ψ, the GroSS series layer)
+come first: :func:`layer_factors`, :func:`base_layer`, :func:`layer_input`,
+:func:`factor_table`, :func:`expansion_check` and :func:`switching_table`. Then the full
+decomposition: :func:`decompose_models` and :func:`btd_errors`, composed by the step
+:func:`btd_error_table`, and the MAC step :func:`mac_table`.
+"""
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+import torch
+import torch.nn.functional as F
 from torch import nn
 
+from gross.data.batching import normalize
+from gross.method.btd import reconstruct
 from gross.method.decomposition import assemble, btd_factors, gross_layers, planned_space, search_space, skeleton
+from gross.method.expansion import expand_grouped_weight
+from gross.method.layers import GroSSConv2d
+from gross.method.macs import count_macs
 from gross.runs.btd_jobs import btd_jobs
 from gross.runs.jobs import run_jobs
 from gross.pipeline.base import base_model
-from gross.pipeline.common import MODELS, NOTEBOOKS, build_model, check_models, executor, n_repeats, uniform
+from gross.pipeline.common import (MODELS, NOTEBOOKS, build_model, check_models, executor, n_repeats, prepare_data,
+                                   uniform)
 from gross.pipeline.outputs import StepResult, step
 from gross.runs.store import Store
 
 __all__ = ["PAPER_MACS", "init_path", "tuned_path", "group_sizes", "btd_dir", "decomposition_jobs", "gross_payload",
-           "gross_from_payload", "gross_decompose", "load_gross", "btd_error_table", "mac_table"]
+           "gross_from_payload", "gross_decompose", "load_gross", "layer_factors", "base_layer", "layer_input",
+           "factor_table", "expansion_check", "switching_table", "decompose_models", "btd_errors",
+           "btd_error_table", "mac_table"]
 
 
 def init_path(name: str, repeat: int) -> str:
@@ -117,21 +136,197 @@ def load_gross(cfg: Mapping, name: str, repeat: int = 0, tuned: bool = True) -> 
     return gross_from_payload(cfg, name, payload)
 
 
-@step("01_decomposition", tables=("btd_errors",), figures=("fig_btd_error",))
-def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
-    """Decompose both networks (all repeats) and tabulate the BTD error per layer and group size.
+# ----------------------------------------------------------------------------- one layer, step by step (Sec. 3)
+
+
+def layer_factors(cfg: Mapping, name: str = "four_layer", layer: str = "conv2", repeat: int = 0) -> dict:
+    """The BTD of one layer of base network ``name`` at each of its group sizes (Sec. 3.2).
+
+    These are the BTD jobs of decomposition ``repeat`` (:func:`decomposition_jobs`) for
+    ``layer`` alone, run on the profile's executor or loaded when finished: the very
+    files the full decomposition (:func:`decompose_models`) reuses, so nothing is
+    computed twice. The base network must be trained (notebook 01's ``base_models``).
+
+    Parameters
+    ----------
+    cfg : Config
+    name : str
+        ``"four_layer"`` or ``"vgg16"``.
+    layer : str
+        A decomposed convolution of ``name`` (e.g. ``"conv2"``).
+    repeat : int
+        Decomposition repeat (BTD seed ``seed + repeat``).
+
+    Returns
+    -------
+    dict
+        ``{group size: {"P", "R", "Q", "error", "seconds"}}`` (ascending sizes): the
+        float64 bottleneck factors ``P (width, t, 1, 1)``, ``R (width, s, kh, kw)``,
+        ``Q (u, width, 1, 1)``, the final relative BTD error and the BTD's time.
+
+    Raises
+    ------
+    ValueError
+        ``layer`` is not a decomposed layer of ``name`` (names the valid ones).
+    """
+    jobs = decomposition_jobs(cfg, name, repeat)
+    mine = [entry for entry in jobs if entry[0] == layer]
+    if not mine:
+        raise ValueError(f"{layer!r} is not a decomposed layer of {name}: choose one of "
+                         f"{list(dict.fromkeys(entry[0] for entry in jobs))}")
+    results = run_jobs([job for _, _, job in mine], executor(cfg), desc=f"BTD {name}.{layer}")
+    factors = btd_factors(mine, results)[layer]
+    return {s: factors[s] for s in sorted(factors)}
+
+
+def base_layer(cfg: Mapping, name: str, layer: str, dtype: torch.dtype = torch.float64) -> nn.Conv2d:
+    """A copy of convolution ``layer`` of the trained base network ``name`` (default float64, eval mode)."""
+    return copy.deepcopy(base_model(cfg, name, train=False).get_submodule(layer)).to(dtype).eval()
+
+
+def layer_input(cfg: Mapping, name: str, layer: str, n_images: int = 8,
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """What ``layer`` of the trained base network ``name`` receives for the first ``n_images`` validation images.
+
+    The images are normalised as in training (the model's recipe); the network runs in
+    eval mode on the CPU and the feature map entering ``layer`` is returned.
+
+    Returns
+    -------
+    Tensor
+        ``(n_images, in_channels, H, W)`` in ``dtype``.
+    """
+    model = base_model(cfg, name, train=False)
+    data = prepare_data(cfg, name)
+    captured = []
+    hook = model.get_submodule(layer).register_forward_pre_hook(lambda mod, args: captured.append(args[0]))
+    try:
+        with torch.no_grad():
+            model(normalize(data.val.images[:n_images], data.mean, data.std))
+    finally:
+        hook.remove()
+    return captured[0].to(dtype)
+
+
+def factor_table(weight: torch.Tensor, factors: Mapping) -> pd.DataFrame:
+    """Shapes and reconstruction error of the BTD factors of one convolution, per group size.
+
+    Parameters
+    ----------
+    weight : Tensor
+        The convolution's weight ``(u, t, kh, kw)``.
+    factors : mapping
+        :func:`layer_factors`'s result.
+
+    Returns
+    -------
+    DataFrame
+        One row per group size ``s``: ``groups`` (``width / s``), the shapes of ``P``,
+        ``R`` and ``Q``, ``parameters`` (of the three), ``btd_error`` (as the BTD
+        reported it) and ``reconstruction_error``: ``||W - W_s|| / ||W||`` with ``W_s``
+        the dense weight of the bottleneck (:func:`gross.method.btd.reconstruct`), float64.
+    """
+    W = weight.detach().to(torch.float64)
+    rows = []
+    for s, f in factors.items():
+        P, R, Q = (f[k].to(torch.float64) for k in ("P", "R", "Q"))
+        rows.append({"group_size": int(s), "groups": R.shape[0] // R.shape[1], "P": tuple(P.shape),
+                     "R": tuple(R.shape), "Q": tuple(Q.shape), "parameters": P.numel() + R.numel() + Q.numel(),
+                     "btd_error": float(f["error"]),
+                     "reconstruction_error": float(torch.linalg.vector_norm(W - reconstruct(P, R, Q))
+                                                   / torch.linalg.vector_norm(W))})
+    return pd.DataFrame(rows)
+
+
+def _grouped(conv: nn.Conv2d, y: torch.Tensor, R: torch.Tensor, bias=None) -> torch.Tensor:
+    """``R`` applied as the grouped convolution of a bottleneck replacing ``conv`` (groups = width / s)."""
+    return F.conv2d(y, R, bias, conv.stride, conv.padding, conv.dilation, R.shape[0] // R.shape[1])
+
+
+def expansion_check(conv: nn.Conv2d, factors: Mapping, x: torch.Tensor) -> pd.DataFrame:
+    """Ψ on the BTD factors of one layer: ``R_g`` expanded to every larger group size gives the same output (Eq. 4).
+
+    For every pair of group sizes ``g < h`` of ``factors``, the feature map
+    ``y = P_g(x)`` is convolved with ``R_g`` at ``width / g`` groups and with
+    ``Ψ_{g→h}(R_g)`` (:func:`gross.method.expansion.expand_grouped_weight`) at ``width / h``
+    groups, with ``conv``'s stride, padding and dilation, in float64.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``g``, ``h``, ``groups`` (``"32 -> 8"``), ``weights`` (numbers stored,
+        ``"288 -> 1152"``) and ``max_abs_diff`` between the two outputs.
+    """
+    x = x.to(torch.float64)
+    rows = []
+    for g, h in itertools.combinations(list(factors), 2):
+        P, R = factors[g]["P"].to(torch.float64), factors[g]["R"].to(torch.float64)
+        y = F.conv2d(x, P)
+        expanded = expand_grouped_weight(R, g, h)
+        diff = (_grouped(conv, y, R) - _grouped(conv, y, expanded)).abs().max().item()
+        rows.append({"g": int(g), "h": int(h), "groups": f"{R.shape[0] // g} -> {R.shape[0] // h}",
+                     "weights": f"{R.numel()} -> {expanded.numel()}", "max_abs_diff": diff})
+    return pd.DataFrame(rows)
+
+
+def switching_table(layer: GroSSConv2d, conv: nn.Conv2d, factors: Mapping, x: torch.Tensor) -> pd.DataFrame:
+    """The GroSS layer switched through its group sizes, against the BTDs and the original convolution.
+
+    At each group size ``s`` (``layer.group_size = s``; restored afterwards) the layer's
+    output on ``x`` is compared with the bottleneck ``Q ∘ R ∘ P`` of ``factors[s]``
+    (Eqs. 5-6 rebuild it exactly from the series' terms of order ``≤ n``) and with the
+    original convolution ``conv`` (the BTD's approximation error; zero up to rounding
+    where the BTD is exact: a single full-rank block). Compute in float64 (``layer``,
+    ``conv`` and ``x``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``group_size``, ``order`` (``n``: terms used), ``groups``, ``macs`` (of
+        the layer at ``s``, :func:`gross.method.macs.count_macs`), ``max_abs_diff_btd``,
+        ``max_abs_diff_conv`` and ``relative_error_conv`` (``||layer(x) - conv(x)|| /
+        ||conv(x)||``).
+    """
+    previous, rows = layer.group_size, []
+    try:
+        with torch.no_grad():
+            reference = conv(x)
+            for n, s in enumerate(layer.group_sizes, start=1):
+                layer.group_size = s
+                out = layer(x)
+                f = factors[s]
+                btd = F.conv2d(_grouped(conv, F.conv2d(x, f["P"].to(x.dtype)), f["R"].to(x.dtype)),
+                               f["Q"].to(x.dtype), conv.bias)
+                rows.append({"group_size": s, "order": n, "groups": layer.groups,
+                             "macs": count_macs(layer, input_size=tuple(x.shape[1:])).total,
+                             "max_abs_diff_btd": (out - btd).abs().max().item(),
+                             "max_abs_diff_conv": (out - reference).abs().max().item(),
+                             "relative_error_conv": float(torch.linalg.vector_norm(out - reference)
+                                                          / torch.linalg.vector_norm(reference))})
+    finally:
+        layer.group_size = previous
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- every network (Sec. 4.3)
+
+
+def decompose_models(cfg: Mapping, models: Sequence[str] = MODELS) -> dict:
+    """GroSS-decompose every network, all repeats: the stored decompositions by model.
 
     The BTDs of every layer, group size, model and repeat whose decomposition is not
     stored yet are submitted together to the profile's executor (one
-    :func:`gross.runs.jobs.run_jobs` call), then each decomposition is assembled and stored
-    (:func:`gross_decompose`). ``decomposition_s`` is the sum of its BTD jobs' times.
+    :func:`gross.runs.jobs.run_jobs` call; finished BTD jobs, e.g. those of
+    :func:`layer_factors`, are reused), then each decomposition is assembled and stored
+    (:func:`gross_decompose`). ``models`` restricts it to some of :data:`MODELS`.
 
-    Writes table ``btd_errors`` (columns ``model, repeat, layer, group_size, error,
-    decomposition_s``) and figure ``fig_btd_error`` (one panel per model).
-    ``models`` restricts the step to some of :data:`MODELS` (default: both).
+    Returns
+    -------
+    dict
+        ``{model: [payload of repeat 0, 1, ...]}``, each payload as :func:`gross_payload`
+        stores it (``state_dict``, ``space``, ``btd_errors``) plus ``wall_time_s``: the sum
+        of its BTD jobs' times.
     """
-    from gross.report import plots
-
     names = list(check_models(models))
     store, jobs = Store(cfg), []
     for name in names:
@@ -140,16 +335,51 @@ def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
             if not store.is_fresh(init_path(name, r)):
                 jobs += [job for _, _, job in decomposition_jobs(cfg, name, r, model)]
     run_jobs(jobs, executor(cfg), desc="01_decomposition BTD")  # every layer, size and repeat at once
-    rows = []
+    out = {}
     for name in names:
+        out[name] = []
         for r in range(n_repeats(cfg, name)):
             gross_decompose(cfg, name, r)
-            state = Store(cfg).load(init_path(name, r), NOTEBOOKS["decomposition"])
+            out[name].append(Store(cfg).load(init_path(name, r), NOTEBOOKS["decomposition"]))
+    return out
+
+
+def btd_errors(decompositions: Mapping) -> pd.DataFrame:
+    """The BTD error per model, repeat, layer and group size of :func:`decompose_models`'s result.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model, repeat, layer, group_size, error, decomposition_s`` (the
+        decomposition's summed BTD time, repeated on each of its rows).
+    """
+    rows = []
+    for name, payloads in decompositions.items():
+        for r, state in enumerate(payloads):
             for layer, errs in state["btd_errors"].items():
                 for s, e in errs.items():
                     rows.append({"model": name, "repeat": r, "layer": layer, "group_size": int(s), "error": e,
                                  "decomposition_s": state["wall_time_s"]})
-    df = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+@step("01_decomposition", tables=("btd_errors",), figures=("fig_btd_error",))
+def btd_error_table(cfg: Mapping, models: Sequence[str] = MODELS, decompositions: Mapping | None = None,
+                    errors: pd.DataFrame | None = None) -> StepResult:
+    """Decompose both networks (all repeats) and tabulate the BTD error per layer and group size.
+
+    The composition of :func:`decompose_models` and :func:`btd_errors`; pass their
+    results (``decompositions``, ``errors``) to reuse them, ``None`` computes them
+    (``models`` restricts that to some of :data:`MODELS`, default both).
+    ``decomposition_s`` is the sum of a decomposition's BTD job times.
+
+    Writes table ``btd_errors`` (columns ``model, repeat, layer, group_size, error,
+    decomposition_s``) and figure ``fig_btd_error`` (one panel per model).
+    """
+    from gross.report import plots
+
+    decompositions = decompose_models(cfg, models) if decompositions is None else decompositions
+    df = btd_errors(decompositions) if errors is None else errors
     fig = plots.btd_error_figure(df, by="model")  # one panel per model, drawn on axes (vector PDF)
     return StepResult(tables={"btd_errors": df}, figures={"fig_btd_error": fig})
 
@@ -179,7 +409,7 @@ PAPER_MACS = [
 
 
 def _mac_row(net, model: str, width_mult: float, config, printed: str | None) -> dict:
-    from gross.method.macs import count_macs, format_macs
+    from gross.method.macs import format_macs
     from gross.method.space import config_str
 
     m = count_macs(net, config=config)
