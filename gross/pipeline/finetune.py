@@ -42,8 +42,9 @@ from gross.runs.store import Store
 from gross.training.loop import draw_config
 
 __all__ = ["SAMPLER_SEED_OFFSET", "search_space_table", "sampled_configs", "schedules", "finetune_gross",
-           "gross_histories", "finetuning_curves", "finetune_gross_models", "uniform_accuracies", "uniform_before_after", "true_path", "true_accuracy",
-           "true_accuracies", "partial_is_prefix", "uniform_finetunes", "individual_finetunes"]
+           "gross_histories", "finetuning_curves", "finetune_gross_models", "uniform_accuracies",
+           "uniform_before_after", "true_path", "true_accuracy", "true_accuracies", "partial_is_prefix",
+           "uniform_finetunes", "individual_finetunes"]
 
 #: Offset of the group-size sampler's seed from the recipe's seed: the GroSS fine-tune draws
 #: from ``torch.Generator().manual_seed(recipe.seed + 1_000_003)`` (``gross.training.loop``;
