@@ -1,20 +1,37 @@
 """Notebook 02: GroSS fine-tuning (``<model>_gross_<r>.pt``) and individual fine-tunes ("true" accuracy).
 
-Individual fine-tunes are stored per configuration under
-``runs/<profile>/true/<model>/<kind>_<config>_r<repeat>.json``, so notebooks 02, 03,
-04 and 05 share them.
+The notebook runs one verb per cell and then the step with the verbs' results:
+
+=============================  ==================================================  ===========================
+verb                           what it returns                                     step
+=============================  ==================================================  ===========================
+:func:`search_space_table`     the decomposed layers and their group sizes         (shown only)
+:func:`sampled_configs`        the configurations the fine-tune's sampler draws    (shown only)
+:func:`schedules`              the SGD schedules at the profile's epochs           (shown only)
+:func:`gross_histories`        per-epoch history of every GroSS fine-tune          :func:`finetune_gross_models`
+:func:`finetuning_curves`      the mean curves (figure)                            :func:`finetune_gross_models`
+:func:`uniform_accuracies`     uniform configurations before / after fine-tuning   :func:`uniform_before_after`
+:func:`uniform_finetunes`      individual fine-tunes of the uniform baselines      :func:`individual_finetunes`
+=============================  ==================================================  ===========================
+
+GroSS fine-tunes are stored as ``runs/<profile>/<model>_gross_<repeat>.pt``; individual
+fine-tunes per configuration under ``runs/<profile>/true/<model>/<kind>_<config>_r<repeat>.json``,
+so notebooks 02, 03, 04 and 05 share them. Every verb loads what is stored and runs only
+what is missing (as jobs on the profile's executor, :func:`gross.pipeline.common.fan_out`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
-from gross.method.decomposition import search_space
+from gross.method.decomposition import gross_layers, search_space
 from gross.search.evaluation import accuracy
 from gross.method.space import config_str
 from gross.pipeline.common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats, prepare_data,
@@ -22,9 +39,102 @@ from gross.pipeline.common import (MODELS, NOTEBOOKS, check_models, eval_kwargs,
 from gross.pipeline.decomposition import gross_decompose, gross_payload, load_gross, tuned_path
 from gross.pipeline.outputs import StepResult, step
 from gross.runs.store import Store
+from gross.training.loop import draw_config
 
-__all__ = ["finetune_gross", "finetune_gross_models", "uniform_before_after", "true_path", "true_accuracy",
-           "true_accuracies", "partial_is_prefix", "individual_finetunes"]
+__all__ = ["SAMPLER_SEED_OFFSET", "search_space_table", "sampled_configs", "schedules", "finetune_gross",
+           "gross_histories", "finetuning_curves", "finetune_gross_models", "uniform_accuracies",
+           "uniform_before_after", "true_path", "true_accuracy", "true_accuracies", "partial_is_prefix",
+           "uniform_finetunes", "individual_finetunes"]
+
+#: Offset of the group-size sampler's seed from the recipe's seed: the GroSS fine-tune draws
+#: from ``torch.Generator().manual_seed(recipe.seed + 1_000_003)`` (``gross.training.loop``;
+#: tests/test_pipeline_finetune.py checks :func:`sampled_configs` against the loop's own draws).
+SAMPLER_SEED_OFFSET = 1_000_003
+
+
+def _gross_recipe(cfg: Mapping, name: str, repeat: int):
+    """The recipe of GroSS fine-tune ``repeat`` of ``name`` (seed ``seed + repeat``)."""
+    return recipe(cfg, name, "gross", seed=int(cfg["seed"]) + int(repeat))
+
+
+def search_space_table(cfg: Mapping, name: str = "four_layer", repeat: int = 0) -> pd.DataFrame:
+    """The search space of GroSS decomposition ``repeat`` of ``name`` (notebook 01): one row per decomposed layer.
+
+    Parameters
+    ----------
+    cfg : Config
+    name : str
+        One of :data:`gross.pipeline.common.MODELS`.
+    repeat : int
+        Which stored decomposition (they all share one space).
+
+    Returns
+    -------
+    DataFrame
+        ``layer, in_channels, out_channels, width`` (the bottleneck width), ``group_sizes``
+        (the candidate sizes, space separated) and ``n_sizes``. The number of configurations
+        is the product of ``n_sizes`` (252 for the 4-layer network, Sec. 4.3).
+    """
+    rows = []
+    for layer, module in gross_layers(gross_decompose(cfg, name, repeat, compute=False)).items():
+        rows.append({"layer": layer, "in_channels": module.in_channels, "out_channels": module.out_channels,
+                     "width": module.width, "group_sizes": config_str(module.group_sizes),
+                     "n_sizes": len(module.group_sizes)})
+    return pd.DataFrame(rows)
+
+
+def sampled_configs(cfg: Mapping, name: str = "four_layer", repeat: int = 0, n: int = 8) -> pd.DataFrame:
+    """The first ``n`` configurations GroSS fine-tune ``repeat`` of ``name`` trains, one per iteration.
+
+    The fine-tune (:func:`gross.training.loop.finetune_gross`) draws one group size per
+    decomposed layer, uniformly, at every iteration (Sec. 3.3) with
+    :func:`gross.training.loop.draw_config` from a generator seeded with the recipe's seed
+    plus :data:`SAMPLER_SEED_OFFSET`; this replays those draws (nothing is trained). At most
+    the fine-tune's number of iterations (epochs x batches per epoch) are returned.
+
+    Returns
+    -------
+    DataFrame
+        ``iteration`` (from 1), ``epoch``, one column per decomposed layer (its group size)
+        and ``config`` (the sizes, space separated).
+    """
+    model = gross_decompose(cfg, name, repeat, compute=False)
+    rec = _gross_recipe(cfg, name, repeat)
+    per_epoch = math.ceil(len(prepare_data(cfg, name).train) / rec.batch_size)
+    layers, space = gross_layers(model), search_space(model)
+    pairs = [(layers[layer], tuple(sizes)) for layer, sizes in space.items()]
+    sampler = torch.Generator().manual_seed(rec.seed + SAMPLER_SEED_OFFSET)
+    rows = []
+    for i in range(1, min(int(n), per_epoch * rec.epochs) + 1):
+        config = draw_config(pairs, sampler)
+        rows.append({"iteration": i, "epoch": (i - 1) // per_epoch + 1, **dict(zip(space, config)),
+                     "config": config_str(config)})
+    return pd.DataFrame(rows, columns=["iteration", "epoch", *space, "config"])
+
+
+def schedules(cfg: Mapping, kind: str = "gross", models: Sequence[str] = MODELS) -> pd.DataFrame:
+    """The SGD schedule of each model's GroSS (``kind="gross"``) or individual (``"config"``) fine-tune.
+
+    The paper's recipes (:data:`gross.training.loop.RECIPES`, Sec. 4.4) at the profile's
+    epochs (``<model>.gross_epochs`` / ``<model>.config_epochs``; the learning-rate
+    milestones scale with them, :func:`gross.pipeline.common.recipe`).
+
+    Returns
+    -------
+    DataFrame
+        ``model, kind, epochs, batch_size, lr, momentum, weight_decay, milestones`` (space
+        separated), ``gamma`` and ``trains`` (which parameters are trained).
+    """
+    if kind not in ("gross", "config"):
+        raise ValueError(f"kind must be 'gross' (GroSS fine-tune) or 'config' (individual fine-tune), got {kind!r}")
+    rows = []
+    for name in check_models(models):
+        r = recipe(cfg, name, kind)
+        trains = "decomposed layers" if kind == "gross" or r.freeze else "all layers"
+        rows.append({"model": name, "kind": kind, "epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr,
+                     "momentum": r.momentum, "weight_decay": r.weight_decay,
+                     "milestones": config_str(r.milestones), "gamma": r.gamma, "trains": trains})
+    return pd.DataFrame(rows)
 
 
 def _finetune(cfg: Mapping, store: Store, name: str, r: int) -> dict:
@@ -32,7 +142,7 @@ def _finetune(cfg: Mapping, store: Store, name: str, r: int) -> dict:
 
     data = prepare_data(cfg, name)
     model = gross_decompose(cfg, name, r, compute=False)
-    rec = recipe(cfg, name, "gross", seed=int(cfg["seed"]) + r)
+    rec = _gross_recipe(cfg, name, r)
     space = search_space(model)
     history = _train(model, data, rec, run_dir=store.root / "checkpoints", resume=True,
                      device=resolve_device(cfg), name=f"{name}_gross_{r}_{store.fingerprint_so_far()}",
@@ -63,16 +173,19 @@ def _curves(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(long, ignore_index=True)[["series", "epoch", "val_acc", "train_loss"]]
 
 
-@step("02_finetuning", tables=("finetune_history",), figures=("fig_finetuning_curves",))
-def finetune_gross_models(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
-    """GroSS fine-tuning of every decomposition (4-layer: all repeats; VGG-16: one).
+def gross_histories(cfg: Mapping, models: Sequence[str] = MODELS) -> pd.DataFrame:
+    """Per-epoch history of every GroSS fine-tune (4-layer: all repeats; VGG-16: one), stored ones loaded.
 
-    The validation accuracy of the smallest and largest uniform configurations is
-    tracked every epoch. Writes table ``finetune_history`` and figure
-    ``fig_finetuning_curves``. ``models`` restricts the step to some of :data:`MODELS`.
+    The missing fine-tunes run first as jobs on the profile's executor (one per model and
+    repeat, :func:`finetune_gross`); the stored ones are only loaded.
+
+    Returns
+    -------
+    DataFrame
+        ``model, repeat, epoch`` then the loop's history columns (``lr, train_loss,
+        train_acc, val_acc_smallest, val_acc_largest, val_acc, ...``): the validation
+        accuracy of the smallest and largest uniform configurations, tracked every epoch.
     """
-    from gross.report import plots
-
     names = check_models(models)
     fan_out(cfg, "02_finetuning", [(finetune_gross, (name, r), tuned_path(name, r))
                                    for name in names for r in range(n_repeats(cfg, name))])
@@ -82,17 +195,46 @@ def finetune_gross_models(cfg: Mapping, models: Sequence[str] = MODELS) -> StepR
             histories.append(finetune_gross(cfg, name, r).assign(model=name, repeat=r))
     df = pd.concat(histories, ignore_index=True)
     front = ["model", "repeat", "epoch"]
-    df = df[front + [c for c in df.columns if c not in front]]
-    fig = plots.finetuning_curves(_curves(df))
-    return StepResult(tables={"finetune_history": df}, figures={"fig_finetuning_curves": fig})
+    return df[front + [c for c in df.columns if c not in front]]
 
 
-@step("02_finetuning", tables=("uniform_before_after",))
-def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
-    """GroSS validation accuracy of every uniform configuration straight after decomposition and after fine-tuning.
+def finetuning_curves(history: pd.DataFrame, ax=None):
+    """Figure of the GroSS fine-tuning curves: the :func:`gross_histories` table averaged over repeats.
 
-    Writes table ``uniform_before_after`` (``model, repeat, config, before, after,
-    improved``): the check that fine-tuning does not lose accuracy.
+    Validation accuracy of the smallest and largest uniform configurations, and the training
+    loss of the sampled configurations, per epoch and model (:func:`gross.report.plots.finetuning_curves`;
+    ``ax``: two Axes, accuracy and loss, or None for a new figure).
+    """
+    from gross.report import plots
+
+    return plots.finetuning_curves(_curves(history), ax=ax)
+
+
+@step("02_finetuning", tables=("finetune_history",), figures=("fig_finetuning_curves",))
+def finetune_gross_models(cfg: Mapping, models: Sequence[str] = MODELS, history: pd.DataFrame | None = None,
+                          figure=None) -> StepResult:
+    """GroSS fine-tuning of every decomposition (4-layer: all repeats; VGG-16: one).
+
+    The validation accuracy of the smallest and largest uniform configurations is
+    tracked every epoch. Writes table ``finetune_history`` (:func:`gross_histories`, or
+    ``history`` when given) and figure ``fig_finetuning_curves`` (:func:`finetuning_curves`
+    of it, or ``figure``). ``models`` restricts the step to some of :data:`MODELS`.
+    """
+    history = gross_histories(cfg, models) if history is None else history
+    figure = finetuning_curves(history) if figure is None else figure
+    return StepResult(tables={"finetune_history": history}, figures={"fig_finetuning_curves": figure})
+
+
+def uniform_accuracies(cfg: Mapping, models: Sequence[str] = MODELS) -> pd.DataFrame:
+    """GroSS validation accuracy of every uniform configuration before and after GroSS fine-tuning.
+
+    Evaluates the stored decompositions (notebook 01) and fine-tunes (:func:`gross_histories`);
+    trains nothing.
+
+    Returns
+    -------
+    DataFrame
+        ``model, repeat, config, before, after, improved`` (``after >= before``).
     """
     from gross.search.evaluation import evaluate_configs
 
@@ -107,7 +249,20 @@ def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS) -> StepRe
             for c, b, a in zip(configs, before["accuracy"], after["accuracy"]):
                 rows.append({"model": name, "repeat": r, "config": config_str(c), "before": b, "after": a,
                              "improved": a >= b})
-    return StepResult(tables={"uniform_before_after": pd.DataFrame(rows)})
+    return pd.DataFrame(rows)
+
+
+@step("02_finetuning", tables=("uniform_before_after",))
+def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS,
+                         accuracies: pd.DataFrame | None = None) -> StepResult:
+    """GroSS validation accuracy of every uniform configuration straight after decomposition and after fine-tuning.
+
+    Writes table ``uniform_before_after`` (:func:`uniform_accuracies`, or ``accuracies``
+    when given: ``model, repeat, config, before, after, improved``): the check that
+    fine-tuning does not lose accuracy.
+    """
+    accuracies = uniform_accuracies(cfg, models) if accuracies is None else accuracies
+    return StepResult(tables={"uniform_before_after": accuracies})
 
 
 def _individual(cfg: Mapping, store: Store, name: str, config: tuple, repeat: int, kind: str) -> dict:
@@ -212,12 +367,17 @@ def true_accuracies(cfg: Mapping, name: str, configs, repeats, kind: str = "conf
     return {(c, r): true_accuracy(cfg, name, c, r, kind) for c, r in pairs}
 
 
-@step("02_finetuning", tables=("individual_finetunes",))
-def individual_finetunes(cfg: Mapping, models: Sequence[str] = MODELS) -> StepResult:
-    """Individual fine-tunes of the uniform baseline configurations of both networks (and 1s).
+def uniform_finetunes(cfg: Mapping, models: Sequence[str] = MODELS) -> pd.DataFrame:
+    """Individual fine-tunes of the uniform baseline configurations of each network (and of size 1).
 
-    These are the "true" accuracies of the baselines of Tables 2 and 3 (re-used by
-    notebooks 03 and 04). Writes table ``individual_finetunes``.
+    The configurations are ``uniform(space, s)`` for ``s`` in ``<model>.baselines`` and 1,
+    each fine-tuned ``<model>.true_repeats`` times (:func:`true_accuracies`: the missing
+    ones run as jobs, the stored ones are loaded).
+
+    Returns
+    -------
+    DataFrame
+        ``model, config, repeat, epochs, no_finetune_val_acc, val_acc, test_acc, train_time_s``.
     """
     rows = []
     for name in check_models(models):
@@ -231,4 +391,17 @@ def individual_finetunes(cfg: Mapping, models: Sequence[str] = MODELS) -> StepRe
                 rows.append({"model": name, "config": config_str(c), "repeat": r, "epochs": res["epochs"],
                              "no_finetune_val_acc": res["no_finetune_val_acc"], "val_acc": res["val_acc"],
                              "test_acc": res["test_acc"], "train_time_s": res["wall_time_s"]})
-    return StepResult(tables={"individual_finetunes": pd.DataFrame(rows)})
+    return pd.DataFrame(rows)
+
+
+@step("02_finetuning", tables=("individual_finetunes",))
+def individual_finetunes(cfg: Mapping, models: Sequence[str] = MODELS,
+                         finetunes: pd.DataFrame | None = None) -> StepResult:
+    """Individual fine-tunes of the uniform baseline configurations of both networks (and 1s).
+
+    These are the "true" accuracies of the baselines of Tables 2 and 3 (re-used by
+    notebooks 03 and 04). Writes table ``individual_finetunes`` (:func:`uniform_finetunes`,
+    or ``finetunes`` when given).
+    """
+    finetunes = uniform_finetunes(cfg, models) if finetunes is None else finetunes
+    return StepResult(tables={"individual_finetunes": finetunes})
