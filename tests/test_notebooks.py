@@ -183,7 +183,7 @@ def test_unknown_notebook_parameter_fails(tmp_path):
                                 kernel_name=KERNEL, cwd=str(paths.NOTEBOOKS), progress_bar=False)
     msg = ANSI.sub("", str(err.value))
     assert "unknown notebook parameter(s) ['epochs_typo']" in msg
-    assert "['profile', 'seed', 'device', 'data_path']" in msg
+    assert "this notebook's parameters are ['profile', 'seed', 'device', " in msg
 
 
 def _pins(lines) -> set[str]:
