@@ -318,7 +318,7 @@ def _bfs_starts(space: SearchSpace, cost, budget, runs, starts, seed, max_tries)
 
 
 def _greedy_step(space: SearchSpace, memo, cost, budget, current, acc) -> tuple[list, list, int | None]:
-    """One step of Algorithm 1 from ``current`` (accuracy ``acc``): the rule :func:`bfs_search` and :func:`bfs_step` share.
+    """One greedy step from ``current`` (accuracy ``acc``): the rule :func:`bfs_search` and :func:`bfs_step` share.
 
     Returns the neighbours within budget (in :meth:`SearchSpace.neighbours` order), their
     accuracies (evaluated in one batch) and the index of the neighbour moved to: the best by
@@ -486,7 +486,8 @@ def bfs_step(
     memo = _Memo(evaluate, cache)
     current = space.validate(current)
     if cost(current).total > budget:
-        raise ValueError(f"configuration {config_str(current)} has cost {cost(current).total}, above the budget {budget}")
+        raise ValueError(f"configuration {config_str(current)} has cost {cost(current).total}, "
+                         f"above the budget {budget}")
     acc = memo([current])[0]
     candidates, accs, chosen = _greedy_step(space, memo, cost, budget, current, acc)
     accuracy = dict(zip(candidates, accs))
