@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gross.method.decomposition import enumerate_configs, search_space
@@ -11,8 +12,10 @@ from gross.search.evaluation import ConfigEvaluator, accuracy
 from gross.search.algorithms import (
     MacLookup,
     bfs_incremental,
+    bfs_first_step,
     bfs_incremental_search,
     bfs_search,
+    bfs_step,
     config_str,
     exhaustive_search,
     model_mac_lookup,
@@ -294,3 +297,78 @@ def test_any_cost_callable_and_deprecated_macs_keyword():
         exhaustive_search(SPACE, Recorder(acc), lambda c: float("nan"), 1.0)
     # a SearchSpace works wherever a mapping or sequence of sizes does
     assert exhaustive_search(SearchSpace(SPACE), Recorder(acc), latency, budget)[0] == best
+
+
+# ----------------------------------------------------------------------------- one step made visible
+
+
+def test_bfs_step_is_every_step_of_the_search():
+    """bfs_step from each configuration a run moved to gives that run's next step of the trace."""
+    acc = synthetic_accuracy(5)
+    baseline, columns = (4, 4, 4, 4), ["config", "macs", "gconv_macs", "accuracy", "selected"]
+    budget = synthetic_macs(baseline)[0]
+    _, trace = bfs_search(SPACE, Recorder(acc), synthetic_macs, baseline, runs=6, seed=3)
+    checked = 0
+    for run, rows in trace.groupby("run"):
+        for k in range(1, rows["step"].max() + 1):
+            current = rows[(rows["step"] == k - 1) & rows["selected"]]["config"].iloc[0]
+            rec = Recorder(acc)
+            step = bfs_step(SPACE, rec, synthetic_macs, baseline, current)
+            assert list(step.columns) == ["role", "layer", "change", "config", "macs", "gconv_macs", "within_budget",
+                                          "accuracy", "selected"]
+            assert step.iloc[0]["role"] == "current" and step.iloc[0]["config"] == current
+            assert step.iloc[0]["accuracy"] == acc(current) and not step.iloc[0]["selected"]
+            here = step[(step["role"] == "neighbour") & step["within_budget"]][columns].reset_index(drop=True)
+            expected = rows[rows["step"] == k][columns].reset_index(drop=True)
+            pd.testing.assert_frame_equal(here, expected)
+            # every neighbour is listed, with the layer it changes; over-budget ones are not evaluated
+            assert step["config"].tolist()[1:] == neighbours(current, SPACE)
+            assert (step["within_budget"] == (step["macs"] <= budget)).all()
+            assert step[~step["within_budget"]]["accuracy"].isna().all()
+            assert [c for call in rec.calls for c in call] == [current] + expected["config"].tolist()
+            checked += 1
+    assert checked >= 6
+    row = step.iloc[1]
+    i = next(j for j, (a, b) in enumerate(zip(current, row["config"])) if a != b)
+    assert row["layer"] == f"layer {i}" and row["change"] == f"{current[i]} → {row['config'][i]}"
+
+
+def test_bfs_step_over_budget_and_errors():
+    acc = synthetic_accuracy(6)
+    rec = Recorder(acc)
+    current = (2, 2, 2, 2)
+    step = bfs_step(SPACE, rec, synthetic_macs, (2, 2, 2, 2), current, evaluate_over_budget=True)
+    assert not step["accuracy"].isna().any()
+    assert step["accuracy"].tolist() == [acc(c) for c in step["config"]]
+    over = step[~step["within_budget"]]
+    assert len(over) > 0 and not over["selected"].any()
+    # the step's own batch first (what the search evaluates), then the over-budget neighbours
+    assert rec.calls[1] == step[step["within_budget"] & (step["role"] == "neighbour")]["config"].tolist()
+    assert rec.calls[2] == over["config"].tolist()
+    assert step["selected"].sum() <= 1
+    with pytest.raises(ValueError, match="above the budget"):
+        bfs_step(SPACE, rec, synthetic_macs, 1030, (8, 8, 8, 8))
+    # no neighbour more accurate: nothing selected (the run stops)
+    flat = bfs_step(SPACE, lambda cs: [1.0] * len(cs), synthetic_macs, 2000, (1, 1, 1, 1))
+    assert not flat["selected"].any() and flat["within_budget"].all()
+
+
+def test_bfs_first_step_is_the_incremental_search_first_step(model, data):
+    baselines = [(2, 2, 8), (1, 1, 1), (4, 4, 8)]
+    kwargs = dict(runs=3, max_steps=4, seed=2, batch_size=150)
+    best, trace = bfs_incremental(model, data, baselines, **kwargs)
+    cache = {}
+    step = bfs_first_step(model, data, baselines, seed=2, cache=cache, batch_size=150)
+    first = trace[(trace["baseline"] == "1 1 1") & (trace["run"] == 0)]
+    columns = ["config", "macs", "gconv_macs", "accuracy", "selected"]
+    assert step.iloc[0]["config"] == first[first["step"] == 0]["config"].iloc[0]
+    assert step.iloc[0]["accuracy"] == first[first["step"] == 0]["accuracy"].iloc[0]
+    here = step[(step["role"] == "neighbour") & step["within_budget"]][columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(here, first[first["step"] == 1][columns].reset_index(drop=True))
+    assert not step["accuracy"].isna().any()  # over-budget neighbours evaluated too (for display)
+    # sharing the memo with the search changes nothing but the work
+    shared_best, shared_trace = bfs_incremental(model, data, baselines, cache=cache, **kwargs)
+    assert shared_trace.equals(trace) and shared_best.equals(best)
+    # an explicit start
+    other = bfs_first_step(model, data, baselines, start=(1, 1, 1), batch_size=150, evaluate_over_budget=False)
+    assert other.iloc[0]["config"] == (1, 1, 1) and other[~other["within_budget"]]["accuracy"].isna().all()

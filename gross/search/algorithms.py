@@ -12,6 +12,8 @@ text describes, as pure algorithms on configuration tuples:
   under the budget while it improves; 20 runs of at most 25 steps;
   incrementally over ascending budgets with the first 10 runs of a search
   started from the 10 best configurations of the previous one.
+  :func:`bfs_step` is one step of it made visible (the same rule), and
+  :func:`bfs_first_step` the first step of :func:`bfs_incremental`.
 
 The algorithms take an ``evaluate(configs) -> accuracies`` callable (batched;
 memoised here) and a ``cost(config)`` callable returning a number or a
@@ -68,6 +70,8 @@ __all__ = [
     "bfs_search",
     "bfs_incremental_search",
     "bfs_incremental",
+    "bfs_step",
+    "bfs_first_step",
     "time_switching_vs_rebuild",
 ]
 
@@ -313,21 +317,33 @@ def _bfs_starts(space: SearchSpace, cost, budget, runs, starts, seed, max_tries)
     return starts
 
 
+def _greedy_step(space: SearchSpace, memo, cost, budget, current, acc) -> tuple[list, list, int | None]:
+    """One greedy step from ``current`` (accuracy ``acc``): the rule :func:`bfs_search` and :func:`bfs_step` share.
+
+    Returns the neighbours within budget (in :meth:`SearchSpace.neighbours` order), their
+    accuracies (evaluated in one batch) and the index of the neighbour moved to: the best by
+    :func:`_rank_key` when it is strictly more accurate than ``acc``, else ``None`` (the run stops).
+    """
+    candidates = [n for n in space.neighbours(current) if cost(n).total <= budget]
+    if not candidates:
+        return candidates, [], None
+    accs = memo(candidates)
+    best_i = min(range(len(candidates)), key=lambda i: _rank_key(accs[i], cost(candidates[i]).total, candidates[i]))
+    return candidates, accs, best_i if accs[best_i] > acc else None
+
+
 def _bfs_run(space: SearchSpace, memo, cost, budget, current, max_steps, add) -> None:
     """One greedy run from ``current``; every evaluated configuration is reported to ``add``."""
     acc = memo([current])[0]
     add(0, [current], [acc], current)
     for step in range(1, max_steps + 1):
-        candidates = [n for n in space.neighbours(current) if cost(n).total <= budget]
+        candidates, accs, chosen = _greedy_step(space, memo, cost, budget, current, acc)
         if not candidates:
             break
-        accs = memo(candidates)
-        best_i = min(range(len(candidates)), key=lambda i: _rank_key(accs[i], cost(candidates[i]).total, candidates[i]))
-        improves = accs[best_i] > acc
-        add(step, candidates, accs, candidates[best_i] if improves else None)
-        if not improves:
+        add(step, candidates, accs, candidates[chosen] if chosen is not None else None)
+        if chosen is None:
             break
-        current, acc = candidates[best_i], accs[best_i]
+        current, acc = candidates[chosen], accs[chosen]
 
 
 @_macs_alias
@@ -416,11 +432,97 @@ def bfs_search(
     return best, trace
 
 
+#: Columns of :func:`bfs_step`.
+STEP_COLUMNS = ["role", "layer", "change", "config", "macs", "gconv_macs", "within_budget", "accuracy", "selected"]
+
+
+def bfs_step(
+    space,
+    evaluate: Callable,
+    cost: Callable,
+    baseline,
+    current: Sequence[int],
+    *,
+    cache: dict | None = None,
+    evaluate_over_budget: bool = False,
+) -> pd.DataFrame:
+    """One step of the greedy breadth-first search (Sec. 3.4, Algorithm 1), made visible.
+
+    The step :func:`bfs_search` takes from ``current`` (the same rule, :func:`_greedy_step`):
+    every one-layer neighbour within budget is evaluated (in one batch) and the
+    most accurate becomes current if it is strictly more accurate than ``current``
+    (ties: lower cost, then the smaller configuration); otherwise the run stops.
+    Its within-budget rows are the rows of the search's trace at that step.
+
+    Parameters
+    ----------
+    space, evaluate, cost, baseline, cache
+        As in :func:`bfs_search`.
+    current : configuration
+        The configuration the step starts from (within budget).
+    evaluate_over_budget : bool, default False
+        Also evaluate the neighbours above the budget (the search never does: their
+        cost is known in advance); for showing what the budget excludes. They are
+        evaluated after the step's own batch and never chosen.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``role, layer, change, config, macs, gconv_macs, within_budget,
+        accuracy, selected``: first ``current`` (role ``"current"``), then every
+        neighbour (role ``"neighbour"``) in :meth:`SearchSpace.neighbours` order, with
+        the layer changed and its ``"old → new"`` group size; ``accuracy`` is NaN for
+        neighbours not evaluated, ``selected`` marks the neighbour moved to (none when
+        the run stops here).
+
+    Raises
+    ------
+    ValueError
+        ``current`` is not a configuration of ``space`` or is above the budget.
+    """
+    space = as_space(space)
+    cost = _Cost(cost, space)
+    budget = _budget(baseline, cost)
+    memo = _Memo(evaluate, cache)
+    current = space.validate(current)
+    if cost(current).total > budget:
+        raise ValueError(f"configuration {config_str(current)} has cost {cost(current).total}, "
+                         f"above the budget {budget}")
+    acc = memo([current])[0]
+    candidates, accs, chosen = _greedy_step(space, memo, cost, budget, current, acc)
+    accuracy = dict(zip(candidates, accs))
+    over = [n for n in space.neighbours(current) if n not in accuracy]
+    if evaluate_over_budget and over:
+        accuracy.update(zip(over, memo(over)))
+    moved_to = candidates[chosen] if chosen is not None else None
+    rows = [("current", "", "", current, True, acc, False)]
+    for n in space.neighbours(current):
+        i = next(i for i, (a, b) in enumerate(zip(current, n)) if a != b)
+        rows.append(("neighbour", space.names[i], f"{current[i]} → {n[i]}", n, cost(n).total <= budget,
+                     accuracy.get(n, math.nan), n == moved_to))
+    costs = [cost(r[3]) for r in rows]
+    return pd.DataFrame({"role": [r[0] for r in rows], "layer": [r[1] for r in rows], "change": [r[2] for r in rows],
+                         "config": [r[3] for r in rows], "macs": [m.total for m in costs],
+                         "gconv_macs": [m.gconv for m in costs], "within_budget": [r[4] for r in rows],
+                         "accuracy": [float(r[5]) for r in rows], "selected": [r[6] for r in rows]},
+                        columns=STEP_COLUMNS)
+
+
 def _top_configs(trace: pd.DataFrame, n: int) -> list[Config]:
     """The ``n`` most accurate distinct configurations of a trace (deterministic ties)."""
     seen = trace.drop_duplicates("config")
     keys = sorted(zip(seen["accuracy"], seen["macs"], seen["config"]), key=lambda t: _rank_key(*t))
     return [tuple(c) for _, _, c in keys[:n]]
+
+
+def _budget_order(baselines: Sequence, cost) -> list[int]:
+    """Indices of ``baselines`` in ascending budget order (stable): the order of the incremental searches."""
+    return sorted(range(len(baselines)), key=lambda i: _budget(baselines[i], cost))
+
+
+def _search_seeds(seed, n: int) -> list:
+    """Seed of each of the ``n`` incremental searches (ascending budget): children of ``SeedSequence(seed)``."""
+    return np.random.SeedSequence(seed).spawn(n)
 
 
 @_macs_alias
@@ -466,8 +568,8 @@ def bfs_incremental_search(
     space = as_space(space)
     checked = _Cost(cost, space)
     cache = {} if cache is None else cache
-    order = sorted(range(len(baselines)), key=lambda i: _budget(baselines[i], checked))
-    seeds = np.random.SeedSequence(seed).spawn(len(baselines))
+    order = _budget_order(baselines, checked)
+    seeds = _search_seeds(seed, len(baselines))
     bests, traces, starts = [], [], []
     for k, i in enumerate(order):
         best, trace = bfs_search(space, evaluate, cost, baselines[i], runs=runs, max_steps=max_steps,
@@ -528,3 +630,60 @@ def bfs_incremental(
         cost = model_mac_lookup(model, tuple(input_size) if input_size is not None else evaluate.input_size())
     return bfs_incremental_search(search_space(model), evaluate, cost, baselines, runs=runs, max_steps=max_steps,
                                   seeded_runs=seeded_runs, seed=seed, cache=cache)
+
+
+def bfs_first_step(
+    model: nn.Module,
+    data,
+    baselines: Sequence,
+    seed=0,
+    start: Sequence[int] | None = None,
+    *,
+    cache: dict | None = None,
+    cost: Callable | None = None,
+    input_size=None,
+    evaluate_over_budget: bool = True,
+    max_tries: int = 100_000,
+    **options,
+) -> pd.DataFrame:
+    """The first step of :func:`bfs_incremental` on the same arguments, made visible (:func:`bfs_step`).
+
+    The incremental search begins with the smallest budget; its first run starts at a
+    random configuration within that budget drawn from the search's seed. This is
+    that step: from that start (or from ``start``), the neighbours, their accuracies
+    and costs, which are within the smallest budget and the move taken. Its
+    within-budget rows equal the trace rows of run 0, step 1 of the smallest
+    baseline's search of :func:`bfs_incremental` with the same ``baselines`` and
+    ``seed`` (and its first row the start, step 0).
+
+    Parameters
+    ----------
+    model, data, baselines, seed, cost, input_size, **options
+        As in :func:`bfs_incremental`.
+    start : configuration, optional
+        Start of the step; default the first run's random start.
+    cache : dict, optional
+        Memo ``config -> accuracy``, read and extended: pass the same dict to
+        :func:`bfs_incremental` to evaluate nothing twice.
+    evaluate_over_budget : bool, default True
+        Also evaluate the neighbours above the budget (:func:`bfs_step`).
+    max_tries : int, default 100000
+        Rejection-sampling draws for the random start.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`bfs_step`.
+    """
+    if len(baselines) == 0:
+        raise ValueError("baselines must contain at least one configuration or budget")
+    evaluate = ConfigEvaluator(model, data, **options)
+    if cost is None:
+        cost = model_mac_lookup(model, tuple(input_size) if input_size is not None else evaluate.input_size())
+    space = as_space(search_space(model))
+    checked = _Cost(cost, space)
+    first = baselines[_budget_order(baselines, checked)[0]]
+    if start is None:
+        start = _bfs_starts(space, checked, _budget(first, checked), 1, [], _search_seeds(seed, len(baselines))[0],
+                            max_tries)[0]
+    return bfs_step(space, evaluate, cost, first, start, cache=cache, evaluate_over_budget=evaluate_over_budget)
