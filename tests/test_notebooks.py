@@ -96,6 +96,21 @@ def test_notebook_progress_bars_render():
         bar.close()
 
 
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=_ids(ALL_NOTEBOOKS))
+def test_papermill_sees_every_parameter(path):
+    """``papermill -p NAME VALUE`` works without "Passed unknown parameter" for every declared knob.
+
+    Papermill's parameter pattern reads annotations such as ``int`` or ``list[int]`` but not
+    ``int | None``, so knobs whose default ``None`` means the profile's value are annotated with
+    their value type (``four_layer_gross_epochs: int = None``).
+    """
+    from papermill.inspection import inspect_notebook
+
+    cell = next(c for c in _code_cells(_read(path)) if "parameters" in c.metadata.get("tags", []))
+    declared = [n.target.id for n in ast.parse(cell.source).body]
+    assert list(inspect_notebook(str(path))) == declared
+
+
 def test_parameter_errors_detects_bad_cells():
     assert parameter_errors('profile: str = "cpu"\nseed: int = 0\nsizes: tuple = (1, 2)\n') == []
     assert parameter_errors('profile = "cpu"')  # not annotated
