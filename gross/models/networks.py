@@ -12,6 +12,14 @@ can run them stage by stage:
   no batch norm; 2x2 max-pooling after each stage), then fc 512->512, ReLU,
   dropout 0.5, fc 512->10.
 
+A torchvision-style ResNet-18 for CIFAR-10 (not in the paper; notebook 07 applies GroSS to it):
+
+* :func:`resnet18_cifar` -- a :class:`torchvision.models.ResNet` with a 3x3 stride-1 stem
+  (no max-pooling), four stages of two :class:`~torchvision.models.resnet.BasicBlock`
+  (64, 128, 256, 512 channels times ``width_mult``; batch norm after every convolution,
+  1x1 downsample convolutions where the shape changes), global average pooling and
+  one linear layer.
+
 The ImageNet networks are torchvision's :func:`torchvision.models.vgg16` and
 :func:`torchvision.models.resnet18` with ``weights=None``.
 
@@ -35,12 +43,15 @@ from typing import Callable
 
 import torch.nn as nn
 import torchvision
+from torchvision.models.resnet import BasicBlock, ResNet
 
 __all__ = [
     "four_layer_net",
     "vgg16_cifar",
     "vgg16_imagenet",
     "resnet18_imagenet",
+    "resnet18_cifar",
+    "CifarResNet",
     "MODELS",
     "INPUT_SIZE",
     "DEFAULT_GROUP_SIZES",
@@ -175,12 +186,90 @@ def resnet18_imagenet(num_classes: int = 1000, **kwargs) -> nn.Module:
     return torchvision.models.resnet18(weights=None, num_classes=num_classes, **kwargs)
 
 
+class CifarResNet(ResNet):
+    """A torchvision :class:`~torchvision.models.ResNet` of :class:`BasicBlock` stages for 32x32 inputs.
+
+    The stem is a 3x3 stride-1 convolution (no bias) + batch norm + ReLU and ``maxpool`` is
+    an :class:`torch.nn.Identity`, so the four stages run at 32, 16, 8 and 4 pixels.
+    ``forward`` and the module names (``conv1, bn1, relu, maxpool, layer1..layer4,
+    avgpool, fc``) are torchvision's, so code written for torchvision's ResNet
+    (:func:`gross.search.evaluation.units`, the prefix-tree evaluation) applies unchanged.
+    Initialisation as torchvision's: He (fan-out) normal convolutions, batch norm weight
+    1 and bias 0, PyTorch's default for ``fc``.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        Blocks per stage (ResNet-18: ``(2, 2, 2, 2)``).
+    widths : sequence of int
+        Output channels of the stem and the four stages (the stem's equals stage 1's).
+    num_classes : int
+    """
+
+    def __init__(self, layers, widths, num_classes: int = 10):
+        nn.Module.__init__(self)  # torchvision's __init__ hard-codes the ImageNet stem and widths
+        if len(layers) != 4 or len(widths) != 4:
+            raise ValueError(f"need 4 stages, got layers={tuple(layers)} widths={tuple(widths)}")
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = int(widths[0]), 1, 1, 64
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity()
+        self.layer1 = self._make_layer(BasicBlock, int(widths[0]), layers[0])
+        self.layer2 = self._make_layer(BasicBlock, int(widths[1]), layers[1], stride=2)
+        self.layer3 = self._make_layer(BasicBlock, int(widths[2]), layers[2], stride=2)
+        self.layer4 = self._make_layer(BasicBlock, int(widths[3]), layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(int(widths[3]) * BasicBlock.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+#: ResNet-18 stage widths (stem = stage 1).
+RESNET18_WIDTHS = (64, 128, 256, 512)
+
+
+def resnet18_cifar(num_classes: int = 10, width_mult: float = 1.0) -> CifarResNet:
+    """ResNet-18 for CIFAR-10: torchvision's blocks with a 3x3 stem and no max-pooling.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+        Outputs of ``fc``.
+    width_mult : float, default 1.0
+        Multiplies the channels of every stage (64, 128, 256, 512; rounded, at least
+        1). Use values < 1 for reduced CPU runs.
+
+    Returns
+    -------
+    CifarResNet
+        A :class:`torchvision.models.ResNet`: ``conv1`` (3x3, stride 1, no bias), ``bn1``,
+        ``relu``, ``maxpool`` (identity), ``layer1..layer4`` (two BasicBlocks each,
+        stride 2 from ``layer2`` on, 1x1 downsample + batch norm where the shape
+        changes), ``avgpool``, ``fc``. Expects 3x32x32 inputs. Its decomposable layers
+        (:func:`gross.method.decomposition.decomposable_layers`) are the 16 3x3
+        convolutions of the blocks; the stem and the 1x1 downsamples are not decomposed.
+        At width 1.0 it has 11,173,962 parameters and 556.65M MACs (batch norm counted,
+        2 per output element; :func:`gross.method.macs.count_macs`).
+    """
+    _check_positive("num_classes", num_classes)
+    _check_positive("width_mult", width_mult, kind=float)
+    widths = tuple(max(1, int(round(c * width_mult))) for c in RESNET18_WIDTHS)
+    return CifarResNet((2, 2, 2, 2), widths, num_classes=num_classes)
+
+
 #: Registry name -> factory.
 MODELS: "dict[str, Callable[..., nn.Module]]" = {
     "four_layer": four_layer_net,
     "vgg16_cifar": vgg16_cifar,
     "vgg16_imagenet": vgg16_imagenet,
     "resnet18_imagenet": resnet18_imagenet,
+    "resnet18_cifar": resnet18_cifar,
 }
 
 #: Input size (C, H, W) of each registered model.
@@ -189,6 +278,7 @@ INPUT_SIZE: "dict[str, tuple[int, int, int]]" = {
     "vgg16_cifar": (3, 32, 32),
     "vgg16_imagenet": (3, 224, 224),
     "resnet18_imagenet": (3, 224, 224),
+    "resnet18_cifar": (3, 32, 32),
 }
 
 #: Group sizes searched per model (Sec. 4.3). ``None`` = all powers of two
@@ -198,6 +288,7 @@ DEFAULT_GROUP_SIZES: "dict[str, tuple[int, ...] | None]" = {
     "vgg16_cifar": (1, 4, 16, 32),
     "vgg16_imagenet": (1, 4, 16, 32),
     "resnet18_imagenet": (1, 4, 16, 32),
+    "resnet18_cifar": (1, 4, 16, 32),
 }
 
 
@@ -208,7 +299,7 @@ def build(name: str, **kwargs) -> nn.Module:
     ----------
     name : str
         One of ``MODELS`` (``"four_layer"``, ``"vgg16_cifar"``,
-        ``"vgg16_imagenet"``, ``"resnet18_imagenet"``).
+        ``"vgg16_imagenet"``, ``"resnet18_imagenet"``, ``"resnet18_cifar"``).
     **kwargs
         Passed to the factory (e.g. ``num_classes``, ``width_mult``).
 

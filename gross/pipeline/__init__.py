@@ -15,6 +15,9 @@ module                 steps (outputs declared with :func:`outputs.step`)  noteb
 :mod:`.timing`         ``inference_timing``                                05_ap_comparison
 :mod:`.latency`        ``predictor_validation``, ``latency_vs_macs``,      06_latency_aware_search
                        ``latency_search`` (beyond the paper)
+:mod:`.own_network`    ``own_base_network``, ``own_decomposition``,        07_gross_on_your_network
+                       ``own_finetuning``, ``own_search``, ``own_export``
+                       (beyond the paper: a CIFAR ResNet-18)
 =====================  ==================================================  ===========================
 
 Support modules: :mod:`gross.runs.store` (``runs/<profile>/`` artefacts with fingerprints, the
@@ -61,6 +64,7 @@ from pathlib import Path
 
 from gross.pipeline import (base, decomposition, finetune, latency, table2, table3, table4, table5,  # noqa: F401
                             timing, tutorial)  # their @step decorators fill STEPS
+from gross.pipeline import own_network  # noqa: F401,E402  (notebook 07: its @step decorators fill STEPS)
 from gross.pipeline.common import setup
 from gross.pipeline.outputs import FIGURE_FILES, TABLE_FILES, NOTEBOOK_ORDER, STEPS, Step, StepResult, step
 from gross.utils import paths
@@ -108,6 +112,8 @@ def _pipeline():
 
 #: The steps of notebooks 01-06 in notebook order (what the notebooks call, minus display).
 PIPELINE = _pipeline()
+PIPELINE += (own_network.own_base_network, own_network.own_decomposition, own_network.own_finetuning,
+             own_network.own_search, own_network.own_export)  # notebook 07
 
 
 def run_pipeline(cfg, steps=PIPELINE) -> dict:

@@ -71,6 +71,8 @@ _NON_NEGATIVE = {
     ("imagenet", "workers"),
     ("four_layer", "btd_ridge"), ("vgg16", "btd_ridge"),
     ("executor", "gpus"), ("executor", "slurm_gpus_per_job"),
+    ("own_network", "width_mult"), ("own_network", "n_train"), ("own_network", "n_val"), ("own_network", "btd_ridge"),
+    ("own_network", "n_test"),
 }
 
 
