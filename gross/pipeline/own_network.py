@@ -96,6 +96,7 @@ __all__ = [
     "layer_table",
     "decompose",
     "btd_errors",
+    "btd_error_figure",
     "finetune",
     "uniform_accuracies",
     "latency_table",
@@ -417,6 +418,33 @@ def btd_errors(model: nn.Module) -> pd.DataFrame:
                          for name, layer in gross_layers(model).items() for s, e in sorted(layer.btd_errors.items())])
 
 
+def btd_error_figure(errors: pd.DataFrame, ax=None):
+    """Relative BTD error against group size, one line per layer, the legend beside the axes.
+
+    :func:`gross.report.plots.btd_error_figure` on a wider figure, with its legend (one
+    entry per decomposed layer: 16 here) in two columns to the right of the plot.
+
+    Parameters
+    ----------
+    errors : pandas.DataFrame
+        :func:`btd_errors`'s table.
+    ax : matplotlib Axes, optional
+        Default: a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from gross.report import plots
+
+    if ax is None:
+        _, axes = plots.panel_axes(1, 1, figsize=(8.0, 3.8))
+        ax = axes[0, 0]
+    fig = plots.btd_error_figure(errors, ax=ax)
+    ax.legend(title="layer", ncol=2, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
+
+
 @step(NOTEBOOK, tables=("own_network_layers", "own_network_btd_errors"), figures=("fig_own_network_btd_error",))
 def own_decomposition(cfg: Mapping, model: nn.Module | None = None, gross: nn.Module | None = None,
                       layers: pd.DataFrame | None = None, errors: pd.DataFrame | None = None) -> StepResult:
@@ -425,14 +453,12 @@ def own_decomposition(cfg: Mapping, model: nn.Module | None = None, gross: nn.Mo
     ``model`` is the base network (:func:`base_network`), ``gross`` its decomposition
     (:func:`decompose`); ``layers`` and ``errors`` the verbs' tables.
     """
-    from gross.report import plots
-
     if layers is None or errors is None:
         model = base_network(cfg) if model is None else model
         layers = layer_table(cfg, model) if layers is None else layers
         errors = btd_errors(decompose(cfg, model) if gross is None else gross) if errors is None else errors
     return StepResult(tables={"own_network_layers": layers, "own_network_btd_errors": errors},
-                      figures={"fig_own_network_btd_error": plots.btd_error_figure(errors)})
+                      figures={"fig_own_network_btd_error": btd_error_figure(errors)})
 
 
 # ----------------------------------------------------------------------------- 3. GroSS fine-tuning
