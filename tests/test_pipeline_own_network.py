@@ -193,6 +193,19 @@ def test_decompose_leaves_the_base_alone_and_keeps_batch_norm(chain):
     assert made == []
 
 
+def test_btd_error_figure(chain):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    errors = own.btd_errors(chain["init"])
+    fig = own.btd_error_figure(errors)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    assert len(fig.axes[0].get_legend().get_texts()) == 16  # one entry per decomposed layer
+    fig2, ax = plt.subplots()
+    assert own.btd_error_figure(errors, ax=ax) is fig2
+    plt.close(fig2)
+
+
 def test_finetune_trains_only_the_gross_layers(chain):
     init, tuned, history = chain["init"], chain["tuned"], chain["history"]
     assert list(history["epoch"]) == [1] and {"val_acc_smallest", "val_acc_largest"} <= set(history.columns)

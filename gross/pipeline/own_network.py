@@ -44,9 +44,10 @@ convolution (saving those MACs); :func:`gross.method.decomposition.export` does 
 
 from __future__ import annotations
 
-import functools
+import copy
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -55,12 +56,24 @@ import pandas as pd
 import torch
 from torch import nn
 
-from gross.method.decomposition import gross_layers, planned_space, search_space, skeleton
+from gross import data as gdata
+from gross.method import deploy
+from gross.method.decomposition import (decomposable_layers, export, gross_layers, planned_space, search_space,
+                                        skeleton)
+from gross.method.decomposition import decompose as _decompose
+from gross.method.macs import mac_table
 from gross.method.space import SearchSpace, config_str, parse_config
+from gross.models import resnet18_cifar
+from gross.pipeline import latency as latency_steps
 from gross.pipeline.common import eval_kwargs, evaluate, prepare_data, resolve_device, uniform, uniform_configs
 from gross.pipeline.decomposition import gross_payload
 from gross.pipeline.outputs import StepResult, step
 from gross.runs.store import Store
+from gross.search import latency as L
+from gross.search.algorithms import bfs_search, exhaustive_search
+from gross.search.costs import LatencyCost, model_mac_lookup
+from gross.search.evaluation import ConfigEvaluator, evaluate_configs
+from gross.training.loop import finetune_gross, train_base
 from gross.training.recipes import Recipe
 from gross.utils import paths
 
@@ -83,6 +96,7 @@ __all__ = [
     "layer_table",
     "decompose",
     "btd_errors",
+    "btd_error_figure",
     "finetune",
     "uniform_accuracies",
     "latency_table",
@@ -145,8 +159,6 @@ def load_data(cfg: Mapping):
     all; stratified, seeded by ``data.split_seed``), normalised with
     :data:`CIFAR10_MEAN` / :data:`CIFAR10_STD`.
     """
-    from gross import data as gdata
-
     ds = prepare_data(cfg, "four_layer")  # the profile's splits (data.*); normalisation replaced below
     on = cfg["own_network"]
     sizes = {f"n_{split}": on[f"n_{split}"] if 0 < on[f"n_{split}"] < len(getattr(ds, split)) else None
@@ -158,8 +170,6 @@ def load_data(cfg: Mapping):
 
 def build(cfg: Mapping) -> nn.Module:
     """A freshly initialised (seeded with ``seed``) ResNet-18 at :func:`width`."""
-    from gross.models import resnet18_cifar
-
     torch.manual_seed(int(cfg["seed"]))
     return resnet18_cifar(width_mult=width(cfg))
 
@@ -190,34 +200,25 @@ def _tag(cfg: Mapping) -> str:
     return f"{_FOLDER}/{MODEL}-w{width(cfg):g}"
 
 
-@functools.lru_cache(maxsize=16)
-def _meta_lookup(width_mult: float, space: tuple):
-    """:func:`gross.search.costs.model_mac_lookup` of the GroSS architecture, built on the meta device.
-
-    MACs depend on the architecture only: counting a network on the meta device propagates
-    shapes without arithmetic (:mod:`gross.method.macs`), so the lookup costs no forward pass.
-    """
-    from gross.models import resnet18_cifar
-    from gross.search.costs import model_mac_lookup
-
-    with torch.device("meta"):
-        model = skeleton(resnet18_cifar(width_mult=width_mult), dict(space))
-    return model_mac_lookup(model)
-
-
 def _on_meta(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` on the meta device: MAC counting without arithmetic."""
-    import copy
-
+    """A copy of ``model`` on the meta device: MAC counting propagates shapes without arithmetic."""
     return copy.deepcopy(model).to(torch.device("meta"))
 
 
-def _mac_lookup(model: nn.Module):
-    """MACs of every configuration of the GroSS ``model`` (a :class:`gross.search.costs.MacLookup`)."""
-    from gross.models.networks import RESNET18_WIDTHS
+_LOOKUPS: dict = {}
 
-    space = tuple((n, tuple(s)) for n, s in search_space(model).items())
-    return _meta_lookup(model.conv1.out_channels / RESNET18_WIDTHS[0], space)
+
+def _mac_lookup(model: nn.Module):
+    """MACs of every configuration of the GroSS ``model`` (a :class:`gross.search.costs.MacLookup`).
+
+    Built once per architecture and search space on a meta-device copy
+    (:func:`gross.search.costs.model_mac_lookup` without a forward pass of real tensors).
+    """
+    structure = re.sub(r"group_size=\d+", "", repr(model))  # the architecture, whatever the active sizes
+    key = (structure, tuple((n, tuple(s)) for n, s in search_space(model).items()))
+    if key not in _LOOKUPS:
+        _LOOKUPS[key] = model_mac_lookup(_on_meta(model))
+    return _LOOKUPS[key]
 
 
 # ----------------------------------------------------------------------------- 1. the base network
@@ -256,8 +257,6 @@ def _load_weights(cfg: Mapping, path: Path) -> nn.Module:
 
 
 def _train(cfg: Mapping, store: Store) -> dict:
-    from gross.training.loop import train_base
-
     model, data, rec = build(cfg), load_data(cfg), base_recipe(cfg)
     history = train_base(model, data, rec, run_dir=store.root / "checkpoints", resume=True,
                          device=resolve_device(cfg), name=f"{MODEL}_w{width(cfg):g}_base_{store.fingerprint_so_far()}",
@@ -305,8 +304,6 @@ def base_history(cfg: Mapping) -> pd.DataFrame:
 
 def _accuracies(cfg: Mapping, model: nn.Module, configs: Sequence | None, split: str) -> list[float]:
     """Accuracy (%) on ``split`` of ``model`` (plain: ``configs=None``) or of each configuration; cached."""
-    from gross.search.evaluation import evaluate_configs
-
     key = hashlib.sha1(json.dumps(None if configs is None else [list(c) for c in configs]).encode()).hexdigest()[:8]
     name = f"{_FOLDER}/acc/{_digest(model)}-{split}-{key}.json"
 
@@ -328,9 +325,6 @@ def base_summary(cfg: Mapping, model: nn.Module) -> pd.DataFrame:
     training are empty for loaded weights). MACs per image, batch norm counted as two
     MACs per output element (:func:`gross.method.macs.count_macs`). Accuracies are cached.
     """
-    from gross.method.decomposition import decomposable_layers
-    from gross.method.macs import mac_table
-
     macs = mac_table(_on_meta(model), (3, 32, 32))
     path = weights_path(cfg)
     trained = path is None
@@ -371,8 +365,6 @@ def layer_table(cfg: Mapping, model: nn.Module) -> pd.DataFrame:
     bottleneck at its largest / smallest group size (:func:`gross.method.macs.mac_table`
     counts a plain network *as if* decomposed).
     """
-    from gross.method.macs import mac_table
-
     space = planned_space(model, group_sizes=list(cfg["own_network"]["group_sizes"]))
     modules = dict(model.named_modules())
     meta = _on_meta(model)
@@ -409,10 +401,6 @@ def decompose(cfg: Mapping, model: nn.Module) -> nn.Module:
     :func:`gross.method.decomposition.decompose` with group sizes ``own_network.group_sizes``,
     BTD options ``own_network.btd_tol``, ``btd_max_iter``, ``btd_ridge`` and seed ``seed``.
     """
-    import copy
-
-    from gross.method.decomposition import decompose as _decompose
-
     def compute() -> dict:
         on = cfg["own_network"]
         net = _decompose(copy.deepcopy(model).cpu().eval(), group_sizes=list(on["group_sizes"]), tol=on["btd_tol"],
@@ -430,6 +418,33 @@ def btd_errors(model: nn.Module) -> pd.DataFrame:
                          for name, layer in gross_layers(model).items() for s, e in sorted(layer.btd_errors.items())])
 
 
+def btd_error_figure(errors: pd.DataFrame, ax=None):
+    """Relative BTD error against group size, one line per layer, the legend beside the axes.
+
+    :func:`gross.report.plots.btd_error_figure` on a wider figure, with its legend (one
+    entry per decomposed layer: 16 here) in two columns to the right of the plot.
+
+    Parameters
+    ----------
+    errors : pandas.DataFrame
+        :func:`btd_errors`'s table.
+    ax : matplotlib Axes, optional
+        Default: a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from gross.report import plots
+
+    if ax is None:
+        _, axes = plots.panel_axes(1, 1, figsize=(8.0, 3.8))
+        ax = axes[0, 0]
+    fig = plots.btd_error_figure(errors, ax=ax)
+    ax.legend(title="layer", ncol=2, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
+
+
 @step(NOTEBOOK, tables=("own_network_layers", "own_network_btd_errors"), figures=("fig_own_network_btd_error",))
 def own_decomposition(cfg: Mapping, model: nn.Module | None = None, gross: nn.Module | None = None,
                       layers: pd.DataFrame | None = None, errors: pd.DataFrame | None = None) -> StepResult:
@@ -438,14 +453,12 @@ def own_decomposition(cfg: Mapping, model: nn.Module | None = None, gross: nn.Mo
     ``model`` is the base network (:func:`base_network`), ``gross`` its decomposition
     (:func:`decompose`); ``layers`` and ``errors`` the verbs' tables.
     """
-    from gross.report import plots
-
     if layers is None or errors is None:
         model = base_network(cfg) if model is None else model
         layers = layer_table(cfg, model) if layers is None else layers
         errors = btd_errors(decompose(cfg, model) if gross is None else gross) if errors is None else errors
     return StepResult(tables={"own_network_layers": layers, "own_network_btd_errors": errors},
-                      figures={"fig_own_network_btd_error": plots.btd_error_figure(errors)})
+                      figures={"fig_own_network_btd_error": btd_error_figure(errors)})
 
 
 # ----------------------------------------------------------------------------- 3. GroSS fine-tuning
@@ -468,10 +481,6 @@ def finetune(cfg: Mapping, gross: nn.Module) -> tuple[nn.Module, pd.DataFrame]:
     (nn.Module, pandas.DataFrame)
         The fine-tuned GroSS model (eval mode) and the history (one row per epoch).
     """
-    import copy
-
-    from gross.training.loop import finetune_gross
-
     store, start = Store(cfg), _digest(gross)
 
     def compute() -> dict:
@@ -532,8 +541,6 @@ def latency_table(cfg: Mapping, model: nn.Module):
     (:func:`gross.pipeline.latency.tables`: a store artefact under ``runs/<profile>/latency/``,
     one per architecture and device fingerprint).
     """
-    from gross.pipeline import latency as latency_steps
-
     b = int(cfg["own_network"]["latency_batch_size"])
     lat = dict(latency_steps.settings(cfg), batch_sizes=[b])
     return latency_steps.tables(cfg, model, lat)[b]
@@ -549,10 +556,6 @@ def _table_digest(table) -> str:
 
 
 def _search(cfg: Mapping, model: nn.Module, table) -> dict:
-    from gross.search.algorithms import bfs_search, exhaustive_search
-    from gross.search.costs import LatencyCost
-    from gross.search.evaluation import ConfigEvaluator
-
     on, data = cfg["own_network"], load_data(cfg)
     space = search_space(model)
     method = search_method(cfg, space)
@@ -619,9 +622,6 @@ def confirm(cfg: Mapping, model: nn.Module, found: pd.DataFrame) -> pd.DataFrame
     speedup_vs_baseline`` (the exported networks timed round-robin with the ``[latency]``
     settings at ``own_network.latency_batch_size`` on the run's ``device``).
     """
-    from gross.pipeline import latency as latency_steps
-    from gross.search import latency as L
-
     configs = list(dict.fromkeys([parse_config(c) for c in list(found["baseline"]) + list(found["config"])]))
     lat, batch = latency_steps.settings(cfg), int(cfg["own_network"]["latency_batch_size"])
     where = L.device_fingerprint(lat["device"], batch, lat["threads"])  # measurements of another machine: not reused
@@ -749,10 +749,6 @@ def onnx_check(cfg: Mapping, model: nn.Module, config) -> pd.DataFrame:
         max_abs_diff, max_abs_output, onnx_kb, file, gross_test_acc, exported_test_acc``
         (the exported network's accuracy must equal the GroSS model's at ``config``).
     """
-    from gross.method import deploy
-    from gross.method.decomposition import export
-    from gross.method.macs import mac_table
-
     config = SearchSpace.from_model(model).validate(config)
     store = Store(cfg)
     stem = f"{_FOLDER}/onnx-{_digest(model)}-{config_str(config, sep='-')}"
