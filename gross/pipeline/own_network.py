@@ -45,8 +45,6 @@ convolution (saving those MACs); :func:`gross.method.decomposition.export` does 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -76,6 +74,7 @@ from gross.search.evaluation import ConfigEvaluator, evaluate_configs
 from gross.training.loop import finetune_gross, train_base
 from gross.training.recipes import Recipe
 from gross.utils import paths
+from gross.utils.hashing import bytes_digest, digest
 
 __all__ = [
     "NOTEBOOK",
@@ -187,13 +186,10 @@ def gross_recipe(cfg: Mapping) -> Recipe:
 
 
 def _digest(model: nn.Module) -> str:
-    """Short SHA-1 of a model's state dict (names, shapes, values): names the artefacts made from it."""
-    h = hashlib.sha1()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(str(tuple(v.shape)).encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:10]
+    """Short SHA-256 of a model's state dict (names, shapes, values): names the artefacts made from it."""
+    blob = b"".join(k.encode() + str(tuple(v.shape)).encode() + v.detach().cpu().contiguous().numpy().tobytes()
+                    for k, v in model.state_dict().items())
+    return bytes_digest(blob, 10)
 
 
 def _tag(cfg: Mapping) -> str:
@@ -304,7 +300,7 @@ def base_history(cfg: Mapping) -> pd.DataFrame:
 
 def _accuracies(cfg: Mapping, model: nn.Module, configs: Sequence | None, split: str) -> list[float]:
     """Accuracy (%) on ``split`` of ``model`` (plain: ``configs=None``) or of each configuration; cached."""
-    key = hashlib.sha1(json.dumps(None if configs is None else [list(c) for c in configs]).encode()).hexdigest()[:8]
+    key = digest(None if configs is None else [list(c) for c in configs], 8)
     name = f"{_FOLDER}/acc/{_digest(model)}-{split}-{key}.json"
 
     def compute() -> dict:
@@ -552,7 +548,7 @@ def search_method(cfg: Mapping, space: Mapping) -> str:
 
 
 def _table_digest(table) -> str:
-    return hashlib.sha1(table.to_json().encode()).hexdigest()[:10]
+    return bytes_digest(table.to_json().encode(), 10)
 
 
 def _search(cfg: Mapping, model: nn.Module, table) -> dict:
@@ -625,7 +621,7 @@ def confirm(cfg: Mapping, model: nn.Module, found: pd.DataFrame) -> pd.DataFrame
     configs = list(dict.fromkeys([parse_config(c) for c in list(found["baseline"]) + list(found["config"])]))
     lat, batch = latency_steps.settings(cfg), int(cfg["own_network"]["latency_batch_size"])
     where = L.device_fingerprint(lat["device"], batch, lat["threads"])  # measurements of another machine: not reused
-    key = hashlib.sha1(json.dumps([[list(c) for c in configs], where], sort_keys=True).encode()).hexdigest()[:10]
+    key = digest([[list(c) for c in configs], where], 10)
 
     def compute() -> dict:
         lat = latency_steps.settings(cfg)  # read again inside: the artefact's settings are the timing keys
