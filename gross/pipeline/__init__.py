@@ -1,4 +1,4 @@
-"""The experiment pipeline behind notebooks 00-06: one module per paper result.
+"""The experiment pipeline behind notebooks 00-07: one module per paper result.
 
 =====================  ==================================================  ===========================
 module                 steps (outputs declared with :func:`outputs.step`)  notebook
@@ -110,7 +110,7 @@ def _pipeline():
             latency.predictor_validation, latency.latency_vs_macs, latency.latency_search)
 
 
-#: The steps of notebooks 01-06 in notebook order (what the notebooks call, minus display).
+#: The steps of notebooks 01-07 in notebook order (what the notebooks call, minus display).
 PIPELINE = _pipeline()
 PIPELINE += (own_network.own_base_network, own_network.own_decomposition, own_network.own_finetuning,
              own_network.own_search, own_network.own_export)  # notebook 07
