@@ -149,7 +149,7 @@ def layer_factors(cfg: Mapping, name: str = "four_layer", layer: str = "conv2", 
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     name : str
         ``"four_layer"`` or ``"vgg16"``.
     layer : str

@@ -62,7 +62,7 @@ def search_space_table(cfg: Mapping, name: str = "four_layer", repeat: int = 0) 
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     name : str
         One of :data:`gross.pipeline.common.MODELS`.
     repeat : int

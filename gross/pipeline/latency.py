@@ -147,7 +147,7 @@ def validation_model(cfg: Mapping, name: str) -> nn.Module:
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
         Reads ``seed`` and, for ``"vgg16"``, ``latency.vgg16_width_mult`` and ``vgg16.group_sizes``.
     name : {"four_layer", "vgg16"}
 
@@ -197,7 +197,7 @@ def tables(cfg: Mapping, model: nn.Module, lat: Mapping | None = None) -> dict[i
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     model : torch.nn.Module
         A GroSS model (e.g. :func:`validation_model`); only its architecture matters.
     lat : mapping, optional
@@ -241,7 +241,7 @@ def predict_config(cfg: Mapping, model: nn.Module, config: Sequence[int],
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
         Reads the timing settings (:func:`settings`) and ``seed``.
     model : torch.nn.Module
         The GroSS model the tables were measured for.
@@ -300,7 +300,7 @@ def validation_configs(cfg: Mapping, models: Mapping[str, nn.Module] | None = No
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     models : mapping of str to torch.nn.Module, optional
         By label (default: :func:`validation_models`).
 
@@ -327,7 +327,7 @@ def validation_summary(cfg: Mapping, configs: pd.DataFrame,
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     configs : pandas.DataFrame
         :func:`validation_configs`.
     models : mapping of str to torch.nn.Module, optional
@@ -366,7 +366,7 @@ def predictor_validation(cfg: Mapping, configs: pd.DataFrame | None = None,
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     configs, summary : pandas.DataFrame, optional
         :func:`validation_configs` and :func:`validation_summary` when already computed
         (``None``: compute them).
@@ -408,7 +408,7 @@ def configs_latency(cfg: Mapping, model: nn.Module | None = None,
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     model : torch.nn.Module, optional
         Default :func:`validation_model` ``(cfg, "four_layer")`` (random factors).
     tables : mapping of int to LatencyTable, optional
@@ -480,7 +480,7 @@ def budget_search(cfg: Mapping, accuracy: Mapping[tuple, float] | None = None,
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     accuracy : mapping of tuple to float, optional
         :func:`search_accuracy` (default: compute it).
     model : torch.nn.Module, optional
@@ -523,7 +523,7 @@ def measure_winners(cfg: Mapping, found: pd.DataFrame, model: nn.Module | None =
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     found : pandas.DataFrame
         :func:`budget_search`.
     model : torch.nn.Module, optional
@@ -585,7 +585,7 @@ def latency_search(cfg: Mapping, accuracy: Mapping[tuple, float] | None = None, 
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     accuracy, found, measured : optional
         :func:`search_accuracy`, :func:`budget_search` and :func:`measure_winners` when
         already computed (``None``: compute them).

@@ -111,7 +111,7 @@ def evaluate_space(cfg: Mapping, models: Sequence[nn.Module], data, configs: Seq
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     models : sequence of nn.Module
         The GroSS models (:func:`gross_models`).
     data : gross.data.Dataset
@@ -267,7 +267,7 @@ def exhaustive_search(cfg: Mapping, models: Sequence[nn.Module] | None = None, d
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     models, data, evaluated, found, figure, base, vbmf, entries, finetunes : optional
         The results of the verbs, as a notebook computed them cell by cell:
         :func:`gross_models`, :func:`gross.pipeline.common.prepare_data`,

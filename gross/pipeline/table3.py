@@ -92,7 +92,7 @@ def first_step(cfg: Mapping, model: nn.Module, data, baselines) -> pd.DataFrame:
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     model : nn.Module
         The GroSS VGG-16.
     data : gross.data.Dataset
@@ -121,7 +121,7 @@ def bfs_searches(cfg: Mapping, model: nn.Module, data, baselines,
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     model : nn.Module
     data : gross.data.Dataset
     baselines : DataFrame or sequence of configurations
@@ -157,7 +157,7 @@ def table_entries(cfg: Mapping, model: nn.Module, baselines, best: pd.DataFrame)
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     model : nn.Module
         The GroSS VGG-16 (its search space and MACs).
     baselines : DataFrame or sequence of configurations

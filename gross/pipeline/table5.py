@@ -50,7 +50,7 @@ def ap_configs(cfg: Mapping, space: Mapping) -> list[tuple]:
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     space : mapping of str to sequence of int
         The search space (:func:`gross.method.decomposition.search_space`).
 
@@ -68,7 +68,7 @@ def load_ap_models(cfg: Mapping) -> tuple[nn.Module, nn.Module]:
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
 
     Returns
     -------
@@ -106,7 +106,7 @@ def search_accuracies(cfg: Mapping, model: nn.Module, configs: Sequence[tuple]) 
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     model : nn.Module
         The GroSS decomposition (no fine-tuning) or the GroSS fine-tuned model.
     configs : sequence of tuple of int
@@ -128,7 +128,7 @@ def individual_accuracies(cfg: Mapping, configs: Sequence[tuple], kind: str = "c
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     configs : sequence of tuple of int
     kind : {"config", "partial"}
         ``"config"``: the individual schedule (``four_layer.config_epochs``), the paper's
@@ -177,7 +177,7 @@ def table5_average_precision(cfg: Mapping, estimates: pd.DataFrame) -> pd.DataFr
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     estimates : pandas.DataFrame
         :func:`estimates_table`.
 
@@ -203,7 +203,7 @@ def ap_slices(cfg: Mapping, estimates: pd.DataFrame) -> pd.DataFrame:
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     estimates : pandas.DataFrame
         :func:`estimates_table`.
 
@@ -236,7 +236,7 @@ def precision_at_ranks(cfg: Mapping, estimates: pd.DataFrame, space: str = "gros
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     estimates : pandas.DataFrame
         :func:`estimates_table`.
     space : {"none", "partial", "gross"}
@@ -311,7 +311,7 @@ def ap_comparison(cfg: Mapping, estimates: pd.DataFrame | None = None, table: pd
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     estimates : pandas.DataFrame, optional
         :func:`estimates_table` of the random configurations (None: computed with the verbs
         of this module).

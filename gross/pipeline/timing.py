@@ -31,7 +31,7 @@ def timing_configs(cfg: Mapping, model: nn.Module) -> list[tuple]:
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     model : nn.Module
         A GroSS model of the 4-layer network (for its search space).
 
@@ -50,7 +50,7 @@ def time_inference(cfg: Mapping, model: nn.Module, configs: Sequence[tuple]) -> 
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     model : nn.Module
         The GroSS model (:func:`timing_model`).
     configs : sequence of tuple of int
@@ -81,7 +81,7 @@ def inference_timing(cfg: Mapping, timed: pd.DataFrame | None = None) -> StepRes
 
     Parameters
     ----------
-    cfg : Config
+    cfg : Profile
     timed : pandas.DataFrame, optional
         :func:`time_inference`'s table (None: the model is loaded, the configurations drawn
         and the inference timed here).
