@@ -120,8 +120,8 @@ device-prep: ## Wheels (.whl/) + CIFAR-10 archive (data/) + commit id for script
 	    echo "(a decoded CIFAR-10 cache data/cifar10-*.pt from a CPU run is 180 MB: move it out of data/)"; exit 1; }
 	@echo "ready: run scripts/device_gpu.sh on the device with carry [\".whl\", \"data\"] (README: Running at paper scale)"
 
-clean: ## Remove runs/, executed notebooks and caches (keeps .venv and committed results)
-	rm -rf runs results/executed .pytest_cache
+clean: ## Remove runs/ and caches (keeps .venv, committed results and executed notebooks)
+	rm -rf runs .pytest_cache
 	find . -path ./$(VENV) -prune -o -type d \( -name __pycache__ -o -name .ipynb_checkpoints \) -print0 | xargs -0 rm -rf
 
 distclean: clean ## clean, and remove .venv

@@ -5,9 +5,12 @@
   tensors, where more threads only add contention on shared CI machines.
 - ``GROSS_RUNS`` points at a session temporary folder (and ``GROSS_OUTPUTS`` is unset),
   so no test writes into the repository's ``runs/`` or a caller's output folder; the ``gross_runs`` fixture gives a test its own fresh folder.
+- ``smoke_four_layer_runs``: a smoke ``runs/`` with the 4-layer base network, its GroSS decomposition
+  and GroSS fine-tune, built once per session; ``prepared`` gives each test module its own copy.
 """
 
 import os
+import shutil
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -36,3 +39,41 @@ def gross_runs(tmp_path, monkeypatch):
     path.mkdir()
     monkeypatch.setenv("GROSS_RUNS", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_four_layer_runs(tmp_path_factory):
+    """A smoke ``runs/`` folder with the 4-layer base network, its decomposition and GroSS fine-tune.
+
+    Built once per test session, serially (``$GROSS_EXECUTOR`` unset). Tests never write into
+    it: they copy it (``prepared``, or ``shutil.copytree``).
+    """
+    from gross.pipeline import base, decomposition, finetune
+    from gross.runs import config
+
+    tmp = tmp_path_factory.mktemp("smoke_four_layer")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
+        mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
+        mp.delenv("GROSS_EXECUTOR", raising=False)
+        cfg = config.load("smoke", device="cpu")
+        base.base_models(cfg, models=["four_layer"])
+        decomposition.btd_error_table(cfg, models=["four_layer"])
+        finetune.finetune_gross_models(cfg, models=["four_layer"])
+    return tmp / "runs"
+
+
+@pytest.fixture(scope="module")
+def prepared(smoke_four_layer_runs, tmp_path_factory):
+    """This test module's own copy of ``smoke_four_layer_runs``: a folder holding ``runs/`` and ``out/``.
+
+    ``$GROSS_RUNS`` and ``$GROSS_OUTPUTS`` point there (and ``$GROSS_EXECUTOR`` is unset) for the
+    module's tests, so what one module adds to its runs/ never reaches another module.
+    """
+    tmp = tmp_path_factory.mktemp("prepared")
+    shutil.copytree(smoke_four_layer_runs, tmp / "runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
+        mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
+        mp.delenv("GROSS_EXECUTOR", raising=False)
+        yield tmp

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gross.pipeline import base, decomposition, finetune
+from gross.pipeline import decomposition, finetune
 from gross.report import plots
 from gross.runs import config, store
 from gross.training import loop
@@ -24,25 +24,10 @@ def _smoke(**overrides):
     return config.load("smoke", device="cpu", **overrides)
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """runs/ with the 4-layer base network, its decomposition and its GroSS fine-tune (smoke)."""
-    tmp = tmp_path_factory.mktemp("finetune")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
-        mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
-        mp.delenv("GROSS_EXECUTOR", raising=False)
-        cfg = _smoke()
-        base.base_models(cfg, models=MODEL)
-        decomposition.btd_error_table(cfg, models=MODEL)
-        finetune.gross_histories(cfg, MODEL)
-    return tmp / "runs"
-
-
 @pytest.fixture
-def runs(prepared, tmp_path, monkeypatch):
-    """A private copy of the prepared runs/ (``$GROSS_RUNS``) and output folder."""
-    shutil.copytree(prepared, tmp_path / "runs")
+def runs(smoke_four_layer_runs, tmp_path, monkeypatch):
+    """A private copy of the session's smoke runs/ (conftest) (``$GROSS_RUNS``) and output folder."""
+    shutil.copytree(smoke_four_layer_runs, tmp_path / "runs")
     monkeypatch.setenv("GROSS_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("GROSS_OUTPUTS", str(tmp_path / "out"))
     monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
@@ -145,11 +130,11 @@ def test_uniform_finetunes_and_their_step(runs):
     assert (runs / "smoke" / finetune.true_path("four_layer", (1, 1, 1))).exists()
 
 
-def test_sampler_offset_is_the_loops():
-    """The replayed generator is seeded as the loop seeds its own (``recipe.seed + SAMPLER_SEED_OFFSET``)."""
+def test_sampler_is_the_loops():
+    """The loop draws from ``group_size_sampler``: ``recipe.seed + SAMPLER_SEED_OFFSET`` (replayed by sampled_configs)."""
     rec = loop.RECIPES["four_layer_gross"].replace(seed=5)
     job = loop._Job("gross", torch.nn.Linear(1, 1), [torch.nn.Parameter(torch.zeros(1))], bn_eval=True, name="x",
                     sampler_layers=[], track={})
     opt = loop._Optim(job, rec, torch.device("cpu"))
-    ours = torch.Generator().manual_seed(rec.seed + finetune.SAMPLER_SEED_OFFSET)
+    ours = torch.Generator().manual_seed(rec.seed + loop.SAMPLER_SEED_OFFSET)
     assert torch.equal(opt.sampler.get_state(), ours.get_state())

@@ -14,7 +14,7 @@ import pytest
 
 from gross.runs import config
 from gross.runs.jobs import ExecutorSettings, JobFailedError
-from gross.pipeline import base, decomposition, finetune, table5
+from gross.pipeline import decomposition, finetune, table5
 from gross.pipeline.common import executor, fan_out
 
 
@@ -22,30 +22,15 @@ def _smoke(**overrides):
     return config.load("smoke", device="cpu", **overrides)
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """runs/ with the 4-layer base network, its decomposition and GroSS fine-tune (serial)."""
-    tmp = tmp_path_factory.mktemp("jobs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
-        mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
-        mp.delenv("GROSS_EXECUTOR", raising=False)
-        cfg = _smoke()
-        base.base_models(cfg, models=["four_layer"])
-        decomposition.btd_error_table(cfg, models=["four_layer"])
-        finetune.finetune_gross_models(cfg, models=["four_layer"])
-    return tmp / "runs"
-
-
-def _use_copy(prepared, tmp, monkeypatch):
-    """A copy of the prepared runs/ under ``tmp``, made the current ``$GROSS_RUNS``; its path."""
-    shutil.copytree(prepared, tmp / "runs")
+def _use_copy(smoke_four_layer_runs, tmp, monkeypatch):
+    """A copy of the smoke_four_layer_runs runs/ under ``tmp``, made the current ``$GROSS_RUNS``; its path."""
+    shutil.copytree(smoke_four_layer_runs, tmp / "runs")
     monkeypatch.setenv("GROSS_RUNS", str(tmp / "runs"))
     return tmp / "runs"
 
 
-def _table5(prepared, tmp, monkeypatch, **overrides):
-    _use_copy(prepared, tmp, monkeypatch)
+def _table5(smoke_four_layer_runs, tmp, monkeypatch, **overrides):
+    _use_copy(smoke_four_layer_runs, tmp, monkeypatch)
     monkeypatch.setenv("GROSS_OUTPUTS", str(tmp / "out"))
     result = table5.ap_comparison(_smoke(**overrides))
     jobs = sorted(p.name for p in (tmp / "runs" / "smoke" / "jobs" / "true").glob("*.pt"))
@@ -53,10 +38,10 @@ def _table5(prepared, tmp, monkeypatch, **overrides):
 
 
 @pytest.mark.slow
-def test_table5_fine_tunes_equal_serially_and_through_the_local_pool(prepared, tmp_path, monkeypatch):
+def test_table5_fine_tunes_equal_serially_and_through_the_local_pool(smoke_four_layer_runs, tmp_path, monkeypatch):
     monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
-    serial, serial_jobs = _table5(prepared, tmp_path / "serial", monkeypatch)
-    pool, pool_jobs = _table5(prepared, tmp_path / "pool", monkeypatch, executor__name="local",
+    serial, serial_jobs = _table5(smoke_four_layer_runs, tmp_path / "serial", monkeypatch)
+    pool, pool_jobs = _table5(smoke_four_layer_runs, tmp_path / "pool", monkeypatch, executor__name="local",
                               executor__workers=2, executor__threads=1, executor__gpus=0)
     n = _smoke()["ap"]["n_configs"]
     assert finetune.partial_is_prefix(_smoke())
@@ -67,9 +52,9 @@ def test_table5_fine_tunes_equal_serially_and_through_the_local_pool(prepared, t
 
 
 @pytest.mark.slow
-def test_partial_fine_tune_read_from_the_individual_one_equals_training_it(prepared, tmp_path, monkeypatch):
+def test_partial_fine_tune_read_from_the_individual_one_equals_training_it(smoke_four_layer_runs, tmp_path, monkeypatch):
     """The fast path of Table 5 (no separate partial training) gives the partial fine-tune's own result."""
-    runs = _use_copy(prepared, tmp_path, monkeypatch) / "smoke"
+    runs = _use_copy(smoke_four_layer_runs, tmp_path, monkeypatch) / "smoke"
     monkeypatch.delenv("GROSS_EXECUTOR", raising=False)
     cfg = _smoke(four_layer__config_epochs=3, ap__partial_epochs=2)  # milestone after epoch 2: a prefix
     assert finetune.partial_is_prefix(cfg)

@@ -42,9 +42,8 @@ def test_gross_outputs_redirects_every_profile(tmp_path, monkeypatch, gross_runs
     monkeypatch.delenv("GROSS_OUTPUTS")
     assert paths.results_dir("paper") == paths.RESULTS
     assert paths.results_dir("smoke") == gross_runs / "smoke" / "results"
-    assert paths.executed_dir("cpu") == gross_runs / "cpu" / "executed"  # GROSS_RUNS is set by conftest
-    monkeypatch.delenv("GROSS_RUNS")
-    assert paths.executed_dir("cpu") == paths.EXECUTED / "cpu"
+    assert paths.executed_dir("smoke") == gross_runs / "smoke" / "executed"  # GROSS_RUNS is set by conftest
+    assert paths.executed_dir("cpu") == paths.EXECUTED / "cpu"  # committed beside results/
 
 
 def test_step_writes_declared_outputs_with_reductions_of_keys_read(gross_runs):

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from gross.method.decomposition import search_space
 from gross.method.vbmf import select_config
-from gross.pipeline import base, common, decomposition, finetune, table2
+from gross.pipeline import base, common, finetune, table2
 from gross.runs import config
 from gross.search.costs import MacLookup, model_mac_lookup
 from gross.search.evaluation import evaluate_configs
@@ -92,21 +92,6 @@ def test_table_entries_in_the_papers_order():
 
 def _smoke(**overrides):
     return config.load("smoke", device="cpu", **overrides)
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """``$GROSS_RUNS`` with the smoke 4-layer base network, decomposition and GroSS fine-tune."""
-    tmp = tmp_path_factory.mktemp("table2")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
-        mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
-        mp.delenv("GROSS_EXECUTOR", raising=False)
-        cfg = _smoke()
-        base.base_models(cfg, models=["four_layer"])
-        decomposition.btd_error_table(cfg, models=["four_layer"])
-        finetune.finetune_gross_models(cfg, models=["four_layer"])
-    return tmp
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from gross.method.decomposition import search_space
 from gross.method.macs import count_macs
-from gross.pipeline import base, decomposition, finetune, table5
+from gross.pipeline import finetune, table5
 from gross.runs import config
 from gross.search import ap
 
@@ -106,20 +106,6 @@ def test_fig5_one_panel_per_space():
 # --------------------------------------------------------------------------- verbs on stored networks
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """A smoke ``runs/`` with the 4-layer base network, its decomposition and GroSS fine-tune."""
-    tmp = tmp_path_factory.mktemp("table5")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GROSS_RUNS", str(tmp / "runs"))
-        mp.delenv("GROSS_EXECUTOR", raising=False)
-        cfg = _smoke()
-        base.base_models(cfg, models=["four_layer"])
-        decomposition.btd_error_table(cfg, models=["four_layer"])
-        finetune.finetune_gross_models(cfg, models=["four_layer"])
-        yield tmp
-
-
 @pytest.mark.slow
 def test_load_ap_models_before_and_after_gross_fine_tuning(prepared):
     cfg = _smoke()
@@ -172,5 +158,5 @@ def test_step_with_the_verbs_results_equals_the_bare_step(prepared):
         pd.testing.assert_frame_equal(composed.tables[name], bare.tables[name], check_exact=True, obj=name)
     assert composed.notes == bare.notes
     assert composed.reads == bare.reads  # the cells' reads are credited to the step (Config.take_reads)
-    out = prepared / "runs" / "smoke" / "results"
+    out = prepared / "out" / "results"
     assert pd.read_csv(out / "ap_configs.csv").shape == bare.tables["ap_configs"].shape

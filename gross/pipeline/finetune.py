@@ -39,18 +39,12 @@ from gross.pipeline.common import (MODELS, NOTEBOOKS, check_models, eval_kwargs,
 from gross.pipeline.decomposition import gross_decompose, gross_payload, load_gross, tuned_path
 from gross.pipeline.outputs import StepResult, step
 from gross.runs.store import Store
-from gross.training.loop import draw_config
+from gross.training.loop import draw_config, group_size_sampler
 
-__all__ = ["SAMPLER_SEED_OFFSET", "search_space_table", "sampled_configs", "schedules", "finetune_gross",
+__all__ = ["search_space_table", "sampled_configs", "schedules", "finetune_gross",
            "gross_histories", "finetuning_curves", "finetune_gross_models", "uniform_accuracies",
            "uniform_before_after", "true_path", "true_accuracy", "true_accuracies", "partial_is_prefix",
            "uniform_finetunes", "individual_finetunes"]
-
-#: Offset of the group-size sampler's seed from the recipe's seed: the GroSS fine-tune draws
-#: from ``torch.Generator().manual_seed(recipe.seed + 1_000_003)`` (``gross.training.loop``;
-#: tests/test_pipeline_finetune.py checks :func:`sampled_configs` against the loop's own draws).
-SAMPLER_SEED_OFFSET = 1_000_003
-
 
 def _gross_recipe(cfg: Mapping, name: str, repeat: int):
     """The recipe of GroSS fine-tune ``repeat`` of ``name`` (seed ``seed + repeat``)."""
@@ -88,8 +82,8 @@ def sampled_configs(cfg: Mapping, name: str = "four_layer", repeat: int = 0, n: 
 
     The fine-tune (:func:`gross.training.loop.finetune_gross`) draws one group size per
     decomposed layer, uniformly, at every iteration (Sec. 3.3) with
-    :func:`gross.training.loop.draw_config` from a generator seeded with the recipe's seed
-    plus :data:`SAMPLER_SEED_OFFSET`; this replays those draws (nothing is trained). At most
+    :func:`gross.training.loop.draw_config` from the loop's own generator
+    (:func:`gross.training.loop.group_size_sampler`); this replays those draws (nothing is trained). At most
     the fine-tune's number of iterations (epochs x batches per epoch) are returned.
 
     Returns
@@ -103,7 +97,7 @@ def sampled_configs(cfg: Mapping, name: str = "four_layer", repeat: int = 0, n: 
     per_epoch = math.ceil(len(prepare_data(cfg, name).train) / rec.batch_size)
     layers, space = gross_layers(model), search_space(model)
     pairs = [(layers[layer], tuple(sizes)) for layer, sizes in space.items()]
-    sampler = torch.Generator().manual_seed(rec.seed + SAMPLER_SEED_OFFSET)
+    sampler = group_size_sampler(rec)
     rows = []
     for i in range(1, min(int(n), per_epoch * rec.epochs) + 1):
         config = draw_config(pairs, sampler)

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from gross.data import imagenet as inet
 from gross.method.decomposition import gross_layers, search_space, set_config
 from gross.search.evaluation import count_correct
-from gross.training.loop import Recipe, _recipe_dict, draw_config
+from gross.training.loop import Recipe, _recipe_dict, draw_config, group_size_sampler
 from gross.utils import atomic_save
 
 __all__ = [
@@ -299,7 +299,7 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
     run = _Run()
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma)
-    sampler = torch.Generator().manual_seed(recipe.seed + 1_000_003)
+    sampler = group_size_sampler(recipe)
     if resume and ckpt.exists():
         state = _load_state(ckpt, model, recipe, trainable)
         optimizer.load_state_dict(state["optimizer"])

@@ -43,6 +43,8 @@ from gross.training.recipes import RECIPES, Recipe, _recipe_dict  # noqa: F401  
 from gross.utils import atomic_save, resolve_device
 
 __all__ = [
+    "SAMPLER_SEED_OFFSET",
+    "group_size_sampler",
     "Recipe",
     "RECIPES",
     "TrainingDivergedError",
@@ -178,6 +180,19 @@ def _history_row(epoch: int, lr: float, loss: float, acc: float, val: dict, hist
             "seconds": seconds, "images_per_s": seen / train_s if train_s > 0 else float("nan")}
 
 
+#: Offset of the group-size sampler's seed from the recipe's seed (:func:`group_size_sampler`), so
+#: the configurations drawn never share a stream with the data order (seeded ``recipe.seed``).
+SAMPLER_SEED_OFFSET = 1_000_003
+
+
+def group_size_sampler(recipe: Recipe) -> torch.Generator:
+    """The generator a GroSS fine-tune with ``recipe`` draws its configurations from (:func:`draw_config`).
+
+    Seeded ``recipe.seed + SAMPLER_SEED_OFFSET``; its state is checkpointed with the run.
+    """
+    return torch.Generator().manual_seed(recipe.seed + SAMPLER_SEED_OFFSET)
+
+
 def draw_config(layers: Sequence[tuple[nn.Module, Sequence[int]]], sampler: torch.Generator) -> tuple[int, ...]:
     """Set one group size per ``(GroSS layer, sizes)``, uniformly from ``sampler``; return them.
 
@@ -298,7 +313,7 @@ class _Optim:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(recipe.milestones),
                                                               gamma=recipe.gamma)
         self.data_rng = torch.Generator().manual_seed(recipe.seed)
-        self.sampler = torch.Generator().manual_seed(recipe.seed + 1_000_003)
+        self.sampler = group_size_sampler(recipe)
         self.cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
             if device.type == "cuda" else []
 

@@ -73,15 +73,13 @@ def figures_dir(profile: str) -> Path:
 def executed_dir(profile: str) -> Path:
     """Where executed copies of the notebooks of ``profile`` go (created).
 
-    ``$GROSS_OUTPUTS/executed/<profile>`` when ``GROSS_OUTPUTS`` is set, else
-    ``$GROSS_RUNS/<profile>/executed`` when ``GROSS_RUNS`` is set, else
-    ``results/executed/<profile>``.
+    ``results/executed/<profile>`` for cpu/paper (committed beside the tables they made), else
+    ``runs/<profile>/executed``; ``$GROSS_OUTPUTS/executed/<profile>`` when that environment
+    variable is set.
     """
     if os.environ.get("GROSS_OUTPUTS"):
         path = Path(os.environ["GROSS_OUTPUTS"]) / "executed" / profile
-    elif os.environ.get("GROSS_RUNS"):
-        path = run_dir(profile) / "executed"
     else:
-        path = EXECUTED / profile
+        path = _outputs(profile, "executed", EXECUTED / profile)
     path.mkdir(parents=True, exist_ok=True)
     return path
