@@ -11,6 +11,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -77,3 +78,20 @@ def prepared(smoke_four_layer_runs, tmp_path_factory):
         mp.setenv("GROSS_OUTPUTS", str(tmp / "out"))
         mp.delenv("GROSS_EXECUTOR", raising=False)
         yield tmp
+
+
+class _RunsCode:
+    """What a crafted pickle carries: unpickling it calls ``Path.write_text`` (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "ran"))
+
+
+@pytest.fixture
+def code_in_a_pickle(tmp_path):
+    """``(obj, marker)``: pickling ``obj`` and loading it unsafely would write the file ``marker``."""
+    marker = tmp_path / "marker"
+    return _RunsCode(marker), marker

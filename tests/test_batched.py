@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gross.training.batched import choose_method, finetune_configs, train_bases, train_stacked
+from gross.training.batched import choose_method, finetune_configs, read_checkpoint, train_bases, train_stacked
 from gross.data import synthetic
 from gross.method.decomposition import decompose
 from gross.models import four_layer_net
@@ -114,7 +114,7 @@ def test_batched_checkpoint_resume(data, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_stacked([_net(1), _net(2)], data, recipes, device="cpu", run_dir=tmp_path)
     monkeypatch.setattr(batched, "_history_row", original)
-    assert torch.load(tmp_path / "batched.pt", weights_only=False)["epoch"] == 2
+    assert read_checkpoint(tmp_path / "batched.pt")["epoch"] == 2
     resumed = [_net(1), _net(2)]
     hist = train_stacked(resumed, data, recipes, device="cpu", run_dir=tmp_path, resume=True)
     for a, b in zip(full, resumed):

@@ -203,6 +203,26 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     assert torch.equal(again.train.images, first.train.images)
 
 
+@pytest.mark.probe
+def test_altered_cache_pixels_are_caught_and_decoded_again(tmp_path):
+    """Overwriting bytes inside the cache's pixel data fails its checksum: decoded again, not used."""
+    _make_tree(tmp_path / "tree", n_train=2, n_test=1)
+    cache = tmp_path / "cache"
+    first = D.cifar10(tmp_path / "tree", val_size=2, cache_dir=cache)
+    (file,) = cache.glob("cifar10-*.pt")
+    env = torch.load(file, weights_only=True)
+    pixels = first.test.images.numpy().tobytes()[:64]
+    blob = bytearray(env["blob"])
+    i = bytes(blob).index(pixels)
+    blob[i:i + 64] = bytes(255 - b for b in pixels)
+    env["blob"] = bytes(blob)
+    torch.save(env, file)
+    with pytest.warns(UserWarning, match=r"fails its SHA-256 content checksum"):
+        again = D.cifar10(tmp_path / "tree", val_size=2, cache_dir=cache)
+    assert torch.equal(again.test.images, first.test.images)
+    D.cifar10(tmp_path / "tree", val_size=2, cache_dir=cache)  # rewritten: loads without a warning
+
+
 @pytest.mark.skipif(REAL_TAR is None, reason="GROSS_DATA names no CIFAR-10 .tar.gz (the readers are tested on "
                                                "archives made by these tests)")
 def test_real_mirror_members_parse():
@@ -224,3 +244,27 @@ def test_real_mirror_members_parse():
 
 
 # ----------------------------------------------------------------------------- ImageNet folders
+
+
+
+
+@pytest.mark.probe
+def test_a_crafted_batch_file_is_refused_without_running_code(tmp_path, code_in_a_pickle):
+    folder = tmp_path / "cifar-10-batches-py"
+    _make_batches(folder)
+    evil, marker = code_in_a_pickle
+    with open(folder / "data_batch_2", "wb") as fh:
+        pickle.dump({b"data": evil, b"labels": [0]}, fh)
+    with pytest.raises(ValueError, match=r"data_batch_2: refusing global pathlib.*Path.write_text"):
+        D.cifar10(tmp_path, val_size=4, cache_dir=tmp_path / "cache")
+    assert not marker.exists()
+
+
+@pytest.mark.probe
+def test_a_batch_file_that_is_not_a_dict_is_named(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _make_batches(folder)
+    with open(folder / "batches.meta", "wb") as fh:
+        pickle.dump(7, fh)
+    with pytest.raises(ValueError, match=r"batches.meta holds a int, expected a dict"):
+        D.cifar10(tmp_path, val_size=4, cache_dir=tmp_path / "cache")

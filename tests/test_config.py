@@ -249,3 +249,17 @@ def test_load_notebook_none_means_the_profile_value():
     assert cfg.to_dict() == smoke.to_dict()
     cfg = config.load_notebook(["", params], "smoke", seed=None, four_layer_gross_epochs=2)
     assert cfg["four_layer"]["gross_epochs"] == 2 and cfg["seed"] == smoke["seed"]
+
+
+@pytest.mark.probe
+def test_a_toml_syntax_error_names_the_file_line_and_column(tmp_path, monkeypatch):
+    from gross.utils import paths
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for f in paths.CONFIGS.glob("*.toml"):
+        (configs / f.name).write_text(f.read_text())
+    (configs / "broken.toml").write_text("[four_layer]\nbase_epochs = = 3\n")
+    monkeypatch.setattr(paths, "CONFIGS", configs)
+    with pytest.raises(ValueError, match=r"broken\.toml is not valid TOML: .*\(at line 2, column 15\)"):
+        config.load("broken")

@@ -64,7 +64,8 @@ def test_default_group_sizes():
 def decomposed():
     model = tiny_net()
     reference = tiny_net()
-    decompose(model, group_sizes=(1, 4, 8, 32), tol=1e-8, max_iter=20)
+    with pytest.warns(UserWarning, match=r"group sizes \[32\] divide no decomposed layer's bottleneck width"):
+        decompose(model, group_sizes=(1, 4, 8, 32), tol=1e-8, max_iter=20, drop_unused=True)
     return model, reference
 
 
@@ -72,7 +73,7 @@ def test_decompose_replaces_layers_and_space(decomposed):
     model, _ = decomposed
     assert isinstance(model.conv2, GroSSConv2d) and isinstance(model.conv3, GroSSConv2d)
     assert isinstance(model.conv1, nn.Conv2d) and isinstance(model.down, nn.Conv2d)
-    # sizes that do not divide the width are dropped: conv2 width 8, conv3 width 16
+    # sizes that do not divide the width are dropped: conv2 width 8, conv3 width 16 (32: none, drop_unused)
     assert search_space(model) == OrderedDict(conv2=(1, 4, 8), conv3=(1, 4, 8))
     assert list(gross_layers(model)) == ["conv2", "conv3"]
     assert model.conv2.name == "conv2"
@@ -291,3 +292,35 @@ def test_btd_jobs_rerun_only_missing_and_corrupt_output_is_an_error(tmp_path):
     with torch.no_grad():
         changed.get_submodule(decomposable_layers(base)[0]).weight.mul_(2)
     assert btd_jobs(changed, tmp_path, **opts)[0][2].output != before  # new weights: a new job
+
+
+@pytest.mark.probe
+@pytest.mark.parametrize("sizes, message", [
+    ("32", r"group_sizes must be a sequence of positive integers such as \(1, 2, 4, 8\), got '32'"),
+    (4, r"group_sizes must be a sequence of positive integers such as \(1, 2, 4, 8\), got 4"),
+    ((1, 2.5), r"group_sizes must hold positive integers, got 2.5 in \(1, 2.5\)"),
+    ((1, 0), r"group_sizes must hold positive integers, got 0"),
+    ((), r"group_sizes is empty"),
+    ({"conv2": "8"}, r"group_sizes\['conv2'\] must be a sequence of positive integers"),
+])
+def test_bad_group_sizes_are_named(sizes, message):
+    from gross.method.decomposition import planned_space
+    from gross.models import four_layer_net
+
+    with pytest.raises(ValueError, match=message):
+        planned_space(four_layer_net(), sizes)
+
+
+@pytest.mark.probe
+def test_sizes_that_divide_no_layer_are_an_error_unless_dropped():
+    from gross.method.decomposition import planned_space
+    from gross.models import four_layer_net
+
+    with pytest.raises(ValueError, match=r"group sizes \[3, 5\] divide no decomposed layer's bottleneck width "
+                                         r"\(widths \{'conv2': 32, 'conv3': 32, 'conv4': 64\}\): remove them, "
+                                         r"or pass drop_unused=True"):
+        planned_space(four_layer_net(), (1, 3, 5))
+    with pytest.warns(UserWarning, match=r"group sizes \[3, 5\] .* dropped"):
+        space = planned_space(four_layer_net(), (1, 3, 5), drop_unused=True)
+    assert set(space.values()) == {(1,)}
+    assert planned_space(four_layer_net(), (1, 64))["conv2"] == (1,)  # 64 is used by conv4: not an error

@@ -39,8 +39,8 @@ import sys, torch
 from gross.training import distributed as D
 from gross.data import imagenet as inet
 ctx = D.init("cpu")
-model = torch.load(sys.argv[1], weights_only=False)
-configs = torch.load(sys.argv[2], weights_only=False)
+model = D.build_described(torch.load(sys.argv[1], weights_only=True))
+configs = torch.load(sys.argv[2], weights_only=True)
 ds = inet.imagenet(sys.argv[3], resize=40, crop=32, held_out=16)
 df = D.evaluate(model, configs, ds.test, ctx=ctx, batch_size=3, workers=1)
 if ctx.rank == 0:
@@ -81,15 +81,16 @@ def setup(tmp_path_factory):
     model = model.double().eval()
     recipe = RECIPES["resnet18_imagenet_gross"].replace(batch_size=16, lr=0.05).scaled(2)
     options = dict(checkpoint_every_steps=3, workers=1, persistent_workers=True)
-    job = D.write_job(tmp / "job.pt", model, data_kw, recipe, tmp / "ddp", **options)
-    kill_job = D.write_job(tmp / "kill.pt", model, data_kw, recipe, tmp / "kill", **options)
-    ref = torch.load(job, weights_only=False)["model"]
+    arch = dict(name="resnet18", num_classes=5, width_mult=1 / 16)
+    job = D.write_job(tmp / "job.pt", model, data_kw, recipe, tmp / "ddp", arch=arch, **options)
+    kill_job = D.write_job(tmp / "kill.pt", model, data_kw, recipe, tmp / "kill", arch=arch, **options)
+    ref = D.build_described(D.read_job(job)["model"])
     D.finetune(ref, inet.imagenet(**data_kw).train, recipe, run_dir=tmp / "one", checkpoint_every_steps=3, workers=0)
-    ref_state = torch.load(tmp / "one" / f"{recipe.name}.pt", weights_only=True)
+    ref_state = D.read_checkpoint(tmp / "one" / f"{recipe.name}.pt")
     configs = [tuple(c) for c in ref_state["run"]["configs"][:6]] + [(1,) * 16, (4,) * 16]
     tuned = copy.deepcopy(model)
     tuned.load_state_dict(ref_state["model"])
-    torch.save(tuned, tmp / "model.pt")
+    torch.save(D.describe_model(tuned, arch), tmp / "model.pt")
     torch.save(configs, tmp / "configs.pt")
     (tmp / "ddp.py").write_text(_DDP_SCRIPT)
     out = _torchrun(2, str(tmp / "ddp.py"), str(tmp / "model.pt"), str(tmp / "configs.pt"), data_kw["root"],
@@ -120,7 +121,7 @@ def test_shard_sampler_splits_each_global_batch():
 
 def test_two_gloo_processes_equal_one_process(setup):
     tmp, model, ref = setup["tmp"], setup["model"], setup["ref"]
-    got = torch.load(tmp / "ddp" / "resnet18_imagenet_gross.pt", weights_only=True)
+    got = D.read_checkpoint(tmp / "ddp" / "resnet18_imagenet_gross.pt")
     assert got["world"] == 2 and ref["world"] == 1
     assert got["run"]["configs"] == ref["run"]["configs"] and len(ref["run"]["configs"]) == 8
     assert len({tuple(c) for c in ref["run"]["configs"]}) > 1
@@ -139,24 +140,24 @@ def test_killed_rank_resumes_from_checkpoint_with_same_or_other_world(setup):
                     GROSS_FAIL_AT="1:6")  # rank 1 SIGKILLs itself before global step 7 (epoch 2, mid-epoch)
     assert out.returncode != 0
     ckpt = tmp / "kill" / "resnet18_imagenet_gross.pt"
-    state = torch.load(ckpt, weights_only=True)
+    state = D.read_checkpoint(ckpt)
     assert state["run"]["global_step"] == 6 and state["run"]["epoch"] == 1 and state["run"]["step"] == 2
     shutil.copytree(tmp / "kill", tmp / "kill_one")
     out = _torchrun(2, "-m", "gross.training.distributed", "finetune", "--job", str(job), "--device", "cpu")
     assert out.returncode == 0, out.stderr[-3000:]
-    got = torch.load(ckpt, weights_only=True)
+    got = D.read_checkpoint(ckpt)
     assert got["run"]["configs"] == ref["run"]["configs"] and _max_diff(got["model"], ref["model"]) < TOL
     # the same checkpoint resumed by one process (N changed from 2 to 1)
-    jobd = torch.load(job, weights_only=False)
-    D.finetune(jobd["model"], inet.imagenet(**data_kw).train, D.Recipe(**jobd["recipe"]), run_dir=tmp / "kill_one",
+    jobd = D.read_job(job)
+    D.finetune(D.build_described(jobd["model"]), inet.imagenet(**data_kw).train, D.Recipe(**jobd["recipe"]), run_dir=tmp / "kill_one",
                name=jobd["name"], checkpoint_every_steps=3, workers=0)
-    one = torch.load(tmp / "kill_one" / "resnet18_imagenet_gross.pt", weights_only=True)
+    one = D.read_checkpoint(tmp / "kill_one" / "resnet18_imagenet_gross.pt")
     assert one["run"]["configs"] == ref["run"]["configs"] and _max_diff(one["model"], ref["model"]) < TOL
 
 
 def test_sharded_evaluation_equals_single_process(setup):
     tmp, data_kw, model, configs = setup["tmp"], setup["data_kw"], setup["tuned"], setup["configs"]
-    got = torch.load(tmp / "acc.pt", weights_only=False)
+    got = torch.load(tmp / "acc.pt", weights_only=True)
     test = inet.imagenet(**data_kw).test
     one = D.evaluate(model, configs, test, batch_size=15, workers=0)
     assert got["accuracy"] == one["accuracy"].tolist() and got["images"][0] == len(test) == 15
@@ -185,3 +186,37 @@ def test_more_processes_than_gpus_and_bad_batches(monkeypatch):
     with pytest.raises(ValueError, match="global batch 128 .* not divisible by the 3 processes"):
         D.check_batch(128, 3)
     assert D.check_batch(512, 8) == 64
+
+
+
+
+@pytest.mark.probe
+def test_a_crafted_job_file_is_refused_without_running_code(tmp_path, code_in_a_pickle):
+    evil, marker = code_in_a_pickle
+    torch.save({"format": "gross-ddp-job", "model": evil}, tmp_path / "evil.job")
+    with pytest.raises(ValueError, match=r"job file .*evil.job is unreadable or cannot be read as plain data \(UnpicklingError: WeightsUnpickler error: Unsupported global"):
+        D.read_job(tmp_path / "evil.job")
+    assert not marker.exists()
+    torch.save({"model": 1}, tmp_path / "other.job")
+    with pytest.raises(ValueError, match="is not a job file"):
+        D.read_job(tmp_path / "other.job")
+
+
+@pytest.mark.parametrize("config", [None, (1, 2) * 8])
+def test_a_described_model_rebuilds_equal(tmp_path, config):
+    """describe_model -> torch.save -> torch.load(weights_only=True) -> build_described gives the same function (float64)."""
+    from gross.method.decomposition import export, search_space
+
+    torch.manual_seed(0)
+    arch = dict(name="resnet18", num_classes=5, width_mult=1 / 16)
+    model = inet.build(**arch)
+    inet.decompose_imagenet(model, (1, 2), tol=1e-2, max_iter=1)
+    model = model.double().eval()
+    space = search_space(model)
+    net = model if config is None else export(model, config).eval()
+    torch.save(D.describe_model(net, arch, space, config), tmp_path / "m.pt")
+    back = D.build_described(torch.load(tmp_path / "m.pt", weights_only=True)).eval()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(back(x), net(x))
+    assert type(back) is type(net) and next(back.parameters()).dtype == torch.float64

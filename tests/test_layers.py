@@ -290,10 +290,10 @@ def test_constructor_initialises_a_usable_series():
     [
         ((3,), r"group size 3 does not divide the bottleneck width 8: valid group sizes are the divisors of 8: \(1, 2, 4, 8\)"),
         ((1, 2, 2), r"group sizes must be distinct, got \(1, 2, 2\)"),
-        ((0, 2), "group sizes must be positive integers, got 0"),
-        ((1.5,), "group sizes must be positive integers, got 1.5"),
-        ((), "group_sizes must contain at least one group size"),
-        (4, "group_sizes must be a sequence of positive integers, got 4"),
+        ((0, 2), "group_sizes must hold positive integers, got 0"),
+        ((1.5,), "group_sizes must hold positive integers, got 1.5"),
+        ((), "group_sizes is empty: give at least one group size"),
+        (4, "group_sizes must be a sequence of positive integers such as"),
     ],
 )
 def test_group_size_validation_errors(sizes, message):

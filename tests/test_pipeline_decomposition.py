@@ -125,10 +125,12 @@ def test_btd_jobs_of_all_repeats_equal_decompose_serially_and_in_a_pool(tmp_path
         outputs[label] = (runs, table)
     ref_runs = _use_runs(monkeypatch, tmp_path / "reference", tmp_path / "prepared")
     for r in range(2):
+        monkeypatch.setenv("GROSS_RUNS", str(ref_runs.parent))
         ref = store.Store(cfg).make(f"ref_{r}.pt", lambda: _old_decompose(cfg, "four_layer", r), "01_decomposition")
-        ref_env = torch.load(ref_runs / f"ref_{r}.pt", weights_only=True)
+        ref_env = store.Store(cfg).read(f"ref_{r}.pt")
         for label, (runs, _) in outputs.items():
-            env = torch.load(runs / dec.init_path("four_layer", r), weights_only=True)
+            monkeypatch.setenv("GROSS_RUNS", str(runs.parent))
+            env = store.Store(cfg).read(dec.init_path("four_layer", r))
             assert (env["settings"], env["fingerprint"]) == (ref_env["settings"], ref_env["fingerprint"]), label
             got = env["payload"]
             assert got["state_dict"].keys() == ref["state_dict"].keys()

@@ -1,6 +1,7 @@
 """Tests of gross.runs.store: artefacts with fingerprints, stale / damaged files, the run lock."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -32,9 +33,9 @@ def test_make_records_settings_read_and_reuses_fresh_artefacts(cfg):
         again = s.make("a.pt", _compute(cfg, calls), "01_decomposition")
     assert calls == [1] and made == ["a.pt"]
     assert again["value"] == out["value"] and torch.equal(again["tensor"], torch.arange(3))
-    env = torch.load(s.path("a.pt"), weights_only=True)
+    env = s.read("a.pt")
     assert env["settings"] == {"four_layer.btd_tol": cfg["four_layer"]["btd_tol"], "seed": cfg["seed"]}
-    assert env["fingerprint"] == st.fingerprint(env["settings"]) and env["format"] == st.FORMAT
+    assert env["fingerprint"] == st.fingerprint(env["settings"]) and env["version"] == st.FORMAT
 
 
 def test_changed_setting_makes_artefact_stale(cfg, gross_runs):
@@ -51,16 +52,17 @@ def test_changed_setting_makes_artefact_stale(cfg, gross_runs):
     assert calls == [1, 1] and out["value"] == 1.0
 
 
+@pytest.mark.probe
 def test_load_errors_name_the_problem(cfg):
     s = st.Store(cfg)
     with pytest.raises(FileNotFoundError, match=r"a\.pt is missing: run notebooks/02_finetuning\.ipynb first "
                                                 r"\(profile 'smoke'\)"):
         s.load("a.pt", "02_finetuning")
     s.path("bad.pt").write_bytes(b"not a torch file")
-    with pytest.raises(st.ArtefactError, match=r"bad\.pt is damaged and cannot be read"):
+    with pytest.raises(st.ArtefactError, match=r"bad\.pt is unreadable or cannot be read as plain data"):
         s.load("bad.pt", "01_decomposition")
     torch.save({"state_dict": {}}, s.path("old.pt"))
-    with pytest.raises(st.ArtefactError, match=r"old\.pt was not written by this version of gross"):
+    with pytest.raises(st.ArtefactError, match=r"old\.pt is not a sealed 'gross-artefact' file \(found None: written by another version of gross"):
         s.load("old.pt", "01_decomposition")
     s.save("x.json", {"v": 1}, {"seed": 0})
     env = json.loads(s.path("x.json").read_text())
@@ -125,3 +127,85 @@ def test_lock_refuses_a_second_run_waits_and_is_released_on_exit(gross_runs):
     killed.wait()
     with st.lock("smoke"):
         pass
+
+
+@pytest.mark.probe
+def test_lock_refuses_a_symlink(gross_runs, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (paths.run_dir("smoke") / ".lock").symlink_to(victim)
+    with pytest.raises(st.RunLocked, match=r"\.lock is a symbolic link .*delete the link"):
+        with st.lock("smoke"):
+            pass
+    assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.probe
+@pytest.mark.parametrize("name", ["../x", "a/b", ".hidden", "", "x y"])
+def test_profile_names_that_are_paths_are_refused(gross_runs, name):
+    with pytest.raises(ValueError, match="is not a profile name"):
+        paths.run_dir(name)
+    with pytest.raises(ValueError, match="is not a profile name"):
+        paths.results_dir(name)
+    assert list(gross_runs.iterdir()) == []
+
+
+@pytest.mark.probe
+def test_an_edited_json_artefact_fails_its_checksum(cfg):
+    s = st.Store(cfg)
+    s.make("true.json", lambda: {"val_acc": 9.375, "config": [1, 2]}, "02_finetuning")
+    path = s.path("true.json")
+    path.write_text(path.read_text().replace("9.375", "99.5"))
+    with pytest.raises(st.ArtefactError, match=r"true.json fails its SHA-256 content checksum .*delete it"):
+        s.load("true.json", "02_finetuning")
+    with pytest.raises(st.ArtefactError, match="checksum"):
+        s.make("true.json", lambda: {"val_acc": 0.0}, "02_finetuning")  # never silently re-used
+
+
+@pytest.mark.probe
+def test_an_altered_torch_artefact_fails_its_checksum(cfg):
+    s = st.Store(cfg)
+    s.make("a.pt", lambda: {"weights": torch.arange(1000.0)}, "01_decomposition")
+    env = torch.load(s.path("a.pt"), weights_only=True)
+    blob = bytearray(env["blob"])
+    i = bytes(blob).index(torch.arange(1000.0).numpy().tobytes()[400:408])
+    blob[i:i + 8] = torch.tensor([123.0, 456.0]).numpy().tobytes()
+    env["blob"] = bytes(blob)
+    torch.save(env, s.path("a.pt"))
+    with pytest.raises(st.ArtefactError, match=r"a.pt fails its SHA-256 content checksum"):
+        s.load("a.pt", "01_decomposition")
+
+
+@pytest.mark.probe
+def test_an_old_format_artefact_is_named(cfg):
+    s = st.Store(cfg)
+    torch.save({"format": 1, "fingerprint": "x", "settings": {}, "payload": {}}, s.path("old.pt"))
+    with pytest.raises(st.ArtefactError, match=r"old.pt is not a sealed 'gross-artefact' file"):
+        s.load("old.pt", "01_decomposition")
+
+
+def test_a_write_outside_a_run_takes_the_lock_only_while_it_writes(cfg, monkeypatch):
+    monkeypatch.delenv(st.HELD_ENV, raising=False)
+    st.Store(cfg).save("a.json", {"v": 1}, {"seed": 0})
+    with st.lock("smoke"):  # free again after the write; held now by "this run": its writes pass
+        assert os.environ[st.HELD_ENV] == str(paths.run_dir("smoke") / ".lock")
+        st.Store(cfg).save("b.json", {"v": 2}, {"seed": 0})
+    assert st.HELD_ENV not in os.environ
+
+
+@pytest.mark.probe
+def test_a_write_while_another_run_holds_the_folder_refuses_naming_it(cfg, monkeypatch):
+    monkeypatch.delenv(st.HELD_ENV, raising=False)
+    monkeypatch.setattr(st, "WRITE_WAIT_S", 0.3)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(st.RunLocked, match=rf"is in use by another run \(pid {holder.pid}, started"):
+            st.Store(cfg).save("c.json", {"v": 3}, {"seed": 0})
+        assert not st.Store(cfg).path("c.json").exists()
+        # a process started by that run (a notebook kernel under `make reproduce`) inherits the lock
+        monkeypatch.setenv(st.HELD_ENV, str(paths.run_dir("smoke") / ".lock"))
+        st.Store(cfg).save("c.json", {"v": 3}, {"seed": 0})
+    finally:
+        holder.kill()
+        holder.wait()

@@ -35,12 +35,14 @@ import torch
 from gross.utils import paths
 from gross.data.datasets import Dataset, Split, _stratified_indices
 from gross.utils import atomic_save
+from gross.utils.sealed import DamagedFileError, load_sealed, seal
 from gross.utils.hashing import digest
 
 __all__ = ["cifar10"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _CACHE_VERSION = 1
+_CACHE_KIND = "gross-cifar10-cache"  # sealed file (gross.utils.sealed)
 _BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 
@@ -197,6 +199,47 @@ def _read_tar(path: Path, num_classes: int = 10, image_size: int = 32) -> dict:
     return _assemble(records, str(path), num_classes, image_size)
 
 
+#: The only globals a CIFAR-10 python batch may name: numpy's array reconstruction (numpy 1 and 2 paths).
+_BATCH_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+})
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler of CIFAR-10's python batches: numpy arrays, dicts, lists, ints, bytes, strings; nothing else.
+
+    The format is a pickle by definition, so it is opened here only, and any other global
+    (a function, a class: how a crafted pickle runs code) is refused before it is looked up.
+    """
+
+    def find_class(self, module, name):
+        if (module, name) not in _BATCH_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refusing global {module}.{name}: a CIFAR-10 batch holds only numpy arrays, lists, ints, bytes "
+                "and strings (this file is not one, or was altered)")
+        return super().find_class(module, name)
+
+
+def load_batch_file(file: Path) -> dict:
+    """One pickled CIFAR-10 python batch (or ``batches.meta``) as a dict, through :class:`_BatchUnpickler`.
+
+    Raises
+    ------
+    ValueError
+        Unreadable, not a dict, or naming anything but numpy's array globals.
+    """
+    try:
+        with open(file, "rb") as fh:
+            obj = _BatchUnpickler(fh, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(f"cannot read CIFAR-10 batch file {file}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"CIFAR-10 batch file {file} holds a {type(obj).__name__}, expected a dict "
+                         "(b'data', b'labels' or b'label_names')")
+    return obj
+
+
 def _read_batches(path: Path, num_classes: int = 10, image_size: int = 32) -> dict:
     def load(name):
         file = path / name
@@ -204,11 +247,7 @@ def _read_batches(path: Path, num_classes: int = 10, image_size: int = 32) -> di
             raise FileNotFoundError(
                 f"{file} is missing: a 'cifar-10-batches-py' folder needs {', '.join(_BATCH_FILES)} and batches.meta"
             )
-        try:
-            with open(file, "rb") as fh:
-                return pickle.load(fh, encoding="bytes")
-        except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError) as exc:
-            raise ValueError(f"cannot read CIFAR-10 batch file {file}: {exc}") from exc
+        return load_batch_file(file)
 
     def arrays(names):
         images, labels = [], []
@@ -270,14 +309,19 @@ def _find_source(root, download: bool) -> tuple[str, Path]:
 
 
 def _load_cache(file: Path):
+    """The decoded cache at ``file`` (sealed: plain data, SHA-256 verified), or ``None`` with a warning.
+
+    The cache is derived from the source, so a damaged, altered or foreign one is decoded
+    again (and overwritten), never trusted.
+    """
     try:
-        blob = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        blob = load_sealed(file, _CACHE_KIND, "CIFAR-10 cache", "decoding the source again")
         if blob.get("version") != _CACHE_VERSION:
-            return None
+            raise DamagedFileError(f"CIFAR-10 cache {file} has version {blob.get('version')}, not {_CACHE_VERSION}")
         for key in ("train_images", "train_labels", "test_images", "test_labels", "classes"):
             blob[key]
         return blob
-    except Exception as exc:  # noqa: BLE001 - a bad cache is rebuilt, never trusted
+    except (DamagedFileError, KeyError, AttributeError) as exc:
         warnings.warn(f"ignoring unreadable CIFAR-10 cache {file} ({exc}); decoding the source again")
         return None
 
@@ -321,7 +365,7 @@ def cifar10(root=None, val_size: int = 10_000, seed: int = 0, cache_dir=None, *,
         blob = _READERS[kind](src)
         blob["version"] = _CACHE_VERSION
         blob["source"] = str(src)
-        atomic_save(blob, cache)
+        atomic_save(seal(blob, _CACHE_KIND), cache)
     n_train = len(blob["train_labels"])
     if not 0 <= int(val_size) < n_train:
         raise ValueError(f"val_size={val_size} must be in [0, {n_train}) for a training set of {n_train} images")

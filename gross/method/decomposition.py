@@ -7,8 +7,9 @@ A *configuration* is one group size per decomposed layer, in the order of
 from __future__ import annotations
 
 import copy
-import math
 import itertools
+import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gross.method.layers import GroSSConv2d, gross_layers
+from gross.method.layers import GroSSConv2d, as_group_sizes, gross_layers
 from gross.method.space import SearchSpace
 
 __all__ = [
@@ -106,24 +107,41 @@ def _resolve_sizes(name: str, width: int, group_sizes) -> tuple[int, ...]:
     if isinstance(group_sizes, Mapping):
         if name not in group_sizes:
             raise ValueError(f"no group sizes given for layer {name!r}; keys given: {sorted(group_sizes)}")
-        sizes = tuple(int(s) for s in group_sizes[name])
-        bad = [s for s in sizes if s < 1 or width % s]
+        sizes = as_group_sizes(group_sizes[name], f"group_sizes[{name!r}]")
+        bad = [s for s in sizes if width % s]
         if bad:
             raise ValueError(
                 f"group sizes {bad} do not divide the bottleneck width {width} of layer {name!r}; "
                 f"valid sizes are divisors of {width}, e.g. {default_group_sizes(width)}"
             )
         return tuple(sorted(set(sizes)))
-    sizes = tuple(sorted({int(s) for s in group_sizes if 0 < int(s) <= width and width % int(s) == 0}))
+    given = as_group_sizes(group_sizes, "group_sizes")
+    sizes = tuple(sorted({s for s in given if s <= width and width % s == 0}))
     if not sizes:
         raise ValueError(
-            f"none of the group sizes {tuple(group_sizes)} divides the bottleneck width {width} "
+            f"none of the group sizes {given} divides the bottleneck width {width} "
             f"of layer {name!r}; valid sizes are divisors of {width}"
         )
     return sizes
 
 
-def decomposition_plan(model: nn.Module, group_sizes, layers, width) -> list[tuple[str, nn.Conv2d, int, tuple[int, ...]]]:
+def _check_unused(group_sizes, space: Mapping[str, tuple[int, ...]], widths: Mapping[str, int],
+                  drop_unused: bool) -> None:
+    """A size of a shared ``group_sizes`` sequence that no layer can use: an error, or a warning if dropped."""
+    if group_sizes is None or isinstance(group_sizes, Mapping):
+        return
+    used = set().union(*space.values()) if space else set()
+    unused = sorted(set(as_group_sizes(group_sizes, "group_sizes")) - used)
+    if not unused:
+        return
+    what = f"group sizes {unused} divide no decomposed layer's bottleneck width (widths {dict(widths)})"
+    if not drop_unused:
+        raise ValueError(f"{what}: remove them, or pass drop_unused=True to drop them")
+    warnings.warn(f"{what}: dropped (drop_unused=True)", stacklevel=3)
+
+
+def decomposition_plan(model: nn.Module, group_sizes, layers, width,
+                       drop_unused: bool = False) -> list[tuple[str, nn.Conv2d, int, tuple[int, ...]]]:
     """``(name, conv, bottleneck width, group sizes)`` of every layer :func:`decompose` replaces."""
     done = list(gross_layers(model))
     if done and layers is None:
@@ -141,6 +159,7 @@ def decomposition_plan(model: nn.Module, group_sizes, layers, width) -> list[tup
         w = width.get(name) if isinstance(width, Mapping) else width
         w = conv.in_channels if w is None else int(w)
         plan.append((name, conv, w, _resolve_sizes(name, w, group_sizes)))
+    _check_unused(group_sizes, {p[0]: p[3] for p in plan}, {p[0]: p[2] for p in plan}, drop_unused)
     return plan
 
 
@@ -150,6 +169,7 @@ def decompose(
     layers: Sequence[str] | None = None,
     width: int | Mapping[str, int] | None = None,
     progress: bool | None = None,
+    drop_unused: bool = False,
     **btd_options,
 ) -> nn.Module:
     """Replace convolutions of ``model`` by :class:`~gross.method.layers.GroSSConv2d` (in place).
@@ -160,9 +180,10 @@ def decompose(
         Trained model; modified in place and returned.
     group_sizes : None, sequence of int or mapping of str to sequence of int
         ``None``: the powers of two up to each layer's width (paper's 4-layer net).
-        A sequence: the same candidate sizes for every layer, keeping those that divide
-        the layer's width (paper's VGG-16 / ResNet-18: ``(1, 4, 16, 32)``).
-        A mapping: explicit sizes per layer name.
+        A sequence of positive integers: the same candidate sizes for every layer, keeping
+        those that divide the layer's width (paper's VGG-16 / ResNet-18: ``(1, 4, 16, 32)``);
+        a size that divides no layer's width is an error unless ``drop_unused``.
+        A mapping: explicit sizes per layer name (each must divide that layer's width).
     layers : sequence of str, optional
         Which convolutions to decompose (default: every k×k conv except the first).
     width : int or mapping, optional
@@ -171,6 +192,9 @@ def decompose(
         A tqdm bar over the BTDs (one per layer and group size) showing the layer,
         group size, sweep and error: ``None`` shows it only when stderr is a
         terminal, ``True`` always, ``False`` never.
+    drop_unused : bool, default False
+        Drop (with a warning naming them) sizes of a ``group_sizes`` sequence that divide
+        no layer's width instead of raising.
     **btd_options
         Passed to :func:`gross.method.btd.btd` (``tol``, ``max_iter``, ``seed``, ``method``,
         ``ridge``, ``n_init``).
@@ -186,7 +210,7 @@ def decompose(
         If ``model`` is already decomposed (holds GroSS layers) and ``layers`` is not
         given, has nothing to decompose, or on bad sizes, widths or BTD options.
     """
-    plan = decomposition_plan(model, group_sizes, layers, width)
+    plan = decomposition_plan(model, group_sizes, layers, width, drop_unused)
     with tqdm(total=sum(len(p[3]) for p in plan), desc="BTD", unit="BTD", leave=False,
               disable=None if progress is None else not progress) as bar:
         for name, conv, w, sizes in plan:
@@ -320,16 +344,19 @@ def num_configs(space: Mapping[str, Sequence[int]]) -> int:
 
 
 def planned_space(model: nn.Module, group_sizes=None, layers: Sequence[str] | None = None,
-                  width: int | Mapping[str, int] | None = None) -> "OrderedDict[str, tuple[int, ...]]":
+                  width: int | Mapping[str, int] | None = None,
+                  drop_unused: bool = False) -> "OrderedDict[str, tuple[int, ...]]":
     """The search space :func:`decompose` would give ``model`` (no decomposition is run).
 
     Parameters are those of :func:`decompose`; ``model`` is not modified.
     """
-    out = OrderedDict()
+    out, widths = OrderedDict(), {}
     for name in decomposable_layers(model, layers):
         conv = model.get_submodule(name)
         w = width.get(name) if isinstance(width, Mapping) else width
-        out[name] = _resolve_sizes(name, conv.in_channels if w is None else int(w), group_sizes)
+        widths[name] = conv.in_channels if w is None else int(w)
+        out[name] = _resolve_sizes(name, widths[name], group_sizes)
+    _check_unused(group_sizes, out, widths, drop_unused)
     return out
 
 

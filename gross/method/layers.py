@@ -30,25 +30,36 @@ from torch.nn.modules.utils import _pair
 
 from gross.method.expansion import expand_grouped_weight
 
-__all__ = ["GroSSConv2d", "gross_layers"]
+__all__ = ["GroSSConv2d", "gross_layers", "as_group_sizes"]
+
+
+def as_group_sizes(sizes, where: str = "group_sizes") -> tuple[int, ...]:
+    """``sizes`` as a tuple of positive ints; a string, a non-sequence, an empty one or any other entry is an error.
+
+    ``where`` names the argument in the message (``"group_sizes['conv2']"``).
+    """
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+        raise ValueError(f"{where} must be a sequence of positive integers such as (1, 2, 4, 8), got {sizes!r}")
+    sizes = list(sizes)
+    out = []
+    for s in sizes:
+        try:
+            if isinstance(s, bool):
+                raise TypeError
+            value = operator.index(s)
+        except TypeError:
+            raise ValueError(f"{where} must hold positive integers, got {s!r} in {tuple(sizes)!r}") from None
+        if value < 1:
+            raise ValueError(f"{where} must hold positive integers, got {value} in {tuple(sizes)!r}")
+        out.append(value)
+    if not out:
+        raise ValueError(f"{where} is empty: give at least one group size")
+    return tuple(out)
 
 
 def _validate_group_sizes(group_sizes, width: int) -> tuple[int, ...]:
     """Return ``group_sizes`` as an ascending tuple after checking it forms a valid series."""
-    if isinstance(group_sizes, (str, bytes)) or not isinstance(group_sizes, Iterable):
-        raise ValueError(f"group_sizes must be a sequence of positive integers, got {group_sizes!r}")
-    group_sizes = list(group_sizes)
-    sizes = []
-    for s in group_sizes:
-        try:
-            s_int = operator.index(s)
-        except TypeError:
-            raise ValueError(f"group sizes must be positive integers, got {s!r} in {tuple(group_sizes)!r}") from None
-        if s_int <= 0:
-            raise ValueError(f"group sizes must be positive integers, got {s_int} in {tuple(group_sizes)!r}")
-        sizes.append(s_int)
-    if not sizes:
-        raise ValueError(f"group_sizes must contain at least one group size")
+    sizes = list(as_group_sizes(group_sizes))
     if len(set(sizes)) != len(sizes):
         raise ValueError(f"group sizes must be distinct, got {tuple(sizes)}")
     sizes = tuple(sorted(sizes))

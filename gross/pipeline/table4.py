@@ -47,8 +47,11 @@ from gross.pipeline.outputs import StepResult, step
 from gross.pipeline.rows import search_table
 from gross.runs.store import fingerprint
 
-__all__ = ["MACHINE_KEYS", "TITLES", "settings", "dataset", "pretrained", "decomposed", "gross_finetuned",
+__all__ = ["MACHINE_KEYS", "TITLES", "settings", "dataset", "arch", "pretrained", "decomposed", "gross_finetuned",
            "search", "imagenet_true_accuracy", "rows", "imagenet_bfs", "main"]
+
+#: ``format`` of the sealed model caches (:func:`_cached`).
+_MODEL_FORMAT = "gross-described-model"
 
 #: Model blocks of Table 4.
 TITLES = {"vgg16": "VGG-16", "resnet18": "ResNet-18"}
@@ -107,27 +110,40 @@ def dataset(cfg: Mapping):
     return _DATA_CACHE[key]
 
 
-def pretrained(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
-    """The pretrained network ``name`` from ``imagenet.<name>_weights`` or torchvision's cache."""
+def arch(cfg: Mapping, name: str, num_classes: int) -> dict:
+    """Keyword arguments of :func:`gross.data.imagenet.build` for ``name`` under this profile."""
     s = settings(cfg)
-    kw = {"num_classes": num_classes, "width_mult": s["width_mult"]}
+    kw = {"name": name, "num_classes": num_classes, "width_mult": s["width_mult"]}
     if name == "vgg16":
         kw["hidden"] = s["vgg16_hidden"]
-    return inet.load_pretrained(name, s[f"{name}_weights"], **kw)
+    return kw
 
 
-def _cached(cfg, path: Path, make, collective: bool = False):
-    """Load ``path``, else make it: on rank 0 only, or on every rank (``collective``: training)."""
+def pretrained(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
+    """The pretrained network ``name`` from ``imagenet.<name>_weights`` or torchvision's cache."""
+    kw = arch(cfg, name, num_classes)
+    return inet.load_pretrained(kw.pop("name"), settings(cfg)[f"{name}_weights"], **kw)
+
+
+def _cached(cfg, path: Path, make, arch_kw: dict, collective: bool = False) -> nn.Module:
+    """Load ``path``, else make it: on rank 0 only, or on every rank (``collective``: training).
+
+    The file holds the model as plain data (:func:`gross.training.distributed.describe_model`)
+    in a sealed file (:mod:`gross.utils.sealed`: read with ``torch.load(weights_only=True)`` and
+    checked against its SHA-256): a file in a shared run folder can neither run code nor
+    change a number unnoticed.
+    """
     from gross.utils import atomic_save
+    from gross.utils.sealed import load_sealed, seal
 
     ctx = _ctx(cfg)
     if not path.exists():
         if collective or ctx.rank == 0:
             model = make()
             if ctx.rank == 0:
-                atomic_save(model, path)
+                atomic_save(seal(ddp.describe_model(model, arch_kw), _MODEL_FORMAT), path)
         ddp.barrier(ctx)
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return ddp.build_described(load_sealed(path, _MODEL_FORMAT, "cached model", "delete it to make it again"))
 
 
 def decomposed(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
@@ -145,7 +161,7 @@ def decomposed(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
         return decompose_jobs(model, _work_dir(cfg, "btd", name), executor(cfg), group_sizes=s["group_sizes"],
                               layers=decomposable_layers(model), tol=s["btd_tol"], max_iter=s["btd_max_iter"],
                               seed=int(cfg["seed"]))
-    return _cached(cfg, _work_dir(cfg, f"{name}_init.pt"), make)
+    return _cached(cfg, _work_dir(cfg, f"{name}_init.pt"), make, arch(cfg, name, num_classes))
 
 
 def _recipe(cfg, name: str, kind: str, n_train: int) -> tuple[Recipe, int | None]:
@@ -160,8 +176,12 @@ def _recipe(cfg, name: str, kind: str, n_train: int) -> tuple[Recipe, int | None
     return recipe, max_steps
 
 
-def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str) -> nn.Module:
-    """Fine-tune in this process (``nproc == 1`` or under torchrun) or launch ``torchrun``; returns the model."""
+def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str, arch_kw: dict, space=None,
+           config=None) -> nn.Module:
+    """Fine-tune in this process (``nproc == 1`` or under torchrun) or launch ``torchrun``; returns the model.
+
+    ``arch_kw``, ``space`` and ``config`` describe ``model`` for the job file (:func:`gross.training.distributed.write_job`).
+    """
     s = settings(cfg)
     data = dataset(cfg)
     recipe, max_steps = _recipe(cfg, name, kind, len(data.train))
@@ -171,13 +191,13 @@ def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str) -> nn.Mod
     trainable = "gross" if kind == "gross" else "all"
     ctx = _ctx(cfg)
     if s["nproc"] > 1 and not ctx.distributed:
-        job = ddp.write_job(run_dir / f"{run_name}.job", model, _data_kwargs(cfg), recipe, run_dir, name=run_name,
-                            trainable=trainable, **options)
+        job = ddp.write_job(run_dir / f"{run_name}.job", model, _data_kwargs(cfg), recipe, run_dir, arch=arch_kw,
+                            space=space, config=config, name=run_name, trainable=trainable, **options)
         ddp.launch(job, s["nproc"], device=str(cfg["device"]).split(":")[0])
     else:
         ddp.finetune(model, data.train, recipe, run_dir=run_dir, name=run_name, trainable=trainable, ctx=ctx,
                      **options)
-    state = torch.load(run_dir / f"{run_name}.pt", map_location="cpu", weights_only=True)
+    state = ddp.read_checkpoint(run_dir / f"{run_name}.pt")
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -185,8 +205,9 @@ def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str) -> nn.Mod
 def gross_finetuned(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
     """GroSS fine-tuned ``name`` (cached; resumes an interrupted run)."""
     path = _work_dir(cfg, f"{name}_gross_model.pt")
-    return _cached(cfg, path, lambda: _train(cfg, decomposed(cfg, name, num_classes), name, "gross", f"{name}_gross"),
-                   collective=True)
+    arch_kw = arch(cfg, name, num_classes)
+    return _cached(cfg, path, lambda: _train(cfg, decomposed(cfg, name, num_classes), name, "gross", f"{name}_gross",
+                                             arch_kw), arch_kw, collective=True)
 
 
 def _eval_kw(cfg) -> dict:
@@ -219,8 +240,10 @@ def imagenet_true_accuracy(cfg: Mapping, name: str, config, num_classes: int) ->
     if not path.exists():
         from gross.utils import atomic_write_text
 
-        net = export(decomposed(cfg, name, num_classes), tuple(config))
-        net = _train(cfg, net, name, "config", f"{name}_config_{label}")
+        init = decomposed(cfg, name, num_classes)
+        net = export(init, tuple(config))
+        net = _train(cfg, net, name, "config", f"{name}_config_{label}", arch(cfg, name, num_classes),
+                     space=search_space(init), config=config)
         acc = ddp.evaluate_plain(net, dataset(cfg).test, **_eval_kw(cfg))
         if _ctx(cfg).rank == 0:
             atomic_write_text(json.dumps({"config": list(config), "test_acc": acc}), path)

@@ -52,7 +52,8 @@ def btd_layer_job(*, weight: str, group_size: int, width: int, seed: int = 0, op
 
 
 def btd_jobs(model: nn.Module, directory, group_sizes=None, layers: Sequence[str] | None = None,
-             width: int | Mapping[str, int] | None = None, **btd_options) -> list[tuple[str, int, object]]:
+             width: int | Mapping[str, int] | None = None, drop_unused: bool = False,
+             **btd_options) -> list[tuple[str, int, object]]:
     """One :class:`gross.runs.jobs.Job` per (layer, group size) BTD that :func:`~gross.method.decomposition.decompose` would run.
 
     Each convolution's weight is written once to ``<directory>/weights/<layer>.pt``
@@ -68,7 +69,7 @@ def btd_jobs(model: nn.Module, directory, group_sizes=None, layers: Sequence[str
     directory = Path(directory)
     options = {k: v for k, v in btd_options.items() if k != "seed"}
     out = []
-    for name, conv, w, sizes in decomposition_plan(model, group_sizes, layers, width):
+    for name, conv, w, sizes in decomposition_plan(model, group_sizes, layers, width, drop_unused):
         path = directory / "weights" / f"{name}.pt"
         weight = conv.weight.detach().cpu().clone()
         if not path.exists() or not torch.equal(torch.load(path, weights_only=True), weight):

@@ -101,8 +101,12 @@ def _read(profile: str) -> dict:
     valid = profiles()
     if not isinstance(profile, str) or profile not in valid:
         raise ValueError(f"unknown profile {profile!r}: valid profiles are {valid}")
-    with open(paths.CONFIGS / f"{profile}.toml", "rb") as fh:
-        return tomllib.load(fh)
+    path = paths.CONFIGS / f"{profile}.toml"
+    with open(path, "rb") as fh:
+        try:
+            return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
+            raise ValueError(f"{path} is not valid TOML: {exc}; fix that line") from None
 
 
 def flatten(cfg: Mapping, prefix: tuple = ()) -> dict[tuple, Any]:

@@ -41,7 +41,6 @@ import concurrent.futures as cf
 import dataclasses
 import importlib
 import inspect
-import io
 import json
 import multiprocessing as mp
 import os
@@ -58,7 +57,8 @@ from tqdm import tqdm
 from gross.utils import paths
 from gross.utils import atomic_save, provenance, seed_everything
 from gross.utils.assignments import parse_assignments
-from gross.utils.hashing import bytes_digest, digest, file_digest
+from gross.utils.hashing import digest, file_digest
+from gross.utils.sealed import DamagedFileError, load_sealed, seal
 
 __all__ = [
     "EXECUTORS",
@@ -83,8 +83,8 @@ class JobFailedError(RuntimeError):
     """One or more jobs raised; finished jobs kept their outputs."""
 
 
-class CorruptOutputError(ValueError):
-    """A job's output file exists but is not a valid gross job output."""
+class CorruptOutputError(DamagedFileError):
+    """A job's output file exists but is not a valid gross job output (unreadable, foreign or altered)."""
 
 
 # ----------------------------------------------------------------------------- settings
@@ -267,14 +267,8 @@ class Job:
 
 
 # ----------------------------------------------------------------------------- outputs
-def _serialise(obj) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
 def load_output(path) -> dict:
-    """The result dict stored by a finished job.
+    """The result dict stored by a finished job (a sealed file: checksum verified).
 
     Raises
     ------
@@ -284,19 +278,11 @@ def load_output(path) -> dict:
         Unreadable, wrong format or checksum mismatch (message says to delete the file).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"job output {path} does not exist")
-    fix = f"delete {path} and run the step again to recompute that job"
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        raise CorruptOutputError(f"job output {path} is unreadable ({type(exc).__name__}: {exc}); {fix}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != _OUTPUT_FORMAT \
-            or not isinstance(payload.get("blob"), bytes):
-        raise CorruptOutputError(f"{path} is not a gross job output (format {_OUTPUT_FORMAT!r}); {fix}")
-    if bytes_digest(payload["blob"]) != payload.get("sha256"):
-        raise CorruptOutputError(f"job output {path} fails its SHA-256 checksum (the file was altered); {fix}")
-    return torch.load(io.BytesIO(payload["blob"]), map_location="cpu", weights_only=True)
+        return load_sealed(path, _OUTPUT_FORMAT, "job output",
+                           f"delete {path} and run the step again to recompute that job")
+    except DamagedFileError as exc:
+        raise CorruptOutputError(str(exc)) from None
 
 
 def _is_done(job: Job) -> bool:
@@ -339,14 +325,12 @@ def execute(job: Job, threads: int = 1) -> str:
         torch.set_num_threads(previous)
     if not isinstance(result, dict):
         raise TypeError(f"job function {job.function_name} must return a dict, got {type(result).__name__}")
-    blob = _serialise(result)
     meta = provenance(job=job.name, function=job.function_name, kwargs=job.kwargs,
                       inputs={k: str(v) for k, v in job.inputs.items()}, threads=int(threads),
                       wall_time_s=time.perf_counter() - t0,
                       cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
-    atomic_save({"format": _OUTPUT_FORMAT, "version": _OUTPUT_VERSION, "fingerprint": job.fingerprint(),
-                 "meta": json.loads(json.dumps(meta, default=str)), "sha256": bytes_digest(blob),
-                 "blob": blob}, out)
+    atomic_save(seal(result, _OUTPUT_FORMAT, version=_OUTPUT_VERSION, fingerprint=job.fingerprint(),
+                     meta=json.loads(json.dumps(meta, default=str))), out)
     shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
     return str(out)
 

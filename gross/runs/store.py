@@ -5,7 +5,11 @@ decomposition, one individual fine-tune). :meth:`Store.make` computes it inside 
 :func:`gross.runs.config.recording`, so it knows which settings the computation read
 (including those of the artefacts it loaded) and stores them next to the payload::
 
-    {"format": 1, "fingerprint": "<sha1 of settings>", "settings": {"seed": 0, ...}, "payload": {...}}
+    {"format": 2, "fingerprint": "<sha256 of settings>", "settings": {"seed": 0, ...}, "sha256": ..., "payload": {...}}
+
+(JSON artefacts exactly so; torch artefacts as a sealed file, :mod:`gross.utils.sealed`, whose
+header holds the fingerprint and settings and whose checksummed blob holds the payload).
+Every load verifies the content checksum, so an edited number is an error, never a result.
 
 Loading re-reads exactly those keys from the current config: a different value
 makes the artefact *stale* (re-made by :meth:`Store.make`, an error naming the
@@ -34,11 +38,14 @@ from gross.runs import config as _config
 from gross import utils
 from gross.utils import paths
 from gross.utils.hashing import digest
+from gross.utils.sealed import DamagedFileError, load_sealed, seal
 
-__all__ = ["FORMAT", "ArtefactError", "RunLocked", "Store", "fingerprint", "require", "watch", "lock"]
+__all__ = ["FORMAT", "HELD_ENV", "ArtefactError", "RunLocked", "Store", "fingerprint", "require", "watch", "lock"]
 
-#: Version of the envelope written around every artefact.
-FORMAT = 1
+#: Version of the envelope written around every artefact (2: content checksum).
+FORMAT = 2
+#: ``format`` of the sealed torch artefacts (:mod:`gross.utils.sealed`).
+_KIND = "gross-artefact"
 
 _WATCHERS: list[list] = []
 
@@ -49,6 +56,11 @@ class ArtefactError(ValueError):
 
 class RunLocked(RuntimeError):
     """Another process holds the lock of a ``runs/<profile>/`` folder."""
+
+
+def _checksum(payload) -> str:
+    """SHA-256 of a JSON artefact's payload (canonical JSON)."""
+    return digest(payload, None)
 
 
 def fingerprint(settings: Mapping) -> str:
@@ -115,17 +127,28 @@ class Store:
     # ------------------------------------------------------------------ reading
 
     def _read(self, path: Path) -> dict:
-        try:
-            if path.suffix == ".json":
+        remedy = "delete it and re-run the notebook that writes it"
+        foreign = (f"{path} was not written by this version of gross (no format-{FORMAT} envelope); "
+                   f"delete {self.root} (or set $GROSS_RUNS elsewhere) and re-run the notebooks")
+        if path.suffix == ".json":
+            try:
                 env = json.loads(path.read_text())
-            else:
-                env = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # any failure to parse means a damaged file
-            raise ArtefactError(f"{path} is damaged and cannot be read ({type(exc).__name__}: {exc}); "
-                                f"delete it and re-run the notebook that writes it") from exc
-        if not isinstance(env, dict) or env.get("format") != FORMAT or "settings" not in env:
-            raise ArtefactError(f"{path} was not written by this version of gross (no format-{FORMAT} envelope); "
-                                f"delete {self.root} (or set $GROSS_RUNS elsewhere) and re-run the notebooks")
+            except Exception as exc:  # any failure to parse means a damaged file
+                raise ArtefactError(f"{path} is damaged and cannot be read ({type(exc).__name__}: {exc}); "
+                                    f"{remedy}") from exc
+            if not isinstance(env, dict) or env.get("format") != FORMAT or "settings" not in env:
+                raise ArtefactError(foreign)
+            if env.get("sha256") != _checksum(env.get("payload")):
+                raise ArtefactError(f"{path} fails its SHA-256 content checksum (the file was altered or damaged); "
+                                    f"{remedy}")
+        else:
+            try:
+                header, payload = load_sealed(path, _KIND, "artefact", remedy, header=True)
+            except DamagedFileError as exc:
+                raise ArtefactError(str(exc)) from None
+            if header.get("version") != FORMAT or "settings" not in header:
+                raise ArtefactError(foreign)
+            env = {**header, "payload": payload}
         if fingerprint(env["settings"]) != env.get("fingerprint"):
             raise ArtefactError(f"{path}: its fingerprint {env.get('fingerprint')!r} does not match its settings "
                                 f"(the file was damaged or edited); delete it and re-run the notebook that writes it")
@@ -163,13 +186,27 @@ class Store:
     # ------------------------------------------------------------------ writing
 
     def save(self, name: str, payload: dict, settings: Mapping) -> Path:
-        """Write ``payload`` with ``settings`` and their fingerprint, atomically (``.json`` or torch file)."""
-        env = {"format": FORMAT, "fingerprint": fingerprint(settings), "settings": dict(settings),
-               "payload": payload}
+        """Write ``payload`` with ``settings`` and their fingerprint, atomically (``.json`` or torch file).
+
+        Under the run lock of the folder (:func:`_write_guard`): taken for the write unless
+        this process or the run that started it holds it already.
+        """
         path = self.path(name)
-        if path.suffix == ".json":
-            return utils.atomic_write_text(json.dumps(env, indent=1, default=float) + "\n", path)
-        return utils.atomic_save(env, path)
+        with _write_guard(self.profile):
+            if path.suffix == ".json":
+                payload = json.loads(json.dumps(payload, default=float))  # as it will read back
+                env = {"format": FORMAT, "fingerprint": fingerprint(settings), "settings": dict(settings),
+                       "sha256": _checksum(payload), "payload": payload}
+                return utils.atomic_write_text(json.dumps(env, indent=1) + "\n", path)
+            return utils.atomic_save(seal(payload, _KIND, version=FORMAT, fingerprint=fingerprint(settings),
+                                          settings=dict(settings)), path)
+
+    def read(self, name: str) -> dict:
+        """The whole stored envelope of artefact ``name``: ``settings``, ``fingerprint`` and ``payload`` (checked)."""
+        path = self.path(name)
+        if not path.exists():
+            raise FileNotFoundError(f"artefact {path} does not exist")
+        return self._read(path)
 
     def make(self, name: str, compute: Callable[[], dict], notebook: str) -> dict:
         """Load artefact ``name`` if it is fresh, else compute, store and return it.
@@ -199,18 +236,28 @@ class Store:
 # ----------------------------------------------------------------------------- lock
 
 
+#: Environment variable naming the lock file a process (and every process it starts: notebook
+#: kernels, job workers) already holds; :meth:`Store.save` does not take it again.
+HELD_ENV = "GROSS_HELD_LOCK"
+#: How long a write outside a run waits for the lock (seconds) before refusing.
+WRITE_WAIT_S = 30.0
+
+
 @contextlib.contextmanager
-def lock(profile: str, wait: bool = False) -> Iterator[Path]:
+def lock(profile: str, wait: bool | float = False) -> Iterator[Path]:
     """Hold the lock of ``runs/<profile>/`` (``fcntl.flock`` on ``.lock``) for the block.
 
     The lock is released when the block ends or the process dies. The lock file
-    records the holder's pid and command line for the message of the next comer.
+    records the holder's pid and command line for the message of the next comer. While
+    it is held, ``$GROSS_HELD_LOCK`` names it, so processes started inside the block
+    (papermill's kernels, job workers) write under it without taking it again.
 
     Parameters
     ----------
     profile : str
-    wait : bool, default False
-        Block until the lock is free instead of raising.
+    wait : bool or float, default False
+        Block until the lock is free (``True``), for at most that many seconds (a
+        number), or not at all (``False``) before raising.
 
     Raises
     ------
@@ -218,16 +265,55 @@ def lock(profile: str, wait: bool = False) -> Iterator[Path]:
         Another process holds the lock (names it, the folder and what to do).
     """
     path = paths.run_dir(profile) / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = Path(path).read_text().strip() or "unknown process"
-            raise RunLocked(f"{path.parent} is in use by another run ({holder}); wait for it to finish, "
-                            f"or give this run its own folder with GROSS_RUNS=<dir>") from None
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if path.is_symlink():
+            raise RunLocked(f"{path} is a symbolic link (to {os.readlink(path)}); a lock file must be a plain file, "
+                            f"so nothing is written through it: delete the link") from None
+        raise
+    previous = os.environ.get(HELD_ENV)
+    try:
+        _acquire(fd, path, wait)
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        os.environ[HELD_ENV] = str(path)
         yield path
     finally:
+        if previous is None:
+            os.environ.pop(HELD_ENV, None)
+        else:
+            os.environ[HELD_ENV] = previous
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(fd: int, path: Path, wait: bool | float) -> None:
+    if wait is True:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + (0.0 if wait is False else float(wait))
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = Path(path).read_text().strip() or "unknown process"
+                raise RunLocked(f"{path.parent} is in use by another run ({holder}); wait for it to finish, "
+                                f"or give this run its own folder with GROSS_RUNS=<dir>") from None
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _write_guard(profile: str) -> Iterator[None]:
+    """Hold the run lock for one write, unless this process or its parent run already holds it.
+
+    Notebooks opened in JupyterLab (no run) take it only while they write, so they never
+    block each other while idle; a write while ``make reproduce`` runs on the same folder
+    waits :data:`WRITE_WAIT_S` seconds and then refuses, naming that run.
+    """
+    if os.environ.get(HELD_ENV) == str(paths.run_dir(profile) / ".lock"):
+        yield
+        return
+    with lock(profile, wait=WRITE_WAIT_S):
+        yield

@@ -62,8 +62,9 @@ from gross.data import Dataset, batches
 from gross.training.loop import (TrainingDivergedError, _apply_train_mode, _check_config, _history_row, _recipe_dict,
                     _set_trainable, evaluate, finetune_config, train_base)
 from gross.utils import atomic_save, resolve_device
+from gross.utils.sealed import load_sealed, seal
 
-__all__ = ["METHODS", "choose_method", "train_stacked", "train_bases", "finetune_configs"]
+__all__ = ["METHODS", "choose_method", "train_stacked", "train_bases", "finetune_configs", "read_checkpoint"]
 
 #: Values of ``method``.
 METHODS = ("auto", "vmap", "sequential")
@@ -231,11 +232,15 @@ def _epoch(stack, step, drops, data, recipe, lr, device, dtype, grad_masks):
     return total / max(seen, 1), 100.0 * correct.double() / max(seen, 1), seen
 
 
+def read_checkpoint(path) -> dict:
+    """A :func:`train_stacked` checkpoint (sealed: plain data, checksum verified; :mod:`gross.utils.sealed`)."""
+    return load_sealed(path, _CKPT_FORMAT, "batched checkpoint", "delete it or pass resume=False")
+
+
 def _resume(stack: _Stack, ckpt: Path, recipes, device):
     """Load a :func:`train_stacked` checkpoint into ``stack``; returns (histories, epoch, lr)."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # generator states stay on the CPU
-    if not isinstance(state, dict) or state.get("format") != _CKPT_FORMAT \
-            or state.get("recipes") != [_recipe_dict(r) for r in recipes]:
+    state = read_checkpoint(ckpt)  # generator states stay on the CPU
+    if state.get("recipes") != [_recipe_dict(r) for r in recipes]:
         raise ValueError(f"{ckpt} is not a batched checkpoint of these recipes; delete it or pass resume=False")
     stack.load(state["stack"], device)
     return state["histories"], state["epoch"], state["lr"]
@@ -329,8 +334,8 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
         if epoch in recipe.milestones:
             lr = lr * recipe.gamma
         if ckpt is not None and (epoch == recipe.epochs or (every and epoch % every == 0)):
-            atomic_save({"format": _CKPT_FORMAT, "recipes": [_recipe_dict(r) for r in recipes],
-                         "stack": stack.state(), "histories": histories, "epoch": epoch, "lr": lr}, ckpt)
+            atomic_save(seal({"recipes": [_recipe_dict(r) for r in recipes], "stack": stack.state(),
+                              "histories": histories, "epoch": epoch, "lr": lr}, _CKPT_FORMAT), ckpt)
     for m in models:
         m.eval()
     return [pd.DataFrame(h) for h in histories]

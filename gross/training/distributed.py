@@ -4,8 +4,10 @@ One process per GPU (NCCL) or several CPU processes (gloo)::
 
     torchrun --standalone --nproc-per-node 8 -m gross.training.distributed finetune --job runs/paper/imagenet/vgg16_gross.job
 
-The job file (:func:`write_job`) holds the GroSS-decomposed model, the data settings
-and the recipe; :func:`gross.pipeline.table4.gross_finetuned` writes it and launches ``torchrun``
+The job file (:func:`write_job`) holds plain data only -- the model as a description
+(:func:`describe_model`: architecture keywords, search space, configuration, state dict),
+the data settings and the recipe -- and is read with ``torch.load(weights_only=True)``, so a
+crafted job file cannot run code; :func:`gross.pipeline.table4.gross_finetuned` writes it and launches ``torchrun``
 (:func:`launch`) or trains in-process with one rank.
 
 Equivalence with one process
@@ -60,10 +62,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gross.data import imagenet as inet
-from gross.method.decomposition import gross_layers, search_space, set_config
+from gross.method.decomposition import export, gross_layers, search_space, set_config, skeleton
 from gross.search.evaluation import count_correct
 from gross.training.loop import Recipe, _recipe_dict, draw_config, group_size_sampler
 from gross.utils import atomic_save
+from gross.utils.sealed import load_plain, load_sealed, seal
 
 __all__ = [
     "Context",
@@ -75,6 +78,10 @@ __all__ = [
     "evaluate_plain",
     "evaluator",
     "barrier",
+    "describe_model",
+    "build_described",
+    "read_job",
+    "read_checkpoint",
     "write_job",
     "launch",
     "main",
@@ -216,13 +223,14 @@ def _maybe_fail(ctx: "Context", step: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def read_checkpoint(path) -> dict:
+    """A checkpoint of :func:`finetune` (sealed: plain data, checksum verified; :mod:`gross.utils.sealed`)."""
+    return load_sealed(path, _FORMAT, "checkpoint", "delete it to start afresh")
+
+
 def _load_state(ckpt: Path, model: nn.Module, recipe: Recipe, trainable: str) -> dict:
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"checkpoint {ckpt} cannot be read ({exc}); delete it to start afresh") from exc
-    if state.get("format") != _FORMAT or state.get("recipe") != _recipe_dict(recipe) \
-            or state.get("trainable") != trainable:
+    state = read_checkpoint(ckpt)
+    if state.get("recipe") != _recipe_dict(recipe) or state.get("trainable") != trainable:
         raise ValueError(
             f"checkpoint {ckpt} belongs to another run (recipe {state.get('recipe')}, trainable "
             f"{state.get('trainable')!r}); this run uses {_recipe_dict(recipe)}, {trainable!r}. Use another "
@@ -314,10 +322,10 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
 
     def save():
         if ctx.rank == 0:
-            atomic_save({"format": _FORMAT, "recipe": _recipe_dict(recipe), "trainable": trainable,
-                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "sampler_rng": sampler.get_state(),
-                         "run": dataclasses.asdict(run), "world": ctx.world}, ckpt)
+            atomic_save(seal({"recipe": _recipe_dict(recipe), "trainable": trainable,
+                              "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "sampler_rng": sampler.get_state(),
+                              "run": dataclasses.asdict(run), "world": ctx.world}, _FORMAT), ckpt)
 
     while run.epoch < recipe.epochs:
         t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
@@ -426,18 +434,83 @@ def evaluator(model: nn.Module, split, **kwargs):
 
 
 # ----------------------------------------------------------------------------- job files and CLI
-def write_job(path, model: nn.Module, data: dict, recipe: Recipe, run_dir, *, name: str | None = None,
-              trainable: str = "gross", **options) -> Path:
-    """Write what ``python -m gross.training.distributed finetune --job PATH`` needs (atomically).
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
-    ``data`` holds the keyword arguments of :func:`gross.data.imagenet.imagenet` (``root``,
+
+def describe_model(model: nn.Module, arch: dict, space=None, config=None) -> dict:
+    """``model`` as plain data (tensors, numbers, strings, lists, dicts) that :func:`build_described` rebuilds.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A network of :func:`gross.data.imagenet.build`: as built, GroSS-decomposed, or
+        exported at ``config`` (:func:`gross.method.decomposition.export`).
+    arch : dict
+        Keyword arguments of :func:`gross.data.imagenet.build` (``name``, ``num_classes``,
+        ``width_mult``, ``hidden``).
+    space : mapping of layer -> group sizes, optional
+        The GroSS search space (default: ``model``'s own; give it for an exported model).
+    config : sequence of int, optional
+        The configuration ``model`` was exported at (``None``: not exported).
+    """
+    space = search_space(model) if space is None else space
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return {"arch": dict(arch), "space": {str(n): [int(s) for s in sizes] for n, sizes in space.items()},
+            "config": None if config is None else [int(c) for c in config], "dtype": str(dtype).removeprefix("torch."),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+def build_described(description: dict) -> nn.Module:
+    """The network of :func:`describe_model`: built, decomposed / exported as described, weights loaded.
+
+    Raises
+    ------
+    ValueError
+        A description that lacks a key or does not fit the architecture it names.
+    """
+    try:
+        model = skeleton(inet.build(**description["arch"]), description["space"])
+        if description["config"] is not None:
+            model = export(model, tuple(description["config"]))
+        dtype = description.get("dtype", "float32")
+        if dtype not in _DTYPES:
+            raise TypeError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
+        model.to(_DTYPES[dtype]).load_state_dict(description["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"model description does not rebuild: {type(exc).__name__}: {exc}; expected the keys "
+                         "arch, space, config and state_dict of gross.training.distributed.describe_model") from exc
+    return model
+
+
+def write_job(path, model: nn.Module, data: dict, recipe: Recipe, run_dir, *, arch: dict, space=None,
+              config=None, name: str | None = None, trainable: str = "gross", **options) -> Path:
+    """Write what ``python -m gross.training.distributed finetune --job PATH`` needs (atomically), as plain data.
+
+    ``arch``, ``space`` and ``config`` describe ``model`` (:func:`describe_model`); ``data``
+    holds the keyword arguments of :func:`gross.data.imagenet.imagenet` (``root``,
     ``resize``, ``crop``, ``held_out``, ``split_seed``); ``options`` those of :func:`finetune`
     (``checkpoint_every_steps``, ``max_steps_per_epoch``, ``workers``, ``pin_memory``,
     ``persistent_workers``, and ``device``).
     """
-    job = {"model": model.cpu(), "data": dict(data), "recipe": dataclasses.asdict(recipe),
-           "run_dir": str(run_dir), "name": name or recipe.name, "trainable": trainable, "options": options}
+    job = {"format": "gross-ddp-job", "model": describe_model(model, arch, space, config), "data": dict(data),
+           "recipe": dataclasses.asdict(recipe), "run_dir": str(run_dir), "name": name or recipe.name,
+           "trainable": trainable, "options": options}
     return atomic_save(job, path)
+
+
+def read_job(path) -> dict:
+    """A job file of :func:`write_job`, read as plain data (``torch.load(weights_only=True)``; no code runs).
+
+    Raises
+    ------
+    ValueError
+        A file that is not such a job (unreadable, or holding anything but plain data).
+    """
+    job = load_plain(path, "job file", "a job file holds plain data written by gross.training.distributed.write_job: "
+                     "write it again")
+    if not isinstance(job, dict) or job.get("format") != "gross-ddp-job":
+        raise ValueError(f"{path} is not a job file of gross.training.distributed.write_job")
+    return job
 
 
 def launch(job_path, nproc: int, device: str = "auto", timeout: float | None = None) -> subprocess.CompletedProcess:
@@ -464,12 +537,12 @@ def launch(job_path, nproc: int, device: str = "auto", timeout: float | None = N
 
 
 def _finetune_job(args) -> None:
-    job = torch.load(args.job, map_location="cpu", weights_only=False)
+    job = read_job(args.job)
     options = dict(job["options"])
     device = options.pop("device", args.device)
     ctx = init(args.device if args.device != "auto" else device)
     split = inet.imagenet(**job["data"]).train
-    finetune(job["model"], split, Recipe(**job["recipe"]), run_dir=job["run_dir"], name=job["name"],
+    finetune(build_described(job["model"]), split, Recipe(**job["recipe"]), run_dir=job["run_dir"], name=job["name"],
              trainable=job["trainable"], ctx=ctx, **options)
     if ctx.distributed:
         dist.destroy_process_group()

@@ -41,6 +41,7 @@ from gross.search.evaluation import accuracy as evaluate
 from gross.method.space import SearchSpace, config_str
 from gross.training.recipes import RECIPES, Recipe, _recipe_dict  # noqa: F401  (_recipe_dict: gross.training.distributed, gross.training.batched)
 from gross.utils import atomic_save, resolve_device
+from gross.utils.sealed import load_sealed, seal
 
 __all__ = [
     "SAMPLER_SEED_OFFSET",
@@ -109,20 +110,8 @@ def load_checkpoint(path, model: nn.Module | None = None) -> dict:
         weights do not fit ``model``.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            AttributeError, KeyError, IndexError) as exc:
-        raise ValueError(
-            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {exc}); delete it or "
-            "call again with resume=False to start over"
-        ) from exc
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} is not a gross training checkpoint; delete it or call again with resume=False"
-        )
+    state = load_sealed(path, _CHECKPOINT_FORMAT, "training checkpoint",
+                        "delete it or call again with resume=False to start over")
     if model is not None:
         _check_signature(state, model, path)
         model.load_state_dict(state["model"])
@@ -331,7 +320,7 @@ class _Optim:
 
     def save(self, ckpt: Path, epoch: int, history: list) -> None:
         job = self.job
-        atomic_save({
+        atomic_save(seal({
             "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION, "kind": job.kind,
             "name": job.name, "epoch": epoch, "recipe": _recipe_dict(self.recipe),
             "config": list(job.config) if job.config else None,
@@ -341,7 +330,7 @@ class _Optim:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.cuda_devices else None,
             "history": history,
-        }, ckpt)
+        }, _CHECKPOINT_FORMAT), ckpt)
 
 
 def _epochs(job: _Job, data: Dataset, recipe: Recipe, opt: _Optim, history: list, start: int, ckpt, every: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 import platform
 import random
 import subprocess
@@ -94,11 +95,30 @@ def _atomic_replace(write, path: Path, mode: str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError("... unexpected pos ...")
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise OSError(f"writing {path} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                      f"{_free_space(path.parent)} free in {path.parent}. Nothing was half-written: {path} is "
+                      "unchanged") from exc
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _free_space(folder: Path) -> str:
+    """Free space of ``folder``'s file system, e.g. ``"1.2 GiB"`` (``"unknown"`` if it cannot be read)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if free < 1024 or unit == "GiB":
+            return f"{free:.1f} {unit}" if unit != "B" else f"{free} B"
+        free /= 1024
+    return "unknown"
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -157,14 +177,34 @@ def _device_name(device: torch.device | str | None) -> str:
     return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()} (torch threads {torch.get_num_threads()})"
 
 
+def _cpu_model() -> str:
+    """The CPU's model name and the instruction set torch's kernels use (e.g. ``"AMD EPYC (AVX512)"``).
+
+    Floating-point results of the same code differ between kernels (AVX2 vs AVX512), and over a
+    training run such differences grow into different weights: the results record it.
+    """
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - older torch
+        capability = "unknown"
+    return f"{name} ({capability})"
+
+
 def provenance(profile: str | None = None, config: dict | None = None, device=None, **extra) -> dict:
     """Everything needed to tell where a result came from.
 
     Returns
     -------
     dict
-        git hash, profile, resolved config, package versions, device, UTC timestamp,
-        plus any ``extra`` keys (e.g. ``wall_time_s``).
+        git hash, profile, resolved config, package versions, device, CPU model and the
+        instruction set of torch's CPU kernels, host, UTC timestamp, plus any ``extra`` keys
+        (e.g. ``wall_time_s``).
     """
     meta = {
         "git": _git_hash(),
@@ -172,6 +212,7 @@ def provenance(profile: str | None = None, config: dict | None = None, device=No
         "config": config,
         "versions": _versions(),
         "device": _device_name(device),
+        "cpu": _cpu_model(),
         "host": platform.node(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -13,11 +13,12 @@ the same variables (:func:`executed_dir`).
 """
 
 import os
+import re
 from pathlib import Path
 
 __all__ = [
     "ROOT", "NOTEBOOKS", "RESULTS", "FIGURES", "DATA", "CONFIGS", "EXECUTED",
-    "runs_root", "run_dir", "results_dir", "figures_dir", "executed_dir",
+    "check_profile_name", "runs_root", "run_dir", "results_dir", "figures_dir", "executed_dir",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]  # gross/utils/paths.py -> the repository
@@ -32,6 +33,21 @@ EXECUTED = RESULTS / "executed"
 PUBLISHED_PROFILES = ("cpu", "paper")
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def check_profile_name(profile) -> str:
+    """Return ``profile`` if it is a plain name (letters, digits, ``_``, ``-``), else raise ``ValueError``.
+
+    Every folder below is ``<root>/<profile>``: a name with ``/``, ``..`` or a leading dot would
+    put files outside the configured folders, so it is refused before anything is written.
+    """
+    if not isinstance(profile, str) or not _NAME.fullmatch(profile):
+        raise ValueError(f"profile {profile!r} is not a profile name: use the name of a file in {CONFIGS} "
+                         "without '.toml' (letters, digits, '_' and '-'; never a path)")
+    return profile
+
+
 def runs_root() -> Path:
     """``runs/`` (or ``$GROSS_RUNS``): checkpoints and files exchanged between notebooks."""
     return Path(os.environ.get("GROSS_RUNS", ROOT / "runs"))
@@ -39,12 +55,13 @@ def runs_root() -> Path:
 
 def run_dir(profile: str) -> Path:
     """Return (and create) ``runs/<profile>``, where notebooks of ``profile`` exchange files."""
-    path = runs_root() / profile
+    path = runs_root() / check_profile_name(profile)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def _outputs(profile: str, kind: str, published: Path) -> Path:
+    check_profile_name(profile)
     if os.environ.get("GROSS_OUTPUTS"):
         return Path(os.environ["GROSS_OUTPUTS"]) / kind
     return published if profile in PUBLISHED_PROFILES else run_dir(profile) / kind
@@ -78,7 +95,7 @@ def executed_dir(profile: str) -> Path:
     variable is set.
     """
     if os.environ.get("GROSS_OUTPUTS"):
-        path = Path(os.environ["GROSS_OUTPUTS"]) / "executed" / profile
+        path = Path(os.environ["GROSS_OUTPUTS"]) / "executed" / check_profile_name(profile)
     else:
         path = _outputs(profile, "executed", EXECUTED / profile)
     path.mkdir(parents=True, exist_ok=True)
