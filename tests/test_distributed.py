@@ -198,7 +198,7 @@ def test_a_crafted_job_file_is_refused_without_running_code(tmp_path, code_in_a_
         D.read_job(tmp_path / "evil.job")
     assert not marker.exists()
     torch.save({"model": 1}, tmp_path / "other.job")
-    with pytest.raises(ValueError, match="is not a job file"):
+    with pytest.raises(ValueError, match="is not a sealed 'gross-ddp-job' file"):
         D.read_job(tmp_path / "other.job")
 
 

@@ -26,7 +26,6 @@ the same run. Reported accuracies are 1-crop top-1 on the official validation fo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -52,6 +51,8 @@ __all__ = ["MACHINE_KEYS", "TITLES", "settings", "dataset", "arch", "pretrained"
 
 #: ``format`` of the sealed model caches (:func:`_cached`).
 _MODEL_FORMAT = "gross-described-model"
+#: ``format`` of the sealed true accuracies (:func:`imagenet_true_accuracy`).
+_TRUE_FORMAT = "gross-imagenet-true-accuracy"
 
 #: Model blocks of Table 4.
 TITLES = {"vgg16": "VGG-16", "resnet18": "ResNet-18"}
@@ -235,20 +236,21 @@ def search(cfg: Mapping, name: str, model: nn.Module, data) -> tuple[pd.DataFram
 
 def imagenet_true_accuracy(cfg: Mapping, name: str, config, num_classes: int) -> float:
     """Test accuracy of ``config`` decomposed alone (GroSS initialisation exported) and fine-tuned (all layers)."""
-    label = config_str(config, "-")
-    path = _work_dir(cfg, f"{name}_true_{label}.json")
-    if not path.exists():
-        from gross.utils import atomic_write_text
+    from gross.utils import atomic_save
+    from gross.utils.sealed import load_sealed, seal
 
+    label = config_str(config, "-")
+    path = _work_dir(cfg, f"{name}_true_{label}.pt")
+    if not path.exists():
         init = decomposed(cfg, name, num_classes)
         net = export(init, tuple(config))
         net = _train(cfg, net, name, "config", f"{name}_config_{label}", arch(cfg, name, num_classes),
                      space=search_space(init), config=config)
         acc = ddp.evaluate_plain(net, dataset(cfg).test, **_eval_kw(cfg))
         if _ctx(cfg).rank == 0:
-            atomic_write_text(json.dumps({"config": list(config), "test_acc": acc}), path)
+            atomic_save(seal({"config": list(config), "test_acc": float(acc)}, _TRUE_FORMAT), path)
         ddp.barrier(_ctx(cfg))
-    return json.loads(path.read_text())["test_acc"]
+    return load_sealed(path, _TRUE_FORMAT, "true accuracy", "delete it to fine-tune that configuration again")["test_acc"]
 
 
 def _entries(model, baselines, found, size) -> list[tuple]:

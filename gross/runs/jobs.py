@@ -38,6 +38,7 @@ corruption of a file written atomically means something outside gross changed it
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -59,6 +60,7 @@ from gross.utils import atomic_save, provenance, seed_everything
 from gross.utils.assignments import parse_assignments
 from gross.utils.hashing import digest, file_digest
 from gross.utils.sealed import DamagedFileError, load_sealed, seal
+from gross.runs.store import write_guard
 
 __all__ = [
     "EXECUTORS",
@@ -329,10 +331,20 @@ def execute(job: Job, threads: int = 1) -> str:
                       inputs={k: str(v) for k, v in job.inputs.items()}, threads=int(threads),
                       wall_time_s=time.perf_counter() - t0,
                       cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
-    atomic_save(seal(result, _OUTPUT_FORMAT, version=_OUTPUT_VERSION, fingerprint=job.fingerprint(),
-                     meta=json.loads(json.dumps(meta, default=str))), out)
+    with _guard(out):
+        atomic_save(seal(result, _OUTPUT_FORMAT, version=_OUTPUT_VERSION, fingerprint=job.fingerprint(),
+                         meta=json.loads(json.dumps(meta, default=str))), out)
     shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
     return str(out)
+
+
+def _guard(out: Path):
+    """The run lock of ``runs/<profile>/`` for a write there (:func:`gross.runs.store.write_guard`); else nothing."""
+    try:
+        profile = paths.check_profile_name(Path(out).resolve().relative_to(paths.runs_root().resolve()).parts[0])
+    except ValueError:  # a job directory outside runs/<profile>/ (tests, benchmarks): no run folder to guard
+        return contextlib.nullcontext()
+    return write_guard(profile)
 
 
 def _execute_or_report(job: Job, threads: int):

@@ -40,7 +40,7 @@ from gross.utils import paths
 from gross.utils.hashing import digest
 from gross.utils.sealed import DamagedFileError, load_sealed, seal
 
-__all__ = ["FORMAT", "HELD_ENV", "ArtefactError", "RunLocked", "Store", "fingerprint", "require", "watch", "lock"]
+__all__ = ["FORMAT", "HELD_ENV", "ArtefactError", "RunLocked", "Store", "fingerprint", "require", "watch", "lock", "write_guard"]
 
 #: Version of the envelope written around every artefact (2: content checksum).
 FORMAT = 2
@@ -188,11 +188,11 @@ class Store:
     def save(self, name: str, payload: dict, settings: Mapping) -> Path:
         """Write ``payload`` with ``settings`` and their fingerprint, atomically (``.json`` or torch file).
 
-        Under the run lock of the folder (:func:`_write_guard`): taken for the write unless
+        Under the run lock of the folder (:func:`write_guard`): taken for the write unless
         this process or the run that started it holds it already.
         """
         path = self.path(name)
-        with _write_guard(self.profile):
+        with write_guard(self.profile):
             if path.suffix == ".json":
                 payload = json.loads(json.dumps(payload, default=float))  # as it will read back
                 env = {"format": FORMAT, "fingerprint": fingerprint(settings), "settings": dict(settings),
@@ -305,7 +305,7 @@ def _acquire(fd: int, path: Path, wait: bool | float) -> None:
 
 
 @contextlib.contextmanager
-def _write_guard(profile: str) -> Iterator[None]:
+def write_guard(profile: str) -> Iterator[None]:
     """Hold the run lock for one write, unless this process or its parent run already holds it.
 
     Notebooks opened in JupyterLab (no run) take it only while they write, so they never

@@ -66,7 +66,7 @@ from gross.method.decomposition import export, gross_layers, search_space, set_c
 from gross.search.evaluation import count_correct
 from gross.training.loop import Recipe, _recipe_dict, draw_config, group_size_sampler
 from gross.utils import atomic_save
-from gross.utils.sealed import load_plain, load_sealed, seal
+from gross.utils.sealed import load_sealed, seal
 
 __all__ = [
     "Context",
@@ -88,6 +88,7 @@ __all__ = [
 ]
 
 _FORMAT = "gross-ddp-checkpoint"
+_JOB_FORMAT = "gross-ddp-job"
 _FAIL_ENV = "GROSS_FAIL_AT"  # "rank:global_step" -> that rank SIGKILLs itself (fault-injection for tests)
 
 
@@ -492,25 +493,22 @@ def write_job(path, model: nn.Module, data: dict, recipe: Recipe, run_dir, *, ar
     (``checkpoint_every_steps``, ``max_steps_per_epoch``, ``workers``, ``pin_memory``,
     ``persistent_workers``, and ``device``).
     """
-    job = {"format": "gross-ddp-job", "model": describe_model(model, arch, space, config), "data": dict(data),
+    job = {"model": describe_model(model, arch, space, config), "data": dict(data),
            "recipe": dataclasses.asdict(recipe), "run_dir": str(run_dir), "name": name or recipe.name,
            "trainable": trainable, "options": options}
-    return atomic_save(job, path)
+    return atomic_save(seal(job, _JOB_FORMAT), path)
 
 
 def read_job(path) -> dict:
-    """A job file of :func:`write_job`, read as plain data (``torch.load(weights_only=True)``; no code runs).
+    """A job file of :func:`write_job`: sealed plain data (``torch.load(weights_only=True)``, SHA-256 checked; no code runs).
 
     Raises
     ------
     ValueError
         A file that is not such a job (unreadable, or holding anything but plain data).
     """
-    job = load_plain(path, "job file", "a job file holds plain data written by gross.training.distributed.write_job: "
-                     "write it again")
-    if not isinstance(job, dict) or job.get("format") != "gross-ddp-job":
-        raise ValueError(f"{path} is not a job file of gross.training.distributed.write_job")
-    return job
+    return load_sealed(path, _JOB_FORMAT, "job file", "a job file is written by "
+                       "gross.training.distributed.write_job: write it again")
 
 
 def launch(job_path, nproc: int, device: str = "auto", timeout: float | None = None) -> subprocess.CompletedProcess:
