@@ -255,3 +255,17 @@ def test_noise_ceiling_is_the_agreement_of_two_independent_measurements(model, t
     assert summary["spearman_repeat"] == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
     assert summary["repeat_rel_diff"] == pytest.approx(float(np.median(np.abs(b - a) / a)), rel=1e-12)
     assert "spearman_repeat" not in L.predictor_summary(df.drop(columns="measured_repeat_s"))
+
+
+@pytest.mark.probe
+@pytest.mark.parametrize("err, noise, rho, ceiling, verdict", [
+    (0.05, 0.02, 0.95, 0.99, "met"),            # both beyond noise
+    (0.09, 0.03, 0.95, 0.99, "within noise"),   # 9 % +- 3 % straddles the 10 % target
+    (0.15, 0.03, 0.95, 0.99, "missed"),         # 15 % - 3 % still above it
+    (0.05, 0.02, 0.80, 0.99, "missed"),         # ranks worse than the repeat ceiling allows
+    (0.05, 0.02, 0.80, 0.85, "within noise"),   # the ceiling itself is below the target
+])
+def test_predictor_verdict_is_judged_with_the_measured_noise(err, noise, rho, ceiling, verdict):
+    row = {"median_abs_rel_error": err, "repeat_rel_diff": noise, "target_error": 0.10, "spearman": rho,
+           "spearman_repeat": ceiling, "target_spearman": 0.9}
+    assert L.predictor_verdict(row) == verdict

@@ -241,17 +241,3 @@ def test_search_verbs_and_step_with_their_results(cfg, bare):
         for kind in ("MACs", "latency"):
             match = table[(table["batch_size"] == b) & (table["baseline"] == baseline) & (table["budget"] == kind)]
             assert row[(kind, "config")] == match["config"].item()
-
-
-@pytest.mark.probe
-@pytest.mark.parametrize("err, noise, rho, ceiling, verdict", [
-    (0.05, 0.02, 0.95, 0.99, "met"),            # both beyond noise
-    (0.09, 0.03, 0.95, 0.99, "within noise"),   # 9 % +- 3 % straddles the 10 % target
-    (0.15, 0.03, 0.95, 0.99, "missed"),         # 15 % - 3 % still above it
-    (0.05, 0.02, 0.80, 0.99, "missed"),         # ranks worse than the repeat ceiling allows
-    (0.05, 0.02, 0.80, 0.85, "within noise"),   # the ceiling itself is below the target
-])
-def test_predictor_verdict_is_judged_with_the_measured_noise(err, noise, rho, ceiling, verdict):
-    row = {"median_abs_rel_error": err, "repeat_rel_diff": noise, "target_error": 0.10, "spearman": rho,
-           "spearman_repeat": ceiling, "target_spearman": 0.9}
-    assert study.predictor_verdict(row) == verdict

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gross.utils import atomic_save
-from gross.utils.sealed import DamagedFileError, load_plain, load_sealed, seal
+from gross.utils.sealed import DamagedFileError, load_sealed, seal
 
 
 def test_round_trip_keeps_the_object_and_the_header(tmp_path):
@@ -49,7 +49,7 @@ def test_code_in_a_file_never_runs(tmp_path, code_in_a_pickle):
     torch.save(evil, tmp_path / "evil.pt")
     with pytest.raises(DamagedFileError, match=r"evil\.pt is unreadable or cannot be read as plain data "
                                                 r"\(UnpicklingError: WeightsUnpickler error"):
-        load_plain(tmp_path / "evil.pt", "thing", "redo it")
+        load_sealed(tmp_path / "evil.pt", "kind-a", "thing", "redo it")
     # also inside a correctly checksummed blob (a file crafted with the checksum recomputed)
     import hashlib
     import io

@@ -71,7 +71,6 @@ __all__ = [
     "validation_models",
     "validation_configs",
     "validation_summary",
-    "predictor_verdict",
     "predictor_validation",
     "scatter_configs",
     "configs_latency",
@@ -341,7 +340,7 @@ def validation_summary(cfg: Mapping, configs: pd.DataFrame,
         :func:`gross.search.latency.predictor_summary` (``n, median_abs_rel_error,
         spearman, spearman_macs, spearman_repeat, repeat_rel_diff``), ``fixed_s`` (the
         table's fixed part), the targets (error <= 10 %, Spearman >= 0.9) and ``verdict``
-        (:func:`predictor_verdict`: met, missed or within noise).
+        (:func:`gross.search.latency.predictor_verdict`: met, missed or within noise).
     """
     lat = settings(cfg)
     models = validation_models(cfg) if models is None else models
@@ -350,31 +349,8 @@ def validation_summary(cfg: Mapping, configs: pd.DataFrame,
              "target_error": 0.10, "target_spearman": 0.9}
             for (label, b), group in configs.groupby(["model", "batch_size"], sort=False)]
     summary = pd.DataFrame(rows)
-    summary["verdict"] = [predictor_verdict(r) for r in summary.to_dict(orient="records")]
+    summary["verdict"] = [L.predictor_verdict(r) for r in summary.to_dict(orient="records")]
     return summary
-
-
-def predictor_verdict(row: Mapping) -> str:
-    """``"met"``, ``"missed"`` or ``"within noise"``: the targets judged with the noise the run measured.
-
-    The error target holds beyond noise when ``median_abs_rel_error + repeat_rel_diff`` is
-    within it, and fails beyond noise when ``median_abs_rel_error - repeat_rel_diff`` exceeds
-    it (``repeat_rel_diff``: how much two measurements of the same configurations differ).
-    Spearman fails beyond noise below the target while the repeat ceiling
-    (``spearman_repeat``) reaches it, and cannot be judged when the ceiling itself is below
-    the target. ``"met"``: both hold beyond noise; ``"missed"``: either fails beyond noise;
-    else ``"within noise"`` (two identical runs may fall on either side).
-    """
-    err, noise, target = row["median_abs_rel_error"], row["repeat_rel_diff"], row["target_error"]
-    rho, ceiling, rho_target = row["spearman"], row["spearman_repeat"], row["target_spearman"]
-    error = "met" if err + noise <= target else "missed" if err - noise > target else "within noise"
-    if ceiling < rho_target:
-        rank = "within noise"
-    else:
-        rank = "met" if rho >= rho_target else "missed"
-    if "missed" in (error, rank):
-        return "missed"
-    return "met" if error == rank == "met" else "within noise"
 
 
 @step(NOTEBOOK, tables=("latency_predictor_validation", "latency_predictor_configs"))

@@ -60,6 +60,7 @@ from gross.method.space import SearchSpace
 from gross.utils.hashing import bytes_digest, digest
 
 __all__ = [
+    "predictor_verdict",
     "MODES",
     "DEFAULT_MODE",
     "STATISTICS",
@@ -514,3 +515,26 @@ def predictor_summary(df: pd.DataFrame) -> dict:
         out["spearman_repeat"] = spearman(df["measured_repeat_s"], df["measured_s"])
         out["repeat_rel_diff"] = float(((df["measured_repeat_s"] - df["measured_s"]).abs() / df["measured_s"]).median())
     return out
+
+
+def predictor_verdict(row: Mapping) -> str:
+    """``"met"``, ``"missed"`` or ``"within noise"``: the targets judged with the noise the run measured.
+
+    The error target holds beyond noise when ``median_abs_rel_error + repeat_rel_diff`` is
+    within it, and fails beyond noise when ``median_abs_rel_error - repeat_rel_diff`` exceeds
+    it (``repeat_rel_diff``: how much two measurements of the same configurations differ).
+    Spearman fails beyond noise below the target while the repeat ceiling
+    (``spearman_repeat``) reaches it, and cannot be judged when the ceiling itself is below
+    the target. ``"met"``: both hold beyond noise; ``"missed"``: either fails beyond noise;
+    else ``"within noise"`` (two identical runs may fall on either side).
+    """
+    err, noise, target = row["median_abs_rel_error"], row["repeat_rel_diff"], row["target_error"]
+    rho, ceiling, rho_target = row["spearman"], row["spearman_repeat"], row["target_spearman"]
+    error = "met" if err + noise <= target else "missed" if err - noise > target else "within noise"
+    if ceiling < rho_target:
+        rank = "within noise"
+    else:
+        rank = "met" if rho >= rho_target else "missed"
+    if "missed" in (error, rank):
+        return "missed"
+    return "met" if error == rank == "met" else "within noise"

@@ -23,7 +23,7 @@ import torch
 
 from gross.utils.hashing import bytes_digest
 
-__all__ = ["DamagedFileError", "seal", "unseal", "load_sealed", "load_plain", "to_bytes"]
+__all__ = ["DamagedFileError", "seal", "unseal", "load_sealed", "to_bytes"]
 
 
 class DamagedFileError(ValueError):
@@ -59,17 +59,6 @@ def _read(path: Path, what: str, remedy: str) -> Any:
         reason = next((ln for ln in lines if ln.startswith("WeightsUnpickler error:")), lines[0] if lines else "")
         raise _fail(what, path, f"is unreadable or cannot be read as plain data ({type(exc).__name__}: {reason})",
                     remedy) from None
-
-
-def load_plain(path: str | os.PathLike, what: str, remedy: str) -> Any:
-    """``torch.load(path, weights_only=True)`` of an unsealed file (tensors, numbers, strings, lists, dicts).
-
-    Nothing in the file can run code; a file that cannot be read so (truncated, not a torch
-    file, naming a class or function: an old whole-model pickle, a crafted file) raises
-    :class:`DamagedFileError` naming ``what`` it was meant to be, the file, the reason in one
-    line and the ``remedy``.
-    """
-    return _read(Path(path), what, remedy)
 
 
 def unseal(envelope: Any, kind: str, path, what: str, remedy: str) -> Any:
