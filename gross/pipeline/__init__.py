@@ -15,6 +15,7 @@ module                 steps (outputs declared with :func:`outputs.step`)  noteb
 :mod:`.timing`         ``inference_timing``                                05_ap_comparison
 :mod:`.latency`        ``predictor_validation``, ``latency_vs_macs``,      06_latency_aware_search
                        ``latency_search`` (beyond the paper)
+:mod:`.claims`         ``claims_table`` (the paper's claims vs noise)      06_latency_aware_search
 :mod:`.own_network`    ``own_base_network``, ``own_decomposition``,        07_gross_on_your_network
                        ``own_finetuning``, ``own_search``, ``own_export``
                        (beyond the paper: a CIFAR ResNet-18)
@@ -62,8 +63,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gross.pipeline import (base, decomposition, finetune, latency, table2, table3, table4, table5,  # noqa: F401
-                            timing, tutorial)  # their @step decorators fill STEPS
+from gross.pipeline import (base, claims, decomposition, finetune, latency, table2, table3, table4,  # noqa: F401
+                            table5, timing, tutorial)  # their @step decorators fill STEPS
 from gross.pipeline import own_network  # noqa: F401,E402  (notebook 07: its @step decorators fill STEPS)
 from gross.pipeline.common import setup
 from gross.pipeline.outputs import FIGURE_FILES, TABLE_FILES, NOTEBOOK_ORDER, STEPS, Step, StepResult, step
@@ -107,7 +108,7 @@ def _pipeline():
     return (base.base_models, decomposition.btd_error_table, decomposition.mac_table,
             finetune.finetune_gross_models, finetune.uniform_before_after, finetune.individual_finetunes,
             table2.exhaustive_search, table3.bfs_vgg16, table5.ap_comparison, timing.inference_timing,
-            latency.predictor_validation, latency.latency_vs_macs, latency.latency_search)
+            latency.predictor_validation, latency.latency_vs_macs, latency.latency_search, claims.claims_table)
 
 
 #: The steps of notebooks 01-07 in notebook order (what the notebooks call, minus display).
