@@ -149,3 +149,10 @@ def test_claims_table_reads_this_profiles_results(tmp_path, monkeypatch):
     assert summary[claims.CLAIM_KEEPS] == "supports"
     assert summary[f"{claims.CLAIM_FOUND}: four_layer"] == "contradicts"  # 1 2 has more MACs than 2 2
     assert (results / "claims.csv").exists() and (results / "claims_summary.md").exists()
+
+
+def test_command_line_writes_the_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("GROSS_OUTPUTS", str(tmp_path))
+    claims.main(["--profile", "smoke"])
+    summary = pd.read_csv(tmp_path / "results" / "claims_summary.csv")
+    assert list(summary.columns[:2]) == ["claim", "verdict"] and len(summary) == 5

@@ -32,7 +32,7 @@ from gross.utils import paths
 
 __all__ = ["Z", "VERDICTS", "verdict", "binomial_se", "read_table", "gross_keeps", "parse_delta", "search_pairs",
            "found_configs",
-           "ranking", "switching", "summarise", "claims_table"]
+           "ranking", "switching", "summarise", "claims_table", "main"]
 
 #: Noise units an effect must exceed to count (about a two-sided 95 % interval).
 Z = 2.0
@@ -336,3 +336,19 @@ def claims_table(cfg: Mapping) -> StepResult:
     notes = [f"verdicts at Z = {Z:g} noise units; noise source per row; seed spread "
              + ("from seed_spread_summary" if spread is not None else "not available (binomial lower bounds)")]
     return StepResult(tables={"claims": table, "claims_summary": summarise(table)}, notes=notes)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m gross.pipeline.claims --profile cpu``: the claims tables from a profile's written results."""
+    import argparse
+
+    from gross.runs import config
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--profile", default="cpu", help="profile whose results/ are read and written (default: cpu)")
+    args = parser.parse_args(argv)
+    claims_table(config.load(args.profile))
+
+
+if __name__ == "__main__":
+    main()
