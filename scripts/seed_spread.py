@@ -91,6 +91,7 @@ def headline(root: Path) -> tuple[list[dict], list[dict]]:
     change = uni["after"] - uni["before"]
     add("GroSS before (mean of uniform configs)", uni["before"].mean())
     add("GroSS after (mean of uniform configs)", uni["after"].mean())
+    add("GroSS change, mean of uniform configs", change.mean())
     add("GroSS change, worst uniform config", change.min())
     add("uniform configs lowered by GroSS (count)", int((change < 0).sum()))
     ind = pd.read_csv(d / "individual.csv")

@@ -142,8 +142,10 @@ def gross_keeps(uniform: pd.DataFrame | None, n_val: Mapping[str, int],
             s_worst = _spread_std(spread, "GroSS change, worst uniform config")
             if s_mean is not None:
                 mean_noise, mean_src = s_mean, "std over seeds x thread settings (seed_spread)"
-            if s_worst is not None:
-                worst_noise, worst_src = max(s_worst, one), "std over seeds x thread settings (seed_spread)"
+            if s_worst is not None and s_worst > one:
+                worst_noise, worst_src = s_worst, "std over seeds x thread settings (seed_spread)"
+            elif s_worst is not None:
+                worst_src = f"{src_one} (larger than the seed spread of the worst change, {s_worst:.2f})"
         rows.append(_row(CLAIM_KEEPS, f"{model}: mean change", float(change.mean()), mean_noise, mean_src,
                          "supports if > Z noise"))
         worst = _row(CLAIM_KEEPS, f"{model}: worst change ({df['config'].iloc[int(np.argmin(change.values))]})",
