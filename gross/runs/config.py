@@ -73,6 +73,8 @@ _NON_NEGATIVE = {
     ("executor", "gpus"), ("executor", "slurm_gpus_per_job"),
     ("own_network", "width_mult"), ("own_network", "n_train"), ("own_network", "n_val"), ("own_network", "btd_ridge"),
     ("own_network", "n_test"),
+    ("four_layer", "augment_padding"), ("four_layer", "base_weight_decay"), ("four_layer", "finetune_weight_decay"),
+    ("vgg16", "augment_padding"), ("vgg16", "base_weight_decay"), ("vgg16", "finetune_weight_decay"),
 }
 
 
@@ -367,13 +369,19 @@ def _check_lists(cfg: Mapping) -> None:
                          f"(valid: 0..{repeats - 1})")
 
 
-def load(profile: str, **overrides) -> Profile:
+def load(profile: str, *, base: str | None = None, **overrides) -> Profile:
     """Load a profile, merged over the paper's settings and validated.
 
     Parameters
     ----------
     profile : str
         ``"smoke"``, ``"cpu"`` or ``"paper"`` (any ``configs/<name>.toml``).
+    base : str, optional
+        A profile merged over the paper's settings *before* ``profile``
+        (``paper <- base <- profile <- overrides``), e.g. ``load("cpu", base="paper_code")``:
+        the authors' code's recipe, reduced by the cpu profile (its epochs, sizes and BTD
+        limits win). The result is named ``"<profile>-<base>"`` (``cfg["profile"]``), so its
+        files never mix with the plain profile's.
     **overrides
         Values replacing the profile's. A keyword names a key as
 
@@ -398,8 +406,12 @@ def load(profile: str, **overrides) -> Profile:
     schema = _read(REFERENCE_PROFILE)
     schema_flat = flatten(schema)
     cfg = copy.deepcopy(schema)
+    if base is not None:
+        _merge(cfg, _read(base), schema_flat, f"configs/{base}.toml")
     if profile != REFERENCE_PROFILE:
         _merge(cfg, _read(profile), schema_flat, f"configs/{profile}.toml")
+    if base is not None:
+        profile = f"{profile}-{base}"
     for name, value in overrides.items():
         key = _resolve_override(name, schema_flat)
         nested = value
