@@ -51,6 +51,9 @@ __all__ = [
     "recording",
     "lookup",
     "reductions",
+    "RECIPE_KEYS",
+    "RECIPE_PROFILES",
+    "recipe_name",
     "flatten",
 ]
 
@@ -455,6 +458,34 @@ def reductions(cfg: Mapping, keys=None, reference: str = REFERENCE_PROFILE) -> l
         if key in ref and ref[key] != value:
             out.append(f"{name} = {value!r} (paper: {ref[key]!r})")
     return out
+
+
+#: Settings where the paper's text (or, where it is silent, our default) and the authors' code
+#: disagree (docs/differences.md); :func:`gross.pipeline.common.recipe` reads them.
+RECIPE_KEYS = tuple(f"{model}.{key}" for model in ("four_layer", "vgg16")
+                    for key in ("augment_padding", "base_weight_decay", "finetune_weight_decay"))
+#: Recipe names of :func:`recipe_name` and the profile holding each one's values (first match wins).
+RECIPE_PROFILES = {"paper text": REFERENCE_PROFILE, "authors' code": "paper_code"}
+
+
+def recipe_name(cfg: Mapping, keys=None) -> str | None:
+    """Which training recipe ``cfg`` uses: ``"paper text"``, ``"authors' code"`` or ``"mixed"``.
+
+    Compares the :data:`RECIPE_KEYS` among ``keys`` (every one when ``None``) with the
+    profiles of :data:`RECIPE_PROFILES`; a recipe matches when every one of them has its value
+    (the first match wins where both agree, e.g. the 4-layer base weight decay). ``None`` when
+    none of ``keys`` is a recipe key (a step that trains nothing). Reads nothing through the
+    recording.
+    """
+    wanted = [k for k in RECIPE_KEYS if keys is None or k in set(keys)]
+    if not wanted:
+        return None
+    values = flatten(cfg.to_dict() if isinstance(cfg, Profile) else cfg)
+    for name, profile in RECIPE_PROFILES.items():
+        ref = flatten(load(profile).to_dict())
+        if all(values[tuple(k.split("."))] == ref[tuple(k.split("."))] for k in wanted):
+            return name
+    return "mixed"
 
 
 # ----------------------------------------------------------------------------- notebooks
