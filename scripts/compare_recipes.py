@@ -3,16 +3,15 @@
 For each seed this trains the 4-layer base network under both recipes at the same reduced budget
 (``gross.pipeline.common.recipe`` of ``load(profile)`` and ``load(profile, base="paper_code")``:
 the paper's text pads by 2; the authors' code pads by 4, weight decay 1e-3 as ours for the base),
-decomposes each base at one uniform group size (BTD settings of the profile: identical for both)
-and fine-tunes that configuration individually (paper text: weight decay 0, pad 2; authors' code:
-weight decay 1e-3, pad 4). A third fine-tune, ``code_ft_on_paper_base``, runs the code's
-fine-tune recipe from the *paper* recipe's decomposition, so the fine-tune recipe's own effect is
-a paired difference from the same starting network. Everything else (seed, data order, learning
-rate, schedule, sizes) is equal; selection and reporting stay on our validation split and the
-test set, never the other way round.
+decomposes the paper recipe's base at one uniform group size (BTD settings of the profile) and
+fine-tunes that configuration individually from this same starting network under both recipes
+(paper text: weight decay 0, pad 2; authors' code: weight decay 1e-3, pad 4), so each recipe's
+effect is a paired difference per seed. Everything else (seed, data order, learning rate,
+schedule, sizes) is equal; selection and reporting stay on our validation split and the test
+set, never the other way round.
 
     GROSS_DATA=/work/shared/data/cifar10-jpeg.tar.gz nice -n 19 python scripts/compare_recipes.py run \\
-        --seeds 0 1 --base-epochs 20 --config-epochs 6 --out /tmp/recipes/a
+        --seeds 0 1 --n-train 10000 --base-epochs 10 --config-epochs 4 --out /tmp/recipes/a
     python scripts/compare_recipes.py summarise /tmp/recipes/a /tmp/recipes/b --to results/
 
 ``run`` writes ``<out>_runs.csv`` (one row per seed, stage and recipe, written as it goes) and
@@ -47,7 +46,8 @@ def load(profile: str, label: str, seed: int, args) -> config.Profile:
     """The configuration of recipe ``label`` reduced by ``profile``, with this comparison's budget."""
     return config.load(profile, base=RECIPE_BASES[label], seed=seed, num_threads=args.threads,
                        executor__name="serial", four_layer__base_epochs=args.base_epochs,
-                       four_layer__config_epochs=args.config_epochs)
+                       four_layer__config_epochs=args.config_epochs,
+                       **({"data__n_train": args.n_train} if args.n_train else {}))
 
 
 def _accuracies(cfg, net, data) -> dict:
@@ -61,7 +61,7 @@ def _describe(rec) -> dict:
 
 def one_seed(seed: int, args) -> tuple[list[dict], list[dict]]:
     """Base, BTD and individual fine-tunes of one seed under both recipes."""
-    rows, epochs, inits = [], [], {}
+    rows, epochs = [], []
     config_ = (args.group_size,) * 3
     for label in RECIPE_BASES:
         cfg = load(args.profile, label, seed, args)
@@ -74,23 +74,21 @@ def one_seed(seed: int, args) -> tuple[list[dict], list[dict]]:
         tag = {"seed": seed, "stage": "base", "recipe": label}
         rows.append({**tag, **_describe(rec), **_accuracies(cfg, model, data), "seconds": time.perf_counter() - t0})
         epochs += [{**tag, **r} for r in hist.to_dict(orient="records")]
-        sec = cfg["four_layer"]
-        t0 = time.perf_counter()
-        inits[label] = decompose(copy.deepcopy(model).cpu(), group_sizes=(args.group_size,), tol=sec["btd_tol"],
-                                 max_iter=sec["btd_max_iter"], method=sec["btd_method"], ridge=sec["btd_ridge"],
-                                 seed=seed, progress=False)
-        btd_s = time.perf_counter() - t0
-        print(f"seed {seed} {label}: base val {rows[-1]['val_acc']:.2f} ({rows[-1]['seconds']:.0f} s), "
-              f"BTD {btd_s:.0f} s", flush=True)
-    runs = [("config", "paper", "paper"), ("config", "code", "code"), ("code_ft_on_paper_base", "code", "paper")]
-    for stage, label, init in runs:
+        print(f"seed {seed} {label}: base val {rows[-1]['val_acc']:.2f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+        if label == "paper":
+            sec = cfg["four_layer"]
+            init = decompose(copy.deepcopy(model).cpu(), group_sizes=(args.group_size,), tol=sec["btd_tol"],
+                             max_iter=sec["btd_max_iter"], method=sec["btd_method"], ridge=sec["btd_ridge"],
+                             seed=seed, progress=False)
+    for label in RECIPE_BASES:  # both fine-tunes start from the paper recipe's decomposition
+        stage = "config"
         cfg = load(args.profile, label, seed, args)
         device = setup(cfg)
         data = prepare_data(cfg, "four_layer")
         rec = recipe(cfg, "four_layer", "config")
-        no_ft = evaluate(cfg, inits[init], data, "val", config=config_)
+        no_ft = evaluate(cfg, init, data, "val", config=config_)
         t0 = time.perf_counter()
-        net, hist = finetune_config(inits[init], config_, data, rec, device=device, progress=False)
+        net, hist = finetune_config(init, config_, data, rec, device=device, progress=False)
         tag = {"seed": seed, "stage": stage, "recipe": label}
         rows.append({**tag, **_describe(rec), **_accuracies(cfg, net, data), "no_finetune_val_acc": no_ft,
                      "seconds": time.perf_counter() - t0})
@@ -99,10 +97,10 @@ def one_seed(seed: int, args) -> tuple[list[dict], list[dict]]:
     return rows, epochs
 
 
-def _paired(runs: pd.DataFrame, stage: str, metric: str, against: tuple[str, str]) -> pd.Series:
-    """code - paper per seed for ``stage`` (``against``: the paper row's stage and recipe)."""
+def _paired(runs: pd.DataFrame, stage: str, metric: str) -> pd.Series:
+    """code - paper per seed for ``stage``."""
     a = runs[(runs.stage == stage) & (runs.recipe == "code")].set_index("seed")[metric]
-    b = runs[(runs.stage == against[0]) & (runs.recipe == against[1])].set_index("seed")[metric]
+    b = runs[(runs.stage == stage) & (runs.recipe == "paper")].set_index("seed")[metric]
     return (a - b).dropna()
 
 
@@ -115,9 +113,8 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_mean"] = g[metric].mean()
             row[f"{metric}_std"] = g[metric].std(ddof=1) if len(g) > 1 else float("nan")
         if label == "code":
-            against = ("config", "paper") if stage != "base" else ("base", "paper")
             for metric in ("val_acc", "test_acc"):
-                d = _paired(runs, stage, metric, against)
+                d = _paired(runs, stage, metric)
                 row[f"{metric}_diff_mean"] = d.mean()
                 row[f"{metric}_diff_std"] = d.std(ddof=1) if len(d) > 1 else float("nan")
         rows.append(row)
@@ -133,9 +130,8 @@ def summarise(prefixes, to, profile: str = "cpu") -> pd.DataFrame:
              "individual fine-tune epochs as in the runs table (reduced, equal for both recipes)",
              "paper = the paper's text and our defaults (pad 2; fine-tune weight decay 0); code = the authors' code "
              "(pad 4; weight decay 1e-3 everywhere; configs/paper_code.toml); base weight decay 1e-3 in both",
-             "config: individual fine-tune of the uniform configuration from each recipe's own base; "
-             "code_ft_on_paper_base: the code's fine-tune recipe from the paper recipe's decomposition "
-             "(its diff is paired with config/paper, so it isolates the fine-tune recipe)",
+             "config: individual fine-tune of the uniform configuration, under each recipe from the same network "
+             "(the paper recipe's base of that seed, decomposed at the profile's BTD settings)",
              "accuracies in %; val = our validation split (selection), test = CIFAR-10 test set; "
              "std = sample std over seeds; diff = code - paper, paired by seed"]
     meta = utils.provenance(profile, command=" ".join(sys.argv), inputs=[str(p) for p in prefixes], notes=notes,
@@ -152,6 +148,7 @@ def main(argv=None) -> None:
     run = sub.add_parser("run", help="train, decompose and fine-tune under both recipes")
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     run.add_argument("--profile", default="cpu", help="profile whose sizes and BTD settings are used")
+    run.add_argument("--n-train", type=int, default=0, help="training images (0: the profile's)")
     run.add_argument("--base-epochs", type=int, default=20)
     run.add_argument("--config-epochs", type=int, default=6)
     run.add_argument("--group-size", type=int, default=16, help="uniform configuration fine-tuned")
