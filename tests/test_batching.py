@@ -82,3 +82,17 @@ def test_batches_shuffle_is_a_seeded_permutation():
 
 
 # ----------------------------------------------------------------------------- CIFAR-10 sources
+
+
+@pytest.mark.parametrize("padding", [0, 2, 4])
+def test_batches_pass_the_augmentation_padding_through(padding):
+    # batches(augment=True, padding=p) == normalise(augment(x, padding=p)) on the same generator stream
+    ds = D.synthetic(n_train=48, n_val=8, n_test=8)
+    got = torch.cat([x for x, _ in D.batches(ds.train, 16, augment=True, padding=padding, mean=(0.5,) * 3,
+                                              std=(0.5,) * 3, generator=torch.Generator().manual_seed(3))])
+    g = torch.Generator().manual_seed(3)
+    ref = torch.cat([D.augment(ds.train.images[i:i + 16], g, padding=padding) for i in range(0, 48, 16)])
+    torch.testing.assert_close(got.double(), ref.double() / 255 * 2 - 1, rtol=0, atol=1e-6)
+    if padding == 4:  # offsets up to 8: some crops hold rows/columns 3..4 pixels deep into the zero border
+        zero = (ref == 0).all(1)  # N x H x W: pixels from the border
+        assert bool(zero[:, :4, :].all(2).any(1).logical_and(zero[:, 3, :].all(1)).any())

@@ -263,3 +263,50 @@ def test_a_toml_syntax_error_names_the_file_line_and_column(tmp_path, monkeypatc
     monkeypatch.setattr(paths, "CONFIGS", configs)
     with pytest.raises(ValueError, match=r"broken\.toml is not valid TOML: .*\(at line 2, column 15\)"):
         config.load("broken")
+
+
+def test_paper_code_profile_selects_the_authors_code_values():
+    cfg = config.load("paper_code")
+    for name in ("four_layer", "vgg16"):
+        assert cfg[name]["augment_padding"] == 4 and cfg[name]["finetune_weight_decay"] == 1e-3
+        assert cfg[name]["btd_max_iter"] == 50000
+    assert cfg["vgg16"]["base_weight_decay"] == 1e-3 and cfg["four_layer"]["base_weight_decay"] == 1e-3
+    # the selection split stays ours (40k/10k of the training set), never CIFAR-10's test set
+    paper = config.load("paper")
+    assert cfg["data"].to_dict() == paper["data"].to_dict()
+    assert sorted(config.reductions(cfg)) == sorted([
+        "four_layer.augment_padding = 4 (paper: 2)", "four_layer.finetune_weight_decay = 0.001 (paper: 0.0)",
+        "four_layer.btd_max_iter = 50000 (paper: 500000)", "vgg16.augment_padding = 4 (paper: 2)",
+        "vgg16.base_weight_decay = 0.001 (paper: 0.0005)", "vgg16.finetune_weight_decay = 0.001 (paper: 0.0)",
+        "vgg16.btd_max_iter = 50000 (paper: 500000)"])
+
+
+def test_load_with_a_base_profile_merges_paper_base_profile_overrides():
+    cfg = config.load("cpu", base="paper_code", seed=4)
+    cpu, code = config.load("cpu").to_dict(), config.load("paper_code").to_dict()
+    assert cfg["profile"] == "cpu-paper_code"
+    assert cfg["four_layer"]["augment_padding"] == 4 and cfg["vgg16"]["base_weight_decay"] == 1e-3  # from the base
+    assert cfg["four_layer"]["btd_max_iter"] == cpu["four_layer"]["btd_max_iter"] == 100  # the profile wins
+    assert cfg["four_layer"]["base_epochs"] == cpu["four_layer"]["base_epochs"] and cfg["seed"] == 4
+    flat = config.flatten(cfg.to_dict())
+    for key, value in flat.items():  # every value comes from overrides, else cpu.toml, else paper_code.toml
+        if key == ("profile",) or key == ("seed",):
+            continue
+        cpu_file = config.flatten(config._read("cpu"))
+        expected = cpu_file[key] if key in cpu_file else config.flatten(code)[key]
+        assert value == expected, key
+    assert config.load("paper", base="paper").to_dict() | {"profile": "paper"} == config.load("paper").to_dict()
+    with pytest.raises(ValueError, match="unknown profile 'nope'"):
+        config.load("cpu", base="nope")
+
+
+def test_recipe_name_tells_which_recipe_the_keys_read_hold():
+    paper, code = config.load("paper"), config.load("paper_code")
+    assert config.recipe_name(paper) == "paper text" and config.recipe_name(code) == "authors' code"
+    assert config.recipe_name(config.load("cpu", base="paper_code")) == "authors' code"
+    assert config.recipe_name(code, keys=["four_layer.base_weight_decay"]) == "paper text"  # both agree: first wins
+    assert config.recipe_name(code, keys=["ap.k", "seed"]) is None
+    mixed = config.load("paper", four_layer__augment_padding=4)
+    assert config.recipe_name(mixed) == "mixed"
+    assert config.recipe_name(mixed, keys=["vgg16.augment_padding"]) == "paper text"
+    assert set(config.RECIPE_KEYS) <= {config._dotted(k) for k in config.flatten(paper.to_dict())}

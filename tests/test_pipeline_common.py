@@ -72,3 +72,22 @@ def test_prepare_data_smoke_sizes_and_normalisation(cfg):
     with config.recording() as reads:
         common.prepare_data(cfg, "vgg16")
     assert {"data.n_train", "data.split_seed", "vgg16.n_val"} <= reads
+
+
+def test_recipe_reads_padding_and_weight_decay_settings():
+    paper, code = config.load("paper"), config.load("paper_code")
+    for name in ("four_layer", "vgg16"):
+        for kind in ("base", "gross", "config"):
+            with config.recording() as reads:
+                r = common.recipe(paper, name, kind)
+            key = "base_weight_decay" if kind == "base" else "finetune_weight_decay"
+            assert {f"{name}.augment_padding", f"{name}.{key}"} <= reads
+            ours = {"four_layer": 1e-3, "vgg16": 5e-4}[name] if kind == "base" else 0.0  # today's recipes
+            assert r.padding == 2 and r.weight_decay == ours
+            c = common.recipe(code, name, kind)
+            assert (c.padding, c.weight_decay) == (4, 1e-3)  # authors' code: Pad(4), WEIGHT_DECAY 0.001 everywhere
+            assert c.replace(padding=2, weight_decay=r.weight_decay) == r  # nothing else differs
+    assert common.recipe(code, "four_layer", "partial").weight_decay == 1e-3
+    odd = config.load("cpu", four_layer__augment_padding=3, four_layer__finetune_weight_decay=5e-4)
+    r = common.recipe(odd, "four_layer", "config")
+    assert (r.padding, r.weight_decay, r.epochs) == (3, 5e-4, odd["four_layer"]["config_epochs"])

@@ -60,6 +60,7 @@ def test_step_writes_declared_outputs_with_reductions_of_keys_read(gross_runs):
         assert meta["reductions_vs_paper"] == ["ap.k = 2 (paper: 5)"] and meta["settings_read"] == ["ap.k"]
         md = (directory / "demo_table.md").read_text()
         assert md.startswith("Profile `smoke`: reduced vs the paper: ap.k = 2 (paper: 5).\n\nNote: a note")
+        assert meta["recipe"] is None  # the step read no recipe setting
         assert pd.read_csv(directory / "demo_table.csv")["a"].tolist() == [2]
     finally:
         del outputs.STEPS["demo"]
@@ -101,3 +102,21 @@ def test_step_reads_include_cells_run_before_it(gross_runs):
         assert meta["settings_read"] == ["four_layer.repeats"]
     finally:
         STEPS.pop("cells_then_step", None)
+
+
+def test_tables_name_the_recipe_a_step_used(gross_runs):
+    @outputs.step("05_ap_comparison", tables=("demo_recipe",))
+    def demo(cfg):
+        return outputs.StepResult(tables={"demo_recipe": pd.DataFrame({"pad": [cfg["four_layer"]["augment_padding"]]})})
+
+    try:
+        directory = paths.results_dir("smoke")
+        demo(config.load("smoke", device="cpu"))
+        md = (directory / "demo_recipe.md").read_text()
+        assert md.startswith("Profile `smoke`, recipe: paper text: the paper's settings.")
+        demo(config.load("smoke", base="paper_code", device="cpu"))
+        md = (paths.results_dir("smoke-paper_code") / "demo_recipe.md").read_text()
+        assert md.startswith("Profile `smoke-paper_code`, recipe: authors' code: reduced vs the paper: "
+                             "four_layer.augment_padding = 4 (paper: 2).")
+    finally:
+        del outputs.STEPS["demo"]

@@ -40,3 +40,14 @@ def test_recipe_scaling_and_validation():
 
 def test_gross_train_re_exports_the_recipes():
     assert train.Recipe is Recipe and train.RECIPES is RECIPES
+
+
+def test_recipe_padding_defaults_to_the_papers_text_and_is_validated():
+    assert all(r.padding == 2 for r in RECIPES.values())  # Sec. 4.4: zero-padding of size 2
+    assert _recipe(padding=4).padding == 4 and _recipe(padding=0).padding == 0
+    for bad in (-1, 2.0, True, "4"):
+        with pytest.raises(ValueError, match="padding must be an int >= 0"):
+            _recipe(padding=bad)
+    # where the paper is silent: fine-tunes without weight decay, the base recipes' decay from the authors' code
+    assert all(r.weight_decay == 0 for k, r in RECIPES.items() if not k.endswith("_base"))
+    assert RECIPES["four_layer_base"].weight_decay == 1e-3 and RECIPES["vgg16_base"].weight_decay == 5e-4

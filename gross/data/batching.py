@@ -81,7 +81,7 @@ def augment(x: torch.Tensor, generator: torch.Generator | None = None, padding: 
 def batches(split, batch_size: int, *, shuffle: bool = False, augment: bool = False,
             mean: Sequence[float] = CIFAR_MEAN, std: Sequence[float] = CIFAR_STD, device=None,
             generator: torch.Generator | None = None, drop_last: bool = False,
-            num_workers: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            num_workers: int | None = None, padding: int = 2) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield normalised ``(x float32, y int64)`` batches from a split.
 
     Parameters
@@ -94,7 +94,7 @@ def batches(split, batch_size: int, *, shuffle: bool = False, augment: bool = Fa
     shuffle : bool
         Random order from ``generator``.
     augment : bool
-        Pad-2 / random-crop / flip (:func:`augment`) with ``generator``.
+        Pad / random-crop / flip (:func:`augment`) with ``generator``.
     mean, std : sequence of float
         Per-channel normalisation.
     device : torch.device or str, optional
@@ -105,16 +105,20 @@ def batches(split, batch_size: int, *, shuffle: bool = False, augment: bool = Fa
         Drop a final incomplete batch.
     num_workers : int, optional
         DataLoader workers for image-folder datasets (default ``min(8, cpu_count)``).
+    padding : int
+        Zero-padding of :func:`augment` (2: the paper's text, Sec. 4.4; 4: the authors' code,
+        ``dataset/cifar10.py``; see :attr:`gross.training.recipes.Recipe.padding`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(split, Split):
-        yield from _tensor_batches(split, batch_size, shuffle, augment, mean, std, device, generator, drop_last)
+        yield from _tensor_batches(split, batch_size, shuffle, augment, mean, std, device, generator, drop_last,
+                                   padding)
     else:
         yield from _loader_batches(split, batch_size, shuffle, mean, std, device, generator, drop_last, num_workers)
 
 
-def _tensor_batches(split, batch_size, shuffle, do_augment, mean, std, device, generator, drop_last):
+def _tensor_batches(split, batch_size, shuffle, do_augment, mean, std, device, generator, drop_last, padding=2):
     device = torch.device(device) if device is not None else split.device
     split = split.to(device)
     n = len(split)
@@ -131,7 +135,7 @@ def _tensor_batches(split, batch_size, shuffle, do_augment, mean, std, device, g
             idx = order[start:start + batch_size]
             xb, yb = split.images[idx], split.labels[idx]
         if do_augment:
-            xb = augment(xb, generator)
+            xb = augment(xb, generator, padding=padding)
         yield torch.addcmul(shift, xb.float(), scale), yb
 
 

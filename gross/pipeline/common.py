@@ -156,6 +156,10 @@ def recipe(cfg: Mapping, name: str, kind: str, seed: int | None = None):
     or ``"partial"``: the short individual fine-tune of Sec. 5.2 (Table 5, 4-layer
     network only), ``ap.partial_epochs`` epochs of the configuration recipe.
     Milestones scale with the epochs (:meth:`gross.training.loop.Recipe.scaled`).
+    The augmentation padding is ``<name>.augment_padding`` and the weight decay
+    ``<name>.base_weight_decay`` (base) or ``<name>.finetune_weight_decay`` (every other
+    kind): the paper's text / our defaults, or the authors' code's values under
+    ``configs/paper_code.toml`` (``docs/differences.md``).
     """
     from gross.training.loop import RECIPES
 
@@ -172,7 +176,9 @@ def recipe(cfg: Mapping, name: str, kind: str, seed: int | None = None):
     key = f"{name}_{kind}" if f"{name}_{kind}" in RECIPES else f"{name}_config"
     base = RECIPES[key]
     r = base.scaled(epochs) if epochs != base.epochs else base
-    return r.replace(seed=int(cfg["seed"] if seed is None else seed))
+    decay = cfg[name]["base_weight_decay" if kind == "base" else "finetune_weight_decay"]
+    return r.replace(seed=int(cfg["seed"] if seed is None else seed), padding=int(cfg[name]["augment_padding"]),
+                     weight_decay=float(decay))
 
 
 def build_model(cfg: Mapping, name: str) -> nn.Module:

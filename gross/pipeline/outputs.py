@@ -139,7 +139,8 @@ def _meta(cfg, reads: Sequence[str], wall_time_s: float | None, notes: Sequence[
     extra = getattr(cfg, "notebook_parameters", None)
     return utils.provenance(
         cfg["profile"], cfg.to_dict(), device, wall_time_s=wall_time_s, settings_read=list(reads),
-        reductions_vs_paper=_config.reductions(cfg, keys=reads), notes=list(notes),
+        reductions_vs_paper=_config.reductions(cfg, keys=reads), recipe=_config.recipe_name(cfg, keys=reads),
+        notes=list(notes),
         **({"notebook_parameters": extra} if extra else {}),
     )
 
@@ -169,7 +170,8 @@ def write_table(cfg: Mapping, df: pd.DataFrame, name: str, reads: Sequence[str],
     csv = utils.save_table(df, name, meta, directory=directory)
     md = directory / f"{name}.md"
     reds = meta["reductions_vs_paper"]
-    head = f"Profile `{cfg['profile']}`: " + (
+    recipe = f", recipe: {meta['recipe']}" if meta["recipe"] else ""  # docs/differences.md
+    head = f"Profile `{cfg['profile']}`{recipe}: " + (
         "reduced vs the paper: " + "; ".join(reds) if reds else "the paper's settings") + "."
     lines = [head] + [f"Note: {n}" for n in notes]
     utils.atomic_write_text("\n\n".join(lines) + "\n\n" + md.read_text(), md)

@@ -51,6 +51,9 @@ __all__ = [
     "recording",
     "lookup",
     "reductions",
+    "RECIPE_KEYS",
+    "RECIPE_PROFILES",
+    "recipe_name",
     "flatten",
 ]
 
@@ -73,6 +76,8 @@ _NON_NEGATIVE = {
     ("executor", "gpus"), ("executor", "slurm_gpus_per_job"),
     ("own_network", "width_mult"), ("own_network", "n_train"), ("own_network", "n_val"), ("own_network", "btd_ridge"),
     ("own_network", "n_test"),
+    ("four_layer", "augment_padding"), ("four_layer", "base_weight_decay"), ("four_layer", "finetune_weight_decay"),
+    ("vgg16", "augment_padding"), ("vgg16", "base_weight_decay"), ("vgg16", "finetune_weight_decay"),
 }
 
 
@@ -367,13 +372,19 @@ def _check_lists(cfg: Mapping) -> None:
                          f"(valid: 0..{repeats - 1})")
 
 
-def load(profile: str, **overrides) -> Profile:
+def load(profile: str, *, base: str | None = None, **overrides) -> Profile:
     """Load a profile, merged over the paper's settings and validated.
 
     Parameters
     ----------
     profile : str
         ``"smoke"``, ``"cpu"`` or ``"paper"`` (any ``configs/<name>.toml``).
+    base : str, optional
+        A profile merged over the paper's settings *before* ``profile``
+        (``paper <- base <- profile <- overrides``), e.g. ``load("cpu", base="paper_code")``:
+        the authors' code's recipe, reduced by the cpu profile (its epochs, sizes and BTD
+        limits win). The result is named ``"<profile>-<base>"`` (``cfg["profile"]``), so its
+        files never mix with the plain profile's.
     **overrides
         Values replacing the profile's. A keyword names a key as
 
@@ -398,8 +409,12 @@ def load(profile: str, **overrides) -> Profile:
     schema = _read(REFERENCE_PROFILE)
     schema_flat = flatten(schema)
     cfg = copy.deepcopy(schema)
+    if base is not None:
+        _merge(cfg, _read(base), schema_flat, f"configs/{base}.toml")
     if profile != REFERENCE_PROFILE:
         _merge(cfg, _read(profile), schema_flat, f"configs/{profile}.toml")
+    if base is not None:
+        profile = f"{profile}-{base}"
     for name, value in overrides.items():
         key = _resolve_override(name, schema_flat)
         nested = value
@@ -443,6 +458,34 @@ def reductions(cfg: Mapping, keys=None, reference: str = REFERENCE_PROFILE) -> l
         if key in ref and ref[key] != value:
             out.append(f"{name} = {value!r} (paper: {ref[key]!r})")
     return out
+
+
+#: Settings where the paper's text (or, where it is silent, our default) and the authors' code
+#: disagree (docs/differences.md); :func:`gross.pipeline.common.recipe` reads them.
+RECIPE_KEYS = tuple(f"{model}.{key}" for model in ("four_layer", "vgg16")
+                    for key in ("augment_padding", "base_weight_decay", "finetune_weight_decay"))
+#: Recipe names of :func:`recipe_name` and the profile holding each one's values (first match wins).
+RECIPE_PROFILES = {"paper text": REFERENCE_PROFILE, "authors' code": "paper_code"}
+
+
+def recipe_name(cfg: Mapping, keys=None) -> str | None:
+    """Which training recipe ``cfg`` uses: ``"paper text"``, ``"authors' code"`` or ``"mixed"``.
+
+    Compares the :data:`RECIPE_KEYS` among ``keys`` (every one when ``None``) with the
+    profiles of :data:`RECIPE_PROFILES`; a recipe matches when every one of them has its value
+    (the first match wins where both agree, e.g. the 4-layer base weight decay). ``None`` when
+    none of ``keys`` is a recipe key (a step that trains nothing). Reads nothing through the
+    recording.
+    """
+    wanted = [k for k in RECIPE_KEYS if keys is None or k in set(keys)]
+    if not wanted:
+        return None
+    values = flatten(cfg.to_dict() if isinstance(cfg, Profile) else cfg)
+    for name, profile in RECIPE_PROFILES.items():
+        ref = flatten(load(profile).to_dict())
+        if all(values[tuple(k.split("."))] == ref[tuple(k.split("."))] for k in wanted):
+            return name
+    return "mixed"
 
 
 # ----------------------------------------------------------------------------- notebooks

@@ -215,7 +215,7 @@ def _dropout_masks(stack: _Stack, drops: list, b: int, dtype, device) -> list:
 
 def _epoch(stack, step, drops, data, recipe, lr, device, dtype, grad_masks):
     its = [batches(data.train, recipe.batch_size, shuffle=True, augment=recipe.augment, mean=recipe.mean,
-                   std=recipe.std, device=device, generator=g) for g in stack.data_rngs]
+                   std=recipe.std, device=device, generator=g, padding=recipe.padding) for g in stack.data_rngs]
     total = torch.zeros(stack.K, dtype=torch.float64, device=device)
     correct = torch.zeros(stack.K, dtype=torch.int64, device=device)
     seen = 0

@@ -222,7 +222,7 @@ def _epoch_pass(job, recipe, data, optimizer, data_rng, sampler, device, epoch, 
     seen = 0
     t0 = time.perf_counter()
     it = batches(data.train, recipe.batch_size, shuffle=True, augment=recipe.augment, mean=recipe.mean,
-                 std=recipe.std, device=device, generator=data_rng)
+                 std=recipe.std, device=device, generator=data_rng, padding=recipe.padding)
     with tqdm(it, total=n_batches, desc=f"epoch {epoch}", leave=False, disable=bar_disabled,
               unit="batch") as bar:
         for i, (x, y) in enumerate(bar, start=1):
