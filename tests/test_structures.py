@@ -8,7 +8,8 @@ import torch
 
 from gross.method.decomposition import decompose, export, search_space, set_config
 from gross.method.layers import gross_layers
-from gross.method.structures import STRUCTURES, WANG_ET_AL, Structure, layout, scaled
+from gross.method.structures import (STRUCTURES, WANG_ET_AL, Structure, layout, mac_comparison, scaled,
+                                     structure_table)
 from gross.models import build, four_layer_net
 
 
@@ -70,3 +71,17 @@ def test_decompose_errors_name_the_layer_and_valid_values():
         decompose(copy.deepcopy(net), group_sizes=(4,), width={"conv9": (8, 8)})
     with pytest.raises(ValueError, match=r"group sizes \[3\] do not divide the bottleneck width 8 of layer 'conv2'"):
         decompose(copy.deepcopy(net), group_sizes={"conv2": (3,)}, layers=["conv2"], width={"conv2": (8, 16)})
+
+
+def test_structure_table_and_mac_comparison():
+    table = structure_table(WANG_ET_AL)
+    assert list(table["layer"])[:2] == ["conv1_2", "conv2_1"] and table.loc[3, ["in", "out"]].tolist() == [36, 48]
+    assert table.loc[3, "original_groups"] == 4 and table.loc[8, "found_groups"] == 44  # 132 / 3
+    with torch.device("meta"):
+        net = build("vgg16_imagenet")
+    df = mac_comparison(net, "wang_et_al")
+    assert list(df["configuration"]) == ["original", "found"]
+    assert list(df["macs"]) == [1_417_490_816, 1_430_445_632]
+    assert list(df["macs_authors_rule"]) == [1_162_185_136, 1_157_674_000]
+    assert df["gconv_change_pct"].iloc[1] == pytest.approx(3.7286, abs=1e-3)
+    assert df["gconv_change_pct_authors_rule"].iloc[1] == pytest.approx(-4.8965, abs=1e-3)

@@ -24,12 +24,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import pandas as pd
 from torch import nn
 
 from gross.method.decomposition import decomposable_layers
 from gross.method.layers import valid_group_sizes
+from gross.method.macs import count_macs, format_macs
 
-__all__ = ["Structure", "WANG_ET_AL", "STRUCTURES", "layout", "scaled"]
+__all__ = ["Structure", "WANG_ET_AL", "STRUCTURES", "layout", "scaled", "structure_table", "mac_comparison"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +149,37 @@ def layout(model: nn.Module, structure: Structure | str) -> dict:
             "group_sizes": OrderedDict(zip(names, structure.group_sizes)),
             "configs": dict(structure.configs),
             "names": OrderedDict(zip(names, structure.layers))}
+
+
+def structure_table(structure: Structure) -> pd.DataFrame:
+    """One row per layer: source name, ``in``/``out`` widths, group sizes and each named configuration's size."""
+    rows = []
+    for i, (layer, (w_in, w_out), sizes) in enumerate(zip(structure.layers, structure.widths, structure.group_sizes)):
+        row = {"layer": layer, "in": w_in, "out": w_out, "group_sizes": " ".join(map(str, sizes))}
+        for label, config in structure.configs.items():
+            row[label] = config[i]
+            row[f"{label}_groups"] = w_in // config[i]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mac_comparison(model: nn.Module, structure: Structure | str, input_size=(3, 224, 224)) -> pd.DataFrame:
+    """MACs of each named configuration of ``structure`` on ``model``, counted by both rules.
+
+    Columns ``configuration``, ``macs``/``gconv_macs`` (correct: groups = ``in // s``),
+    ``macs_authors_rule``/``gconv_macs_authors_rule`` (the GroSS authors' counter: groups = the
+    layer's input channels ``// s``; :func:`gross.method.macs.count_macs` ``groups_from``), their
+    formatted totals and the G.Conv change of each configuration against the first (percent).
+    """
+    lay = layout(model, structure)
+    rows = []
+    for label, config in lay["configs"].items():
+        m = count_macs(model, input_size, config=config, width=lay["width"])
+        a = count_macs(model, input_size, config=config, width=lay["width"], groups_from="input_channels")
+        rows.append({"configuration": label, "config": " ".join(map(str, config)), "macs": m.total,
+                     "gconv_macs": m.gconv, "formatted": format_macs(m.total), "macs_authors_rule": a.total,
+                     "gconv_macs_authors_rule": a.gconv, "formatted_authors_rule": format_macs(a.total)})
+    df = pd.DataFrame(rows)
+    df["gconv_change_pct"] = 100.0 * (df["gconv_macs"] / df["gconv_macs"].iloc[0] - 1)
+    df["gconv_change_pct_authors_rule"] = 100.0 * (df["gconv_macs_authors_rule"] / df["gconv_macs_authors_rule"].iloc[0] - 1)
+    return df
