@@ -424,11 +424,13 @@ def test_asymmetric_btd_recovers_an_exact_block_term_tensor(widths, s):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_asymmetric_single_block_equals_the_reference_tucker2(method):
-    # one group of ranks (7, 5): every solver must find the same (Tucker-2 / HOOI) optimum as the reference
+    # one group of ranks (7, 5): every solver must find the Tucker-2 (HOOI) optimum the reference finds, up to the
+    # reference's own stopping rule (measured, ALS: 0.6358354 vs the reference's 0.6358378)
     weight = _weight(12, 8, seed=5)
     _, reference = _pci_reference(weight, 1, (5, 7), min_step=1e-9)
     result = btd(weight, 5, width=(5, 7), method=method, tol=1e-12, max_iter=200, progress=False)
-    assert result.errors[-1] == pytest.approx(reference, abs=1e-6)
+    assert result.errors[-1] == pytest.approx(reference, abs=1e-4)
+    assert result.errors[-1] <= reference + 1e-6
 
 
 @pytest.mark.parametrize("widths, s", [((8, 12), 4), ((8, 4), 4), ((6, 9), 2)])
