@@ -89,7 +89,10 @@ def test_wang_et_al_rows(run):
     for c in (WANG_ET_AL.configs["original"], found):
         label = "-".join(map(str, c))
         assert list((runs / "smoke").glob(f"imagenet-*/vgg16_wang_config_{label}.pt"))
-    assert list((runs / "smoke").glob("imagenet-*/vgg16_wang_gross.pt"))
+    # the GroSS fine-tune trained every weight and drew configurations of the structure (the authors' schedule)
+    state = table4.ddp.read_checkpoint(next((runs / "smoke").glob("imagenet-*/vgg16_wang_gross.pt")))
+    assert state["trainable"] == "gross_all" and len(state["run"]["configs"]) > 0
+    assert state["recipe"]["lr"] == 5e-5  # vgg16_imagenet_wang_gross (the other VGG-16 rows: imagenet.vgg16_lr)
 
 
 def test_every_imagenet_key_is_read(run):

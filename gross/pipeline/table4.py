@@ -226,7 +226,8 @@ def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str, arch_kw: 
     run_dir = _work_dir(cfg)
     options = dict(checkpoint_every_steps=s["checkpoint_every_steps"], max_steps_per_epoch=max_steps,
                    workers=s["workers"], pin_memory=s["pin_memory"], persistent_workers=s["persistent_workers"])
-    trainable = "gross" if kind == "gross" else "all"  # [26]: all weights, also in the GroSS fine-tune
+    # [26]: every weight trains, also in the GroSS fine-tune (configurations still sampled per step)
+    trainable = {"gross": "gross", f"{_WANG}_gross": "gross_all"}.get(kind, "all")
     ctx = _ctx(cfg)
     if s["nproc"] > 1 and not ctx.distributed:
         job = ddp.write_job(run_dir / f"{run_name}.job", model, _data_kwargs(cfg), recipe, run_dir, arch=arch_kw,

@@ -195,15 +195,17 @@ class ShardSampler(torch.utils.data.Sampler):
 
 # ----------------------------------------------------------------------------- training
 def _trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:
-    if trainable == "gross":
+    if trainable in ("gross", "gross_all"):
         layers = gross_layers(model)
         if not layers:
             raise ValueError("GroSS fine-tuning needs a decomposed model (gross.data.imagenet.decompose_imagenet)")
         keep = {id(p) for layer in layers.values() for p in layer.parameters()}
+        if trainable == "gross_all":  # GroSS fine-tune of every weight (Table 4's [26] rows, the authors' schedule)
+            keep = {id(p) for p in model.parameters()}
     elif trainable == "all":
         keep = {id(p) for p in model.parameters()}
     else:
-        raise ValueError(f"trainable must be 'gross' or 'all', got {trainable!r}")
+        raise ValueError(f"trainable must be 'gross', 'gross_all' or 'all', got {trainable!r}")
     for p in model.parameters():
         p.requires_grad_(id(p) in keep)
     return [p for p in model.parameters() if p.requires_grad]
@@ -272,7 +274,8 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
     ----------
     model : nn.Module
         GroSS-decomposed (``trainable="gross"``: only the GroSS weights train, a random
-        configuration per step) or exported (``"all"``: every weight trains, the
+        configuration per step; ``"gross_all"``: the same with every weight training, the
+        [26] rows of Table 4) or exported (``"all"``: every weight trains, the
         individual fine-tune of a configuration).
     split : gross.data.imagenet.ImageFolderSplit
         Training images (random crop + flip).
@@ -305,7 +308,7 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
     params = _trainable(model, trainable)
     model.to(ctx.device)
     dtype = next(model.parameters()).dtype
-    layers = list(gross_layers(model).values()) if trainable == "gross" else []
+    layers = list(gross_layers(model).values()) if trainable in ("gross", "gross_all") else []
     space = [tuple(s) for s in search_space(model).values()] if layers else []
     run = _Run()
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
