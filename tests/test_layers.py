@@ -417,7 +417,7 @@ def asymmetric_reference(x, conv, P, R, Q):
     return F.conv2d(y, Q, conv.bias)
 
 
-@pytest.mark.parametrize("widths, sizes", [((6, 12), (1, 2, 3, 6)), ((12, 8), (3, 6, 12)), ((4, 10), (2, 4))])
+@pytest.mark.parametrize("widths, sizes", [((6, 12), (1, 2, 6)), ((12, 8), (3, 6, 12)), ((4, 10), (2, 4))])
 def test_asymmetric_series_equals_independent_bottleneck_and_export(widths, sizes):
     conv = make_conv(5, 7, 3, stride=2, padding=1)
     factors = asymmetric_factors(conv, sizes, widths)
@@ -437,12 +437,12 @@ def test_asymmetric_series_equals_independent_bottleneck_and_export(widths, size
 
 def test_asymmetric_full_rank_equals_the_original_convolution():
     conv = make_conv(6, 10, 3, padding=1)
-    layer = GroSSConv2d.from_conv(conv, (1, 2, 3, 6), width=(6, 12), tol=1e-12, max_iter=3000, progress=False)
+    layer = GroSSConv2d.from_conv(conv, (1, 3, 6), width=(6, 12), tol=1e-12, max_iter=3000, progress=False)
     x = torch.randn(2, 6, 8, 8, dtype=DT)
     layer.group_size = 6  # one group of rank (12, 6) >= (u, t): exact
     assert layer.btd_errors[6] < 1e-12
     torch.testing.assert_close(layer(x), conv(x), rtol=1e-10, atol=1e-10)
-    for s in (1, 2, 3):  # the lower orders reproduce their own BTDs
+    for s in (1, 3):  # the lower orders reproduce their own BTDs
         layer.group_size = s
         P, R, Q = layer.weights()
         err = float((reconstruct(P, R, Q) - conv.weight).norm() / conv.weight.norm())
