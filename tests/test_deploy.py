@@ -64,3 +64,19 @@ def test_config_for_a_plain_model_is_an_error(tmp_path):
         deploy.export_onnx(four_layer_net(), (4, 8, 16), tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="nn.Module"):
         deploy.export_onnx("net", None, tmp_path / "x.onnx")
+
+
+def test_asymmetric_bottlenecks_export_with_their_groups(tmp_path):
+    """ONNX export of asymmetric layers (width=(in, out)): R keeps in/s groups, onnxruntime matches PyTorch."""
+    from gross.method.decomposition import decompose
+
+    torch.manual_seed(0)
+    widths = {"conv2": (8, 16), "conv3": (16, 8), "conv4": (12, 24)}
+    model = decompose(four_layer_net(), group_sizes={"conv2": (2, 4), "conv3": (4, 8), "conv4": (3, 6)},
+                      width=widths, max_iter=2, progress=False).eval()
+    config = (2, 8, 3)
+    path = deploy.export_onnx(model, config, tmp_path / "asym.onnx")
+    expected = [1] + [g for (w, _), s in zip(widths.values(), config) for g in (1, w // s, 1)]
+    assert deploy.onnx_conv_groups(path) == expected == [1, 1, 4, 1, 1, 2, 1, 1, 4, 1]
+    df = deploy.check_onnx(model, config, path, batch_sizes=(2,), n_inputs=1)
+    assert df["groups_match"].all() and (df["max_abs_diff"] <= 1e-5 * df["max_abs_output"].clip(lower=1)).all()

@@ -220,3 +220,40 @@ def test_a_described_model_rebuilds_equal(tmp_path, config):
     with torch.no_grad():
         assert torch.equal(back(x), net(x))
     assert type(back) is type(net) and next(back.parameters()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("config", [None, (11, 10, 14, 9, 15, 32, 64, 58, 3, 56, 7, 7)])
+def test_a_described_asymmetric_model_rebuilds_equal(tmp_path, config):
+    """The [26] structure (asymmetric widths) survives describe_model -> build_described, GroSS and exported (float64)."""
+    from gross.method.decomposition import decompose, export, search_space
+    from gross.method.structures import WANG_ET_AL, layout
+
+    torch.manual_seed(0)
+    arch = dict(name="vgg16", num_classes=4, width_mult=0.125, hidden=8)
+    model = inet.build(**arch).double()
+    lay = layout(model, WANG_ET_AL)
+    decompose(model, group_sizes=lay["group_sizes"], width=lay["width"], max_iter=1, progress=False)
+    model = model.eval()
+    space = search_space(model)
+    net = model if config is None else export(model, config).eval()
+    description = D.describe_model(net, arch, space, config)
+    assert description["widths"]["features.2"] == [11, 18] and len(description["widths"]) == 12
+    torch.save(description, tmp_path / "m.pt")
+    back = D.build_described(torch.load(tmp_path / "m.pt", weights_only=True)).eval()
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(back(x), net(x))
+
+
+def test_trainable_modes():
+    """``gross``: only the GroSS layers train; ``gross_all`` (Table 4's [26] rows): every weight; bad names refused."""
+    from gross.method.decomposition import random_gross
+    from gross.models import four_layer_net
+
+    model = random_gross(four_layer_net(), group_sizes=(1, 4))
+    gross_params = {id(p) for n, p in model.named_parameters() if n.split(".")[0] in ("conv2", "conv3", "conv4")}
+    assert {id(p) for p in D._trainable(model, "gross")} == gross_params
+    assert {id(p) for p in D._trainable(model, "gross_all")} == {id(p) for p in model.parameters()}
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="trainable must be 'gross', 'gross_all' or 'all', got 'some'"):
+        D._trainable(model, "some")

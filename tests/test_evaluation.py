@@ -267,3 +267,36 @@ def test_tree_copies_a_shared_input_a_branch_could_change_in_place():
     tree, _ = count_correct(model, configs, lambda: iter([(x.clone(), y)]))
     plain, _ = count_correct(model, configs, lambda: iter([(x.clone(), y)]), tree=False)
     assert tree == plain
+
+
+def test_tree_with_asymmetric_bottlenecks_equals_the_forward_float64():
+    """Prefix-tree evaluation of asymmetric GroSS layers (width=(in, out)) computes model(x) at every configuration."""
+    torch.manual_seed(3)
+    model = tiny_gross_net(seed=3, dtype=torch.float64)
+    for name, t, u, sizes, widths in (("conv2", 4, 8, (1, 3), (3, 6)), ("conv3", 8, 8, (2, 4, 8), (8, 12))):
+        layer = GroSSConv2d(t, u, 3, sizes, width=widths, padding=1, dtype=torch.float64)
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.normal_(0.0, 0.4)
+        layer.clear_cache()
+        layer.name = name
+        setattr(model, name, layer)
+    data = tiny_data(n=40, seed=4)
+    configs = enumerate_configs(search_space(model))
+    inputs, logits = [], []
+    hooks = [model.conv1.register_forward_pre_hook(lambda m, a: inputs.append(a[0].clone())),
+             model.fc2.register_forward_hook(lambda m, a, out: logits.append(out.clone()))]
+    try:
+        tree = evaluate_configs(model, configs, data, batch_size=64)  # one batch
+    finally:
+        for h in hooks:
+            h.remove()
+    flat = evaluate_configs(model, configs, data, batch_size=64, tree=False)
+    assert tree["accuracy"].tolist() == flat["accuracy"].tolist()
+    assert len(inputs) == 1 and len(logits) == len(configs) == 2 * 3
+    model.eval()
+    for c, out in zip(sorted(configs), logits):
+        set_config(model, c)
+        with torch.no_grad():
+            assert torch.equal(out, model(inputs[0])), c
+            torch.testing.assert_close(export(model, c)(inputs[0]), out, rtol=1e-12, atol=1e-12)

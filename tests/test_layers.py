@@ -396,3 +396,79 @@ def test_cuda_forward_backward_equal_cpu():  # pragma: no cover
             if a.grad is not None:
                 torch.testing.assert_close(b.grad.cpu(), a.grad, msg=name)
     torch.testing.assert_close(gpu.to_bottleneck(4).cpu()(x), layer.to_bottleneck(4)(x))
+
+
+# --------------------------------------------------------------------------- asymmetric bottleneck (Wang et al. [26])
+
+
+def asymmetric_factors(conv, sizes, widths, seed=0):
+    """Independent random (P, R, Q) per size for a bottleneck t -> w_in -> (grouped) w_out -> u."""
+    gen = torch.Generator().manual_seed(seed)
+    (w_in, w_out), t, u = widths, conv.in_channels, conv.out_channels
+    kh, kw = conv.kernel_size
+    return {s: (torch.randn(w_in, t, 1, 1, generator=gen, dtype=DT), torch.randn(w_out, s, kh, kw, generator=gen, dtype=DT),
+                torch.randn(u, w_out, 1, 1, generator=gen, dtype=DT)) for s in sizes}
+
+
+def asymmetric_reference(x, conv, P, R, Q):
+    """Independent computation: groups = w_in // s with real grouped convolution."""
+    y = F.conv2d(x, P)
+    y = F.conv2d(y, R, stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=P.shape[0] // R.shape[1])
+    return F.conv2d(y, Q, conv.bias)
+
+
+@pytest.mark.parametrize("widths, sizes", [((6, 12), (1, 2, 6)), ((12, 8), (3, 6, 12)), ((4, 10), (2, 4))])
+def test_asymmetric_series_equals_independent_bottleneck_and_export(widths, sizes):
+    conv = make_conv(5, 7, 3, stride=2, padding=1)
+    factors = asymmetric_factors(conv, sizes, widths)
+    layer = GroSSConv2d.from_factors(conv, factors)
+    assert (layer.width, layer.width_out) == widths and layer.widths == widths
+    assert f"width={widths}" in repr(layer)
+    x = torch.randn(2, 5, 9, 9, dtype=DT)
+    for s in sizes:
+        layer.group_size = s
+        expected = asymmetric_reference(x, conv, *factors[s])
+        torch.testing.assert_close(layer(x), expected, rtol=1e-10, atol=1e-10)
+        seq = layer.to_bottleneck()
+        assert (seq.P.out_channels, seq.R.in_channels, seq.R.out_channels, seq.R.groups, seq.Q.in_channels) == (
+            widths[0], widths[0], widths[1], widths[0] // s, widths[1])
+        torch.testing.assert_close(seq(x), layer(x), rtol=1e-12, atol=1e-12)
+
+
+def test_asymmetric_full_rank_equals_the_original_convolution():
+    conv = make_conv(6, 10, 3, padding=1)
+    layer = GroSSConv2d.from_conv(conv, (1, 3, 6), width=(6, 12), tol=1e-12, max_iter=3000, progress=False)
+    x = torch.randn(2, 6, 8, 8, dtype=DT)
+    layer.group_size = 6  # one group of rank (12, 6) >= (u, t): exact
+    assert layer.btd_errors[6] < 1e-12
+    torch.testing.assert_close(layer(x), conv(x), rtol=1e-10, atol=1e-10)
+    for s in (1, 3):  # the lower orders reproduce their own BTDs
+        layer.group_size = s
+        P, R, Q = layer.weights()
+        err = float((reconstruct(P, R, Q) - conv.weight).norm() / conv.weight.norm())
+        assert err == pytest.approx(layer.btd_errors[s], abs=1e-9)
+
+
+def test_asymmetric_from_conv_equals_btd_with_the_widths():
+    conv = make_conv(6, 10, 3, padding=1)
+    layer = GroSSConv2d.from_conv(conv, (2, 6), width=(6, 9), max_iter=20, progress=False)
+    for s in (2, 6):
+        r = btd(conv.weight.detach(), s, width=(6, 9), max_iter=20, progress=False)
+        for got, want in zip(layer.weights(s), (r.P, r.R, r.Q)):
+            torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-10)
+
+
+def test_symmetric_width_stays_an_int():
+    layer = GroSSConv2d(8, 8, 3, (1, 2), width=(8, 8))
+    assert layer.width == layer.width_out == 8 and "width=8," in repr(layer)
+
+
+@pytest.mark.parametrize("width, sizes, message", [
+    ((8, 6), (1, 2), r"group size 1 gives 8 groups .* output width 6: valid group sizes for widths \(8, 6\) are \(4, 8\)"),
+    ((8, 12), (3,), "group size 3 does not divide the bottleneck width 8"),
+    ((8, -1), (1,), "width must be a positive integer or a pair"),
+    ("8", (1,), "width must be a positive integer or a pair"),
+])
+def test_asymmetric_width_errors(width, sizes, message):
+    with pytest.raises(ValueError, match=message):
+        GroSSConv2d(8, 8, 3, sizes, width=width)

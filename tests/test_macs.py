@@ -31,9 +31,13 @@ asserts our value and that it differs from the print):
   and 3.18% are mutually consistent as a Total reduction of the baseline, so
   the printed configuration string, not the MAC figure, is probably wrong.
 * Table 4's depthwise ResNet row lists 13 sizes for 16 layers; we read it as
-  all-1s (547M, reproduced). The "[26]" rows use the decomposition structure
-  of Wang et al., given only in the paper's supplementary material: not
-  reproducible here.
+  all-1s (547M, reproduced).
+* Table 4's "[26]" rows (structure of Wang et al., ``gross.method.structures.WANG_ET_AL``,
+  from the authors' public configuration) print 1.16B for both. Counted correctly
+  (groups = bottleneck width / group size) they are 1.417B and 1.430B; the printed
+  1.16B and G.Conv -4.89 % come out only with the authors' counter
+  (``groups_from="input_channels"``: groups = layer input channels / group size):
+  1.162B and 1.158B, -4.90 %.
 
 With the linear biases counted (``linear_bias=True``, the convention first
 proposed for this project) the 4-layer 32-32-32 baseline is 5,095,178 = 5.10M
@@ -319,6 +323,77 @@ def test_table4_deltas():
     assert fmt_pct(pct(b.gconv, c.gconv)) == "0.88%"
 
 
+def _wang(label, groups_from="width"):
+    from gross.method.structures import WANG_ET_AL, layout
+
+    net = model("vgg16_imagenet")
+    lay = layout(net, WANG_ET_AL)
+    return count_macs(net, (3, 224, 224), config=lay["configs"][label], width=lay["width"], groups_from=groups_from)
+
+
+def test_table4_wang_et_al_macs_both_rules():
+    original, found = _wang("original"), _wang("found")
+    assert (original.total, found.total) == (1_417_490_816, 1_430_445_632)  # correct: 1.42B, 1.43B
+    assert found.total > original.total and found.gconv > original.gconv
+    assert fmt_pct(pct(original.gconv, found.gconv)) == "3.73%"  # an increase
+    o_paper, f_paper = _wang("original", "input_channels"), _wang("found", "input_channels")
+    assert (o_paper.total, f_paper.total) == (1_162_185_136, 1_157_674_000)  # the authors' counter
+    assert format_macs(o_paper.total) == format_macs(f_paper.total) == "1.16B"  # printed: 1.16B, 1.16B
+    assert fmt_pct(pct(o_paper.gconv, f_paper.gconv)) == "4.90%"  # printed: 4.89 %
+    assert o_paper.total - o_paper.gconv == original.total - original.gconv  # only R differs
+
+
+def test_table4_wang_et_al_correct_count_by_hand():
+    # Independent arithmetic for the first [26] layer (conv1_2: 64 -> 64, 224x224, widths (11, 18), s = 11).
+    hw = 224 * 224
+    p, r, q = 64 * 11 * hw, 18 * 11 * 9 * hw, 18 * 64 * hw + 64 * hw  # R: 1 group of 11 inputs; Q + bias
+    df = mac_table(model("vgg16_imagenet"), (3, 224, 224), config={"features.2": 11}, width={"features.2": (11, 18)})
+    got = df.set_index("layer")["macs"]
+    assert (got["features.2.P"], got["features.2.R"], got["features.2.Q"]) == (p, r, q)
+    authors = mac_table(model("vgg16_imagenet"), (3, 224, 224), config={"features.2": 11},
+                        width={"features.2": (11, 18)}, groups_from="input_channels").set_index("layer")["macs"]
+    assert authors["features.2.R"] == (11 * 18 * 9 // (64 // 11)) * hw  # 5 "groups"
+
+
+def test_groups_from_rules_agree_for_symmetric_widths():
+    for config in ((16,) * 12, (1, 32, 32, 32, 16, 1, 32, 16, 32, 4, 32, 16)):
+        assert macs("vgg16_imagenet", config) == count_macs(model("vgg16_imagenet"), (3, 224, 224), config=config,
+                                                            groups_from="input_channels")
+
+
+def test_asymmetric_exported_and_gross_models_count_like_the_plain_model():
+    net = four_layer_net().double()
+    width = {"conv2": (8, 16), "conv3": (16, 8)}
+    config = {"conv2": 4, "conv3": 8}
+    plain = count_macs(net, config=config, width=width)
+    bottle = bottleneck_model(net, config, width=width)
+    assert count_macs(bottle) == plain
+    authors = count_macs(net, config=config, width=width, groups_from="input_channels")
+    assert count_macs(bottle, groups_from="input_channels") == authors != plain
+    from gross.method.decomposition import decompose
+    g = decompose(copy_of(net), group_sizes={"conv2": (2, 4), "conv3": (4, 8)}, layers=["conv2", "conv3"],
+                  width=width, max_iter=1, progress=False)
+    assert count_macs(g, config=(4, 8)) == plain and count_macs(export(g, (4, 8))) == plain
+    assert count_macs(g, config=(4, 8), groups_from="input_channels") == authors
+
+
+def copy_of(net):
+    import copy
+
+    return copy.deepcopy(net)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(config={"conv2": 3}, width={"conv2": (8, 16)}), r"group size 3 is not valid for layer 'conv2' with bottleneck widths \(8, 16\): allowed sizes are \(1, 2, 4, 8\)"),
+    (dict(config={"conv2": 1}, width={"conv2": (8, 6)}), r"group size 1 is not valid for layer 'conv2' .*allowed sizes are \(4, 8\)"),
+    (dict(config={"conv2": 4}, width={"nope": (8, 16)}), r"unknown layer\(s\) \['nope'\] in width"),
+    (dict(config={"conv2": 4}, groups_from="layer"), "groups_from must be one of"),
+])
+def test_asymmetric_mac_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        count_macs(four_layer_net(), **kwargs)
+
+
 def test_table4_vgg16_full_disagrees():
     full = macs("vgg16_imagenet")
     assert full.total == 15_483_811_840
@@ -480,8 +555,10 @@ def test_error_width_arguments():
         count_macs(four_layer_net(), config=(1, 1, 1), width=(8, 8))
     with pytest.raises(ValueError, match=r"unknown layer\(s\) \['fc1'\] in width"):
         count_macs(four_layer_net(), config=(1, 1, 1), width={"fc1": 8})
-    with pytest.raises(ValueError, match=r"bottleneck widths must be positive integers, got \{'conv2': 0"):
+    with pytest.raises(ValueError, match=r"width\['conv2'\] must be a positive integer or a pair \(in, out\) of them, got 0"):
         count_macs(four_layer_net(), config=(1, 1, 1), width=0)
+    with pytest.raises(ValueError, match=r"width\['conv3'\] must be a positive integer or a pair \(in, out\) of them, got \(8, 8, 8\)"):
+        count_macs(four_layer_net(), config=(1, 1, 1), width={"conv3": (8, 8, 8)})
 
 
 @pytest.mark.parametrize("bad", [(), (3, 0, 32), "abc", (3, 32.5, 32), None, (3, -1, 32)])

@@ -57,9 +57,16 @@ def test_base_models_restricted_and_stale_after_a_change(cfg, gross_runs):
 
 def test_mac_table_matches_every_printed_paper_value(cfg):
     table = dec.mac_table(cfg).tables["table_macs"]
-    paper_rows = table[table["width_mult"] == 1.0]
+    wang = table[table["model"] == "vgg16_imagenet [26]"]
+    paper_rows = table[(table["width_mult"] == 1.0) & (table["model"] != "vgg16_imagenet [26]")]
     assert len(paper_rows) == len(dec.PAPER_MACS)
     assert paper_rows["matches_paper"].all(), paper_rows[~paper_rows["matches_paper"].astype(bool)]
+    rest = table[table["model"] != "vgg16_imagenet [26]"]
+    assert (rest["macs"] == rest["macs_authors_rule"]).all()  # the two rules agree where width = input channels
+    # Table 4's [26] rows: correct 1.42B / 1.43B (not the printed 1.16B); the authors' rule gives 1.16B
+    assert list(wang["macs"]) == [1_417_490_816, 1_430_445_632] and not wang["matches_paper"].any()
+    assert list(wang["macs_authors_rule"]) == [1_162_185_136, 1_157_674_000]
+    assert list(wang["formatted_authors_rule"]) == list(wang["paper"]) == ["1.16B", "1.16B"]
     reduced = table[table["width_mult"] != 1.0]
     assert list(reduced["config"])[0] == "full" and len(reduced) == 1 + len(cfg["vgg16"]["baselines"]) + 1
     assert (paths.results_dir("smoke") / "table_macs.csv").exists()

@@ -45,7 +45,7 @@ def test_whole_table4_path_writes_every_row(run):
     table = res.tables["table4_imagenet"]
     first = table.columns[0]
     labels = table[first].tolist()
-    assert first == "ImageNet Configuration" and len(table) == 12
+    assert first == "ImageNet Configuration" and len(table) == 14  # 6 VGG-16 + 6 ResNet-18 + 2 [26]
     for title, n in (("VGG-16", 12), ("ResNet-18", 16)):
         i = labels.index(f"{title} (Full)")
         block = labels[i + 1:i + 6]
@@ -55,7 +55,7 @@ def test_whole_table4_path_writes_every_row(run):
     written = pd.read_csv(out / "results" / "table4_imagenet.csv")
     assert written[first].tolist() == labels
     md = (out / "results" / "table4_imagenet.md").read_text()
-    assert "[26]" in md and "supplementary material" in md and "imagenet.width_mult = 0.125" in md
+    assert "[26]" in md and "Wang et al." in md and "Zhang" not in md and "imagenet.width_mult = 0.125" in md
     # machine-only keys and weight paths are read but are not reductions vs the paper
     assert "imagenet.workers" not in md and "imagenet.vgg16_weights" not in md
     meta = json.loads((out / "results" / "table4_imagenet.meta.json").read_text())
@@ -64,8 +64,35 @@ def test_whole_table4_path_writes_every_row(run):
         assert (out / "figures" / f"fig4_bfs_imagenet_{name}.png").stat().st_size > 0
         assert b"/Subtype /Image" not in (out / "figures" / f"fig4_bfs_imagenet_{name}.pdf").read_bytes()
     trace = pd.read_csv(out / "results" / "bfs_imagenet_trace.csv")
-    assert set(trace["model"]) == {"vgg16", "resnet18"} and trace["accuracy"].between(0, 100).all()
-    assert "[26]" not in (out / "results" / "bfs_imagenet_trace.md").read_text()
+    assert set(trace["model"]) == {"vgg16", "resnet18", "vgg16 [26]"} and trace["accuracy"].between(0, 100).all()
+
+
+def test_wang_et_al_rows(run):
+    """Table 4's [26] rows: the structure's asymmetric layers, searched under the original's correct MACs."""
+    from gross.method.layers import gross_layers
+    from gross.method.macs import count_macs
+    from gross.method.structures import WANG_ET_AL
+
+    cfg, res, _, runs = run
+    table = res.tables["table4_imagenet"]
+    labels = table.iloc[:, 0].tolist()
+    assert labels[-2] == "[26]: " + " ".join(map(str, WANG_ET_AL.configs["original"])) + "*"
+    assert labels[-1].startswith("Found: ") and labels[-1].endswith("*")
+    found = tuple(int(x) for x in labels[-1].removeprefix("Found: ").rstrip("*").split())
+    model = table4.decomposed(cfg, "vgg16", CLASSES, "wang")
+    assert [m.widths for m in gross_layers(model).values()] == list(WANG_ET_AL.widths)  # full-size [26] widths
+    assert tuple(table4.search_space(model).values()) == WANG_ET_AL.group_sizes
+    size = (3, cfg["imagenet"]["crop"], cfg["imagenet"]["crop"])
+    original = count_macs(model, size, config=WANG_ET_AL.configs["original"])
+    assert count_macs(model, size, config=found).total <= original.total  # the BFS budget, counted correctly
+    # the individual fine-tunes ran the [26] schedule (their own checkpoints) on the exported networks
+    for c in (WANG_ET_AL.configs["original"], found):
+        label = "-".join(map(str, c))
+        assert list((runs / "smoke").glob(f"imagenet-*/vgg16_wang_config_{label}.pt"))
+    # the GroSS fine-tune trained every weight and drew configurations of the structure (the authors' schedule)
+    state = table4.ddp.read_checkpoint(next((runs / "smoke").glob("imagenet-*/vgg16_wang_gross.pt")))
+    assert state["trainable"] == "gross_all" and len(state["run"]["configs"]) > 0
+    assert state["recipe"]["lr"] == 5e-5  # vgg16_imagenet_wang_gross (the other VGG-16 rows: imagenet.vgg16_lr)
 
 
 def test_every_imagenet_key_is_read(run):
@@ -86,7 +113,7 @@ def test_declared_outputs_are_optional():
 def test_artefacts_are_reused_and_true_column_matches(run):
     cfg, res, _, runs = run
     saved = list((runs / "smoke").glob("imagenet-*/*_gross.pt"))
-    assert len(saved) == 2
+    assert len(saved) == 3  # vgg16, resnet18, vgg16_wang
     mtimes = {p: p.stat().st_mtime_ns for p in saved}
     tuned = table4.gross_finetuned(cfg, "resnet18", CLASSES)
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())

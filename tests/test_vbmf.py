@@ -266,3 +266,21 @@ def test_select_config_errors():
     lone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 1))
     with pytest.raises(ValueError, match="the model has no decomposable convolution"):
         select_config(lone)
+
+
+def test_dense_weight_of_an_asymmetric_layer_is_its_bottleneck():
+    """``_dense_weight`` of a layer with width=(in, out) equals the independent reconstruction of its P, R, Q."""
+    import torch
+
+    from gross.method import vbmf as vbmf_module
+    from gross.method.btd import reconstruct
+    from gross.method.layers import GroSSConv2d
+
+    torch.manual_seed(0)
+    layer = GroSSConv2d(5, 7, 3, (2, 4), width=(8, 12), dtype=torch.float64)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    layer.clear_cache()
+    P, R, Q = layer.weights(4)
+    torch.testing.assert_close(vbmf_module._dense_weight(layer), reconstruct(P, R, Q), rtol=1e-12, atol=1e-12)

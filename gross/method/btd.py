@@ -15,6 +15,12 @@ which is exactly a three-layer bottleneck (paper Table 1, Fig. 1)::
 so that ``reconstruct(P, R, Q)`` (``Q @ blockdiag(R) @ P`` per kernel tap) is the
 approximated dense weight.
 
+Asymmetric bottleneck. ``width`` may be a pair ``(width, width_out)`` (the structure of
+Wang et al. [26]): ``P`` maps ``t -> width``, the grouped ``R`` maps ``width -> width_out``
+with ``n = width // s`` groups and ``Q`` maps ``width_out -> u``; every block is then a
+Tucker-2 term of multilinear rank ``(width_out / n, s)`` (output, input channel mode).
+A single int means ``width_out = width`` (the paper's symmetric bottleneck).
+
 Two solvers are provided. ``method="hooi"`` is the reference the paper describes
 (block-coordinate descent with tensorly, each block a ``partial_tucker`` (HOOI) of the
 residual of the other blocks). ``method="als"`` (default) is an alternating
@@ -58,10 +64,11 @@ class BTDResult(NamedTuple):
     P : Tensor
         ``(width, t, 1, 1)`` weight of the first 1x1 convolution (factor ``B^T``).
     R : Tensor
-        ``(width, s, kh, kw)`` weight of the grouped convolution with
-        ``groups = width // s`` (block-diagonal core).
+        ``(width_out, s, kh, kw)`` weight of the grouped convolution with
+        ``groups = width // s`` (block-diagonal core; ``width_out = width`` unless
+        an asymmetric bottleneck was asked for).
     Q : Tensor
-        ``(u, width, 1, 1)`` weight of the last 1x1 convolution (factor ``C``).
+        ``(u, width_out, 1, 1)`` weight of the last 1x1 convolution (factor ``C``).
     errors : list of float
         Relative error ``||X - X_hat||_F / ||X||_F`` of the initialisation followed
         by one entry per completed sweep; non-increasing.
@@ -86,9 +93,10 @@ def reconstruct(P: Tensor, R: Tensor, Q: Tensor) -> Tensor:
     P : Tensor
         ``(width, t, 1, 1)`` first 1x1 convolution weight.
     R : Tensor
-        ``(width, s, kh, kw)`` grouped convolution weight, ``groups = width // s``.
+        ``(width_out, s, kh, kw)`` grouped convolution weight, ``groups = width // s``
+        (``width_out = width`` for the symmetric bottleneck).
     Q : Tensor
-        ``(u, width, 1, 1)`` last 1x1 convolution weight.
+        ``(u, width_out, 1, 1)`` last 1x1 convolution weight.
 
     Returns
     -------
@@ -108,30 +116,35 @@ def reconstruct(P: Tensor, R: Tensor, Q: Tensor) -> Tensor:
         raise ValueError(
             f"P and Q must be 1x1 conv weights, got P {tuple(P.shape)} and Q {tuple(Q.shape)}"
         )
-    width, s = R.shape[0], R.shape[1]
-    if P.shape[0] != width or Q.shape[1] != width:
+    width, width_out, s = P.shape[0], R.shape[0], R.shape[1]
+    if Q.shape[1] != width_out:
         raise ValueError(
-            f"bottleneck widths disagree: P has {P.shape[0]} output channels, R has {width} "
-            f"output channels and Q has {Q.shape[1]} input channels; all must be equal"
+            f"bottleneck widths disagree: R has {width_out} output channels and Q has {Q.shape[1]} "
+            f"input channels; they must be equal"
         )
     if s < 1 or width % s:
         raise ValueError(
-            f"R has {width} output channels and group size {s}: group size {s} must divide "
+            f"P has {width} output channels and R group size {s}: group size {s} must divide "
             f"the width {width}"
         )
     n = width // s
-    # Dense (width, width, kh, kw) weight of the grouped convolution.
-    dense_r = R.new_zeros((width, width) + tuple(R.shape[2:]))
+    if width_out % n:
+        raise ValueError(
+            f"R has {width_out} output channels, not divisible by its number of groups "
+            f"width / s = {width} / {s} = {n}"
+        )
+    so = width_out // n
+    # Dense (width_out, width, kh, kw) weight of the grouped convolution.
+    dense_r = R.new_zeros((width_out, width) + tuple(R.shape[2:]))
     for group in range(n):
-        block = slice(group * s, (group + 1) * s)
-        dense_r[block, block] = R[block]
+        dense_r[group * so:(group + 1) * so, group * s:(group + 1) * s] = R[group * so:(group + 1) * so]
     return torch.einsum("oa,abhw,bi->oihw", Q[:, :, 0, 0], dense_r, P[:, :, 0, 0])
 
 
 def btd(
     weight: Tensor,
     group_size: int,
-    width: int | None = None,
+    width: int | tuple[int, int] | None = None,
     tol: float = 1e-6,
     max_iter: int = 500_000,
     seed: int = 0,
@@ -154,9 +167,13 @@ def btd(
         decomposition is computed in float64 on the weight's device.
     group_size : int
         Channels per group ``s`` of the grouped convolution (the block rank).
-    width : int, optional
+    width : int or (int, int), optional
         Bottleneck width (channels between P and Q); defaults to ``t``. May be
-        smaller or larger than ``t``; must be a multiple of ``group_size``.
+        smaller or larger than ``t``; must be a multiple of ``group_size``. A pair
+        ``(width, width_out)`` gives an asymmetric bottleneck: ``R`` maps ``width``
+        to ``width_out`` channels with ``width // group_size`` groups, each block of
+        rank ``(width_out * group_size / width, group_size)``; ``width_out`` must be
+        divisible by the number of groups.
     tol : float, default 1e-6
         Stop when the relative error decreases by less than ``tol`` in one sweep.
     max_iter : int, default 500_000
@@ -189,7 +206,7 @@ def btd(
     Returns
     -------
     BTDResult
-        ``P (width, t, 1, 1)``, ``R (width, s, kh, kw)``, ``Q (u, width, 1, 1)``
+        ``P (width, t, 1, 1)``, ``R (width_out, s, kh, kw)``, ``Q (u, width_out, 1, 1)``
         (float64, CPU) and the non-increasing relative-error history ``errors``
         (initialisation first, then one entry per sweep; with ``ridge > 0`` the
         regularised objective, not the error, is the non-increasing quantity).
@@ -208,16 +225,18 @@ def btd(
     Stride and padding of the original convolution belong to the grouped
     convolution ``R`` and its bias to ``Q`` (paper Table 1).
     """
-    width = _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init, progress)
+    width, width_out = _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init, progress)
     u, t, kh, kw = weight.shape
     # (K, u, t): one (u, t) matrix per kernel tap.
     X = weight.detach().to(torch.float64).permute(2, 3, 0, 1).reshape(kh * kw, u, t).contiguous()
     n = width // group_size
-    with _sweep_reporter(progress, group_size, width) as on_sweep:
+    blocks = (n, width_out // n, group_size)  # groups, output rank, input rank per block
+    label = width if width_out == width else f"({width}, {width_out})"
+    with _sweep_reporter(progress, group_size, label) as on_sweep:
         if method == "als":
             best, norm2 = None, (X * X).sum()
             for start in range(n_init):
-                run = _als(X, n, group_size, tol, max_iter, seed + start, float(ridge), on_sweep)
+                run = _als(X, blocks, tol, max_iter, seed + start, float(ridge), on_sweep)
                 objective = _objective(run[3][-1], run[2], float(ridge), norm2)
                 if best is None or objective < best[0]:
                     best = (objective, run)
@@ -225,13 +244,13 @@ def btd(
         else:
             from gross.method.btd_hooi import _hooi
 
-            C, B, G, errors = _hooi(X, n, group_size, tol, max_iter, seed, on_sweep)
+            C, B, G, errors = _hooi(X, blocks, tol, max_iter, seed, on_sweep)
     P, R, Q = _to_bottleneck(C, B, G, kh, kw)
     return BTDResult(P.cpu(), R.cpu(), Q.cpu(), [float(e) for e in errors])
 
 
 @contextlib.contextmanager
-def _sweep_reporter(progress, group_size: int, width: int):
+def _sweep_reporter(progress, group_size: int, width):
     """The ``on_sweep(sweep, error)`` callback of one :func:`btd` call (see its ``progress``).
 
     ``progress`` callable: forwards ``(group_size, sweep, error)`` to it.  Otherwise a
@@ -251,8 +270,18 @@ def _sweep_reporter(progress, group_size: int, width: int):
         yield on_sweep
 
 
-def _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init, progress) -> int:
-    """Validate the arguments of :func:`btd`; returns the bottleneck width."""
+def _as_widths(width, t: int) -> tuple[int, int]:
+    """``(width, width_out)`` from ``None`` (``t``), an int or a pair; non-positive or non-int entries are errors."""
+    if width is None:
+        return t, t
+    pair = tuple(width) if isinstance(width, (tuple, list)) else (width, width)
+    if len(pair) != 2 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in pair):
+        raise ValueError(f"width must be a positive integer or a pair (width, width_out) of them, got {width!r}")
+    return pair
+
+
+def _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init, progress) -> tuple[int, int]:
+    """Validate the arguments of :func:`btd`; returns the bottleneck widths ``(width, width_out)``."""
     if not isinstance(weight, Tensor) or weight.dim() != 4:
         shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
         raise ValueError(f"weight must be a 4-D conv weight (u, t, kh, kw), got {shape}")
@@ -268,9 +297,7 @@ def _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init,
             f"{tuple(weight.shape)}): BTD needs a finite weight; check the model it comes from "
             f"(e.g. a training run that diverged)"
         )
-    width = weight.shape[1] if width is None else width
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
+    width, width_out = _as_widths(width, weight.shape[1])
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
     if width % group_size:
@@ -278,6 +305,14 @@ def _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init,
         raise ValueError(
             f"group size {group_size} does not divide the bottleneck width {width}: "
             f"allowed group sizes are {valid}"
+        )
+    if width_out % (width // group_size):
+        n = width // group_size
+        valid = tuple(d for d in range(1, width + 1) if width % d == 0 and width_out % (width // d) == 0)
+        raise ValueError(
+            f"bottleneck output width {width_out} is not divisible by the number of groups "
+            f"width / group size = {width} / {group_size} = {n}: group sizes valid for widths "
+            f"({width}, {width_out}) are {valid}"
         )
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
@@ -296,7 +331,7 @@ def _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init,
                          "unregularised); use ridge=0 (config: btd_ridge = 0) with method='hooi'")
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise ValueError(f"progress must be None, a bool or a callable(group_size, sweep, error), got {progress!r}")
-    return width
+    return width, width_out
 
 
 # ---------------------------------------------------------------------------------
@@ -305,19 +340,18 @@ def _check_args(weight, group_size, width, tol, max_iter, method, ridge, n_init,
 
 
 def _to_bottleneck(C: Tensor, B: Tensor, G: Tensor, kh: int, kw: int):
-    """Factors ``C (u, width)``, ``B (t, width)``, core ``G (K, n, s, s)`` -> P, R, Q."""
-    K, n, s, _ = G.shape
-    width = n * s
-    P = B.t().reshape(width, B.shape[0], 1, 1).contiguous()
-    R = G.permute(1, 2, 3, 0).reshape(width, s, kh, kw).contiguous()
-    Q = C.reshape(C.shape[0], width, 1, 1).contiguous()
+    """Factors ``C (u, width_out)``, ``B (t, width)``, core ``G (K, n, so, si)`` -> P, R, Q."""
+    K, n, so, si = G.shape
+    P = B.t().reshape(n * si, B.shape[0], 1, 1).contiguous()
+    R = G.permute(1, 2, 3, 0).reshape(n * so, si, kh, kw).contiguous()
+    Q = C.reshape(C.shape[0], n * so, 1, 1).contiguous()
     return P, R, Q
 
 
 def _model(C: Tensor, B: Tensor, G: Tensor) -> Tensor:
     """Dense ``(K, u, t)`` tensor ``C D_k B^T`` with ``D_k = blockdiag(G[k])``."""
-    K, n, s, _ = G.shape
-    CD = torch.einsum("una,knab->kunb", C.reshape(-1, n, s), G).reshape(K, -1, n * s)
+    K, n, so, si = G.shape
+    CD = torch.einsum("una,knab->kunb", C.reshape(-1, n, so), G).reshape(K, -1, n * si)
     return CD @ B.t()
 
 
@@ -330,18 +364,17 @@ def _relative_error(X: Tensor, C: Tensor, B: Tensor, G: Tensor, norm: Tensor) ->
 # ---------------------------------------------------------------------------------
 
 
-def _init_factors(X: Tensor, n: int, s: int, seed: int):
-    """Seeded SVD-based initial factors ``C (u, width)`` and ``B (t, width)``.
+def _init_factors(X: Tensor, n: int, s: int, seed: int, s_in: int | None = None):
+    """Seeded SVD-based initial factors ``C (u, n s)`` and ``B (t, n s_in)`` (``s_in`` defaults to ``s``).
 
     The leading singular subspaces of the two channel unfoldings are rotated by a
     seeded random orthogonal matrix and dealt out to the blocks; when the width
     exceeds a channel dimension the remaining columns are seeded Gaussian.
     """
     K, u, t = X.shape
-    width = n * s
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
-    def basis(unfolding: Tensor) -> Tensor:
+    def basis(unfolding: Tensor, width: int) -> Tensor:
         # Eigenvectors on the CPU (signs and order of eigh differ between devices), so a
         # seed gives the same initialisation on every device.
         dim = unfolding.shape[0]
@@ -355,8 +388,8 @@ def _init_factors(X: Tensor, n: int, s: int, seed: int):
             U = torch.cat([U, extra / dim**0.5], dim=1)
         return U.to(X.device)
 
-    C = basis(X.permute(1, 0, 2).reshape(u, K * t))
-    B = basis(X.permute(2, 0, 1).reshape(t, K * u))
+    C = basis(X.permute(1, 0, 2).reshape(u, K * t), n * s)
+    B = basis(X.permute(2, 0, 1).reshape(t, K * u), n * (s if s_in is None else s_in))
     return C, B
 
 
@@ -365,7 +398,8 @@ def _orthonormalise(F: Tensor, G: Tensor, side: str):
 
     Leaves the model unchanged; skipped when a block has more columns than rows.
     """
-    K, n, s, _ = G.shape
+    K, n, so, si = G.shape
+    s = so if side == "left" else si
     if s > F.shape[0]:
         return F, G
     Qf, Rf = torch.linalg.qr(F.reshape(F.shape[0], n, s).permute(1, 0, 2))  # (n, dim, s), (n, s, s)
@@ -383,15 +417,15 @@ def _update_left(XB: Tensor, G: Tensor, BB: Tensor) -> Tensor:
     Solves ``C gram = rhs`` with ``rhs = sum_k X_k B D_k^T`` and
     ``gram = sum_k D_k B^T B D_k^T`` (``D_k = blockdiag(G[k])``).
     """
-    K, n, s, _ = G.shape
-    if s == 1:  # diagonal cores: Hadamard products, O(K width^2) with no small-matrix batches
+    K, n, so, si = G.shape
+    if so == si == 1:  # diagonal cores: Hadamard products, O(K width^2) with no small-matrix batches
         g = G.reshape(K, n)
         rhs = (XB * g.unsqueeze(1)).sum(0)
         gram = BB * (g.t() @ g)
     else:
-        rhs = torch.einsum("kunb,knab->una", XB.reshape(K, -1, n, s), G).reshape(-1, n * s)
-        Y = torch.einsum("knab,nbmd->knamd", G, BB.reshape(n, s, n, s))
-        gram = torch.einsum("knamd,kmcd->namc", Y, G).reshape(n * s, n * s)
+        rhs = torch.einsum("kunb,knab->una", XB.reshape(K, -1, n, si), G).reshape(-1, n * so)
+        Y = torch.einsum("knab,nbmd->knamd", G, BB.reshape(n, si, n, si))
+        gram = torch.einsum("knamd,kmcd->namc", Y, G).reshape(n * so, n * so)
     return _psd_solve(gram, rhs.t()).t()
 
 
@@ -412,11 +446,11 @@ def _objective(err: float, G: Tensor, ridge: float, norm2: Tensor) -> float:
 
 def _evaluate(X, C, B, G, norm2, XB=None):
     """``X B`` (computed unless given), ``B^T B`` and the relative error of the model ``(C, B, G)``."""
-    K, n, s, _ = G.shape
+    K, n, so, si = G.shape
     if XB is None:
         XB = X @ B
     CC, BB = C.t() @ C, B.t() @ B
-    T = _core_rhs(C, XB, n, s)
+    T = _core_rhs(C, XB, n, so, si)
     return XB, BB, _error_from_normal(X, C, B, G, T, CC, BB, norm2)
 
 
@@ -431,18 +465,21 @@ def _error_from_normal(X, C, B, G, T, CC, BB, norm2) -> float:
 
 def _core_step(X, C, B, G, norm2, ridge=0.0, CC=None):
     """Core update; returns the new core, ``X B``, ``B^T B`` and the relative error (``CC = C^T C`` if known)."""
-    K, n, s, _ = G.shape
+    K, n, so, si = G.shape
     XB = X @ B
     CC = C.t() @ C if CC is None else CC
     BB = B.t() @ B
-    T = _core_rhs(C, XB, n, s)
+    T = _core_rhs(C, XB, n, so, si)
     G = _solve_core(T, CC, BB, G, ridge)
     err = _error_from_normal(X, C, B, G, T, CC, BB, norm2)
     return G, XB, BB, err
 
 
-def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge: float = 0.0, on_sweep=None):
+def _als(X: Tensor, blocks, tol: float, max_iter: int, seed: int, ridge: float = 0.0, on_sweep=None):
     """ALS sweeps; ``errors`` holds relative errors, the stopping rules use the objective.
+
+    ``blocks = (n, so, si)``: ``n`` blocks of rank ``so`` (output channels, ``C``) by
+    ``si`` (input channels, ``B``); ``so == si == s`` for the symmetric bottleneck.
 
     The objective is ``sqrt(err^2 + ridge ||G||^2 / ||X||^2)``, which equals the
     relative error when ``ridge == 0``. Each factor update is its exact minimiser and
@@ -454,13 +491,14 @@ def _als(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, ridge:
     the initialisation (sweep 0) and every completed sweep.
     """
     report = on_sweep or (lambda sweep, error: None)
+    n, so, si = blocks
     norm2 = (X * X).sum()
     if float(norm2) == 0.0:
         K, u, t = X.shape
         zeros = X.new_zeros
-        return zeros(u, n * s), zeros(t, n * s), zeros(K, n, s, s), [0.0]
-    C, B = _init_factors(X, n, s, seed)
-    G = X.new_zeros(X.shape[0], n, s, s)
+        return zeros(u, n * so), zeros(t, n * si), zeros(K, n, so, si), [0.0]
+    C, B = _init_factors(X, n, so, seed, s_in=si)
+    G = X.new_zeros(X.shape[0], n, so, si)
     G, XB, BB, err = _core_step(X, C, B, G, norm2, ridge)
     errors = [err]
     report(0, err)

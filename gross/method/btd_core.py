@@ -1,7 +1,8 @@
 """Core update of the ALS BTD solver: the block-diagonal least-squares problem and its linear algebra.
 
 Given the factors ``C (u, width)`` and ``B (t, width)`` of :func:`gross.method.btd.btd`, the
-block-diagonal core ``G (K, n, s, s)`` minimising
+block-diagonal core ``G (K, n, so, si)`` (``so = width_out / n`` rows, ``si = width / n``
+columns per block; ``so == si == s`` for the symmetric bottleneck) minimising
 ``sum_k ||X_k - C blockdiag(G[k]) B^T||^2 + ridge ||G||^2`` is found exactly when a
 direct solve is cheap, otherwise by a few warm-started block-Jacobi preconditioned
 conjugate-gradient iterations in float32, as a correction to the float64 residual.
@@ -52,27 +53,28 @@ def _psd_solve(A: Tensor, rhs: Tensor) -> Tensor:
 def _core_operator(CC: Tensor, BB: Tensor, G: Tensor) -> Tensor:
     """Normal operator of the core LS: block-diagonal part of ``C^T C D_k B^T B`` per tap.
 
-    ``CC = C^T C`` and ``BB = B^T B`` are ``(width, width)``; returns ``(K, n, s, s)``.
+    ``CC = C^T C`` is ``(width_out, width_out)``, ``BB = B^T B`` is ``(width, width)``;
+    returns ``(K, n, so, si)`` like ``G``.
     """
-    K, n, s, _ = G.shape
-    if s == 1:  # (C^T C o B^T B) g_k
+    K, n, so, si = G.shape
+    if so == si == 1:  # (C^T C o B^T B) g_k
         return (G.reshape(K, n) @ (CC * BB)).reshape(K, n, 1, 1)
-    Y = torch.einsum("kmcd,mdnb->kmcnb", G, BB.reshape(n, s, n, s))
-    return torch.einsum("namc,kmcnb->knab", CC.reshape(n, s, n, s), Y)
+    Y = torch.einsum("kmcd,mdnb->kmcnb", G, BB.reshape(n, si, n, si))
+    return torch.einsum("namc,kmcnb->knab", CC.reshape(n, so, n, so), Y)
 
 
 def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor, ridge: float = 0.0) -> Tensor:
     """Core minimising ``sum_k ||X_k - C D_k B^T||^2 + ridge ||G||^2`` given ``T = blockdiag(C^T X_k B)``.
 
     Single block: closed form (pseudo-inverses; eigenbases with a ridge). Few unknowns: Cholesky of the
-    (``width*s``)-square normal matrix shared by all kernel taps. Otherwise ``G0``
+    (``n*so*si``)-square normal matrix shared by all kernel taps. Otherwise ``G0``
     plus a block-Jacobi preconditioned CG correction computed in float32 from the
     float64 residual of ``G0`` (:func:`_pcg`).
     """
-    K, n, s, _ = T.shape
+    K, n, so, si = T.shape
     idx = torch.arange(n, device=T.device)
-    CC4 = CC.reshape(n, s, n, s)
-    BB4 = BB.reshape(n, s, n, s)
+    CC4 = CC.reshape(n, so, n, so)
+    BB4 = BB.reshape(n, si, n, si)
     if n == 1 and ridge == 0:
         return (_sym_pinv(CC) @ T[:, 0] @ _sym_pinv(BB)).unsqueeze(1)
     if n == 1:  # (CC (x) BB + ridge I) vec(G) = vec(T) in the eigenbases of CC and BB
@@ -80,21 +82,21 @@ def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor, ridge: float = 0.
         eb, Ub = torch.linalg.eigh(BB)
         core = (Uc.t() @ T[:, 0] @ Ub) / (ec.clamp_min(0)[:, None] * eb.clamp_min(0)[None, :] + ridge)
         return (Uc @ core @ Ub.t()).unsqueeze(1)
-    if s == 1 and n <= _DIRECT_CORE_UNKNOWNS_DIAGONAL:  # one (n, n) system for all taps
+    if so == si == 1 and n <= _DIRECT_CORE_UNKNOWNS_DIAGONAL:  # one (n, n) system for all taps
         sol = _psd_solve(CC * BB + ridge * torch.eye(n, dtype=CC.dtype, device=CC.device), T.reshape(K, n).t())
         return sol.t().reshape(K, n, 1, 1)
-    if n * s * s <= _DIRECT_CORE_UNKNOWNS:
-        N = torch.einsum("namc,nbmd->nabmcd", CC4, BB4).reshape(n * s * s, n * s * s)
-        N = N + ridge * torch.eye(n * s * s, dtype=N.dtype, device=N.device)
+    if n * so * si <= _DIRECT_CORE_UNKNOWNS:
+        N = torch.einsum("namc,nbmd->nabmcd", CC4, BB4).reshape(n * so * si, n * so * si)
+        N = N + ridge * torch.eye(n * so * si, dtype=N.dtype, device=N.device)
         sol = _psd_solve(N, T.reshape(K, -1).t())
-        return sol.t().reshape(K, n, s, s)
+        return sol.t().reshape(K, n, so, si)
     # Mixed-precision iterative refinement: the residual of the warm start is formed in
     # the working precision and the correction ``A d = r`` is solved by block-Jacobi PCG
     # in float32 (the core operator is memory-bound, so this halves its cost). G's
     # accuracy is set by the full-precision residual; the low-precision solve only limits
     # how much of the residual one sweep removes, and the next sweep refines it further.
     low = torch.float32 if T.dtype == torch.float64 else T.dtype
-    Cinv = _sym_pinv(CC4[idx, :, idx, :]).to(low)  # (n, s, s): inverse of (C_r^T C_r) (x) (B_r^T B_r) per block
+    Cinv = _sym_pinv(CC4[idx, :, idx, :]).to(low)  # (n, so, so) and (n, si, si): inverse of (C_r^T C_r) (x) (B_r^T B_r) per block
     Binv = _sym_pinv(BB4[idx, :, idx, :]).to(low)
     CCl, BBl = CC.to(low), BB.to(low)
     stop2 = _CG_RTOL**2 * _tap_dot(T, T)
@@ -108,7 +110,7 @@ def _solve_core(T: Tensor, CC: Tensor, BB: Tensor, G0: Tensor, ridge: float = 0.
 
 
 def _tap_dot(a: Tensor, b: Tensor) -> Tensor:
-    """One inner product per kernel tap of two ``(K, n, s, s)`` cores, shape ``(K, 1, 1, 1)``."""
+    """One inner product per kernel tap of two ``(K, n, so, si)`` cores, shape ``(K, 1, 1, 1)``."""
     return (a * b).sum(dim=(1, 2, 3), keepdim=True)
 
 
@@ -145,9 +147,13 @@ def _pcg(CC: Tensor, BB: Tensor, rhs: Tensor, ridge: float, Cinv: Tensor, Binv: 
     return d
 
 
-def _core_rhs(C: Tensor, XB: Tensor, n: int, s: int) -> Tensor:
-    """``T[k, r] = C_r^T X_k B_r`` (the block-diagonal part of ``C^T X_k B``)."""
+def _core_rhs(C: Tensor, XB: Tensor, n: int, s: int, s_in: int | None = None) -> Tensor:
+    """``T[k, r] = C_r^T X_k B_r`` (the block-diagonal part of ``C^T X_k B``), ``(K, n, s, s_in)``.
+
+    ``s`` columns of ``C`` and ``s_in`` (default ``s``) columns of ``B`` per block.
+    """
     K, u, _ = XB.shape
-    if s == 1:
+    si = s if s_in is None else s_in
+    if s == si == 1:
         return (XB * C.unsqueeze(0)).sum(1).reshape(K, n, 1, 1)
-    return torch.einsum("una,kunb->knab", C.reshape(u, n, s), XB.reshape(K, u, n, s))
+    return torch.einsum("una,kunb->knab", C.reshape(u, n, s), XB.reshape(K, u, n, si))

@@ -22,17 +22,20 @@ def _report(on_sweep, errors: list) -> None:
         on_sweep(len(errors) - 1, float(errors[-1]))
 
 
-def _hooi(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, on_sweep=None):
+def _hooi(X: Tensor, blocks, tol: float, max_iter: int, seed: int, on_sweep=None):
     """Block-coordinate descent over the ``n`` blocks, each a HOOI of the residual of the others.
 
-    Returns ``C (u, n s)``, ``B (t, n s)``, ``G (K, n, s, s)`` and the relative errors
+    ``blocks = (n, so, si)``: each block has multilinear rank ``(so, si)`` in the
+    (output, input) channel modes (``so == si == s`` for the symmetric bottleneck).
+    Returns ``C (u, n so)``, ``B (t, n si)``, ``G (K, n, so, si)`` and the relative errors
     (initialisation first); ``on_sweep(sweep, error)`` is called after each entry.
     """
     import tensorly as tl
     from tensorly.decomposition import partial_tucker
 
     K, u, t = X.shape
-    su, st = min(s, u), min(s, t)
+    n, so, si = blocks
+    su, st = min(so, u), min(si, t)
     Xt = X.permute(1, 2, 0).contiguous()  # (u, t, K) for tensorly
     norm = torch.linalg.vector_norm(Xt)
     blocks: list = [None] * n  # (core (su, st, K), U (u, su), V (t, st))
@@ -78,9 +81,9 @@ def _hooi(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, on_sw
             if errors[-2] - errors[-1] < tol:
                 break
     # Assemble factors, zero-padding blocks whose rank was clipped to a channel dimension.
-    C = X.new_zeros(u, n, s)
-    B = X.new_zeros(t, n, s)
-    G = X.new_zeros(K, n, s, s)
+    C = X.new_zeros(u, n, so)
+    B = X.new_zeros(t, n, si)
+    G = X.new_zeros(K, n, so, si)
     for r, block in enumerate(blocks):
         if block is None:
             continue
@@ -88,4 +91,4 @@ def _hooi(X: Tensor, n: int, s: int, tol: float, max_iter: int, seed: int, on_sw
         C[:, r, :su] = U
         B[:, r, :st] = V
         G[:, r, :su, :st] = core.permute(2, 0, 1)
-    return C.reshape(u, n * s), B.reshape(t, n * s), G, errors
+    return C.reshape(u, n * so), B.reshape(t, n * si), G, errors

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gross.method.layers import GroSSConv2d, as_group_sizes, gross_layers
+from gross.method.layers import GroSSConv2d, as_group_sizes, as_widths, gross_layers, valid_group_sizes
 from gross.method.space import SearchSpace
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "num_configs",
     "planned_space",
     "skeleton",
+    "layer_widths",
     "decomposition_plan",
     "assemble",
     "btd_factors",
@@ -101,9 +102,22 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def _resolve_sizes(name: str, width: int, group_sizes) -> tuple[int, ...]:
+def layer_widths(name: str, conv: nn.Module, width) -> tuple[int, int]:
+    """``(w_in, w_out)`` of layer ``name`` from ``width`` (None, an int, a pair, or a mapping of those)."""
+    w = width.get(name) if isinstance(width, Mapping) else width
+    return as_widths(w, conv.in_channels, where=f"width[{name!r}]" if isinstance(width, Mapping) else "width")
+
+
+def _plain_width(widths: tuple[int, int]):
+    """The ``width`` argument for a layer: an int when symmetric (as before asymmetric widths), else the pair."""
+    return widths[0] if widths[0] == widths[1] else tuple(widths)
+
+
+def _resolve_sizes(name: str, width, group_sizes) -> tuple[int, ...]:
+    width, width_out = (width, width) if isinstance(width, int) else width
+    valid = valid_group_sizes(width, width_out)
     if group_sizes is None:
-        return default_group_sizes(width)
+        return tuple(s for s in default_group_sizes(width) if s in valid)
     if isinstance(group_sizes, Mapping):
         if name not in group_sizes:
             raise ValueError(f"no group sizes given for layer {name!r}; keys given: {sorted(group_sizes)}")
@@ -114,9 +128,15 @@ def _resolve_sizes(name: str, width: int, group_sizes) -> tuple[int, ...]:
                 f"group sizes {bad} do not divide the bottleneck width {width} of layer {name!r}; "
                 f"valid sizes are divisors of {width}, e.g. {default_group_sizes(width)}"
             )
+        bad = [s for s in sizes if s not in valid]
+        if bad:
+            raise ValueError(
+                f"group sizes {bad} of layer {name!r} give numbers of groups ({width} / size) that do not divide "
+                f"its bottleneck output width {width_out}: valid sizes for widths ({width}, {width_out}) are {valid}"
+            )
         return tuple(sorted(set(sizes)))
     given = as_group_sizes(group_sizes, "group_sizes")
-    sizes = tuple(sorted({s for s in given if s <= width and width % s == 0}))
+    sizes = tuple(sorted({s for s in given if s in valid}))
     if not sizes:
         raise ValueError(
             f"none of the group sizes {given} divides the bottleneck width {width} "
@@ -154,10 +174,15 @@ def decomposition_plan(model: nn.Module, group_sizes, layers, width,
     if not names:
         raise ValueError("the model has no decomposable convolution (ungrouped k×k nn.Conv2d after the first)")
     plan = []
+    if isinstance(width, Mapping):
+        modules = dict(model.named_modules())
+        unknown = [k for k in width if k not in modules]
+        if unknown:
+            raise ValueError(f"width names layer(s) {unknown} that are not in the model; its decomposable "
+                             f"layers are {decomposable_layers(model)}")
     for name in names:
         conv = model.get_submodule(name)
-        w = width.get(name) if isinstance(width, Mapping) else width
-        w = conv.in_channels if w is None else int(w)
+        w = _plain_width(layer_widths(name, conv, width))
         plan.append((name, conv, w, _resolve_sizes(name, w, group_sizes)))
     _check_unused(group_sizes, {p[0]: p[3] for p in plan}, {p[0]: p[2] for p in plan}, drop_unused)
     return plan
@@ -167,7 +192,7 @@ def decompose(
     model: nn.Module,
     group_sizes=None,
     layers: Sequence[str] | None = None,
-    width: int | Mapping[str, int] | None = None,
+    width: int | tuple[int, int] | Mapping[str, int | tuple[int, int]] | None = None,
     progress: bool | None = None,
     drop_unused: bool = False,
     **btd_options,
@@ -186,8 +211,11 @@ def decompose(
         A mapping: explicit sizes per layer name (each must divide that layer's width).
     layers : sequence of str, optional
         Which convolutions to decompose (default: every k×k conv except the first).
-    width : int or mapping, optional
-        Bottleneck width (default: each layer's input channels).
+    width : int, pair or mapping, optional
+        Bottleneck width (default: each layer's input channels); a pair ``(w_in, w_out)``
+        is an asymmetric bottleneck (``P: t → w_in``, grouped ``R: w_in → w_out`` with
+        ``w_in // s`` groups, ``Q: w_out → u``); a mapping gives one per layer name
+        (e.g. :data:`gross.method.structures.WANG_ET_AL`'s widths).
     progress : bool, optional
         A tqdm bar over the BTDs (one per layer and group size) showing the layer,
         group size, sweep and error: ``None`` shows it only when stderr is a
@@ -344,7 +372,7 @@ def num_configs(space: Mapping[str, Sequence[int]]) -> int:
 
 
 def planned_space(model: nn.Module, group_sizes=None, layers: Sequence[str] | None = None,
-                  width: int | Mapping[str, int] | None = None,
+                  width: int | tuple[int, int] | Mapping[str, int | tuple[int, int]] | None = None,
                   drop_unused: bool = False) -> "OrderedDict[str, tuple[int, ...]]":
     """The search space :func:`decompose` would give ``model`` (no decomposition is run).
 
@@ -353,19 +381,19 @@ def planned_space(model: nn.Module, group_sizes=None, layers: Sequence[str] | No
     out, widths = OrderedDict(), {}
     for name in decomposable_layers(model, layers):
         conv = model.get_submodule(name)
-        w = width.get(name) if isinstance(width, Mapping) else width
-        widths[name] = conv.in_channels if w is None else int(w)
+        widths[name] = _plain_width(layer_widths(name, conv, width))
         out[name] = _resolve_sizes(name, widths[name], group_sizes)
     _check_unused(group_sizes, out, widths, drop_unused)
     return out
 
 
-def skeleton(model: nn.Module, space: Mapping[str, Sequence[int]]) -> nn.Module:
+def skeleton(model: nn.Module, space: Mapping[str, Sequence[int]], width=None) -> nn.Module:
     """Replace the convolutions named in ``space`` by untrained GroSS layers (in place).
 
     The layers get the given group sizes and the convolution's shape but no BTD: the
     result is the architecture of a decomposed model, ready for ``load_state_dict``
-    of one saved after :func:`decompose` (bottleneck width = input channels).
+    of one saved after :func:`decompose` (bottleneck width: ``width`` as in
+    :func:`decompose`, default the input channels).
 
     Raises
     ------
@@ -374,8 +402,9 @@ def skeleton(model: nn.Module, space: Mapping[str, Sequence[int]]) -> nn.Module:
     """
     for name in decomposable_layers(model, list(space)):
         conv = model.get_submodule(name)
+        w = _plain_width(layer_widths(name, conv, width))
         layer = GroSSConv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                            _resolve_sizes(name, conv.in_channels, {name: space[name]}),
+                            _resolve_sizes(name, w, {name: space[name]}), width=w,
                             stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                             bias=conv.bias is not None)
         layer.name = name
@@ -395,7 +424,7 @@ def assemble(model: nn.Module, factors: Mapping[str, Mapping[int, Mapping]], wid
         The plain model the factors were computed from.
     factors : mapping of layer name to mapping of group size to dict
         ``{"P", "R", "Q", "error"}`` per size (a :func:`btd_layer_job` result).
-    width : int or mapping, optional
+    width : int, pair or mapping, optional
         Bottleneck width (default: each layer's input channels), as in :func:`decompose`.
 
     Returns
@@ -406,10 +435,9 @@ def assemble(model: nn.Module, factors: Mapping[str, Mapping[int, Mapping]], wid
     """
     for name in decomposable_layers(model, list(factors)):
         conv = model.get_submodule(name)
-        w = width.get(name) if isinstance(width, Mapping) else width
         per_size = {int(s): r for s, r in factors[name].items()}
         layer = GroSSConv2d.from_factors(conv, {s: (r["P"], r["R"], r["Q"]) for s, r in per_size.items()},
-                                         width=conv.in_channels if w is None else int(w))
+                                         width=_plain_width(layer_widths(name, conv, width)))
         layer.btd_errors = {s: float(r["error"]) for s, r in sorted(per_size.items())}
         layer.name = name
         _set_submodule(model, name, layer)

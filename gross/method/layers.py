@@ -14,6 +14,12 @@ the lowest-order weights ``P1, R1, Q1`` and the difference terms
 Switching ``layer.group_size`` selects the order used in the forward pass;
 only the terms of order ``≤ n`` are touched, so training at ``s_n`` also trains
 every lower order (they share those terms).
+
+Asymmetric bottleneck: ``width=(w_in, w_out)`` (the structure of Wang et al.
+[26], Table 4) makes ``P`` map ``t → w_in``, ``R`` map ``w_in → w_out`` with
+``groups = w_in // s`` and ``Q`` map ``w_out → u``; ``s`` must divide ``w_in``
+and ``w_out`` must be divisible by every number of groups ``w_in // s``.  An
+int ``width`` (the default, ``t``) is the paper's symmetric bottleneck.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from torch.nn.modules.utils import _pair
 
 from gross.method.expansion import expand_grouped_weight
 
-__all__ = ["GroSSConv2d", "gross_layers", "as_group_sizes"]
+__all__ = ["GroSSConv2d", "gross_layers", "as_group_sizes", "as_widths", "valid_group_sizes"]
 
 
 def as_group_sizes(sizes, where: str = "group_sizes") -> tuple[int, ...]:
@@ -57,19 +63,65 @@ def as_group_sizes(sizes, where: str = "group_sizes") -> tuple[int, ...]:
     return tuple(out)
 
 
-def _validate_group_sizes(group_sizes, width: int) -> tuple[int, ...]:
-    """Return ``group_sizes`` as an ascending tuple after checking it forms a valid series."""
+def as_widths(width, default: int, where: str = "width") -> tuple[int, int]:
+    """Bottleneck widths ``(w_in, w_out)`` from ``None`` (``default`` for both), an int or a pair.
+
+    ``where`` names the argument in the message (``"width['conv1_2']"``).
+    """
+    if width is None:
+        return int(default), int(default)
+    if isinstance(width, (str, bytes)):
+        raise ValueError(f"{where} must be a positive integer or a pair (in, out) of them, got {width!r}")
+    pair = tuple(width) if isinstance(width, Iterable) else (width, width)
+    if len(pair) != 2:
+        raise ValueError(f"{where} must be a positive integer or a pair (in, out) of them, got {width!r}")
+    out = []
+    for w in pair:
+        try:
+            if isinstance(w, bool):
+                raise TypeError
+            value = operator.index(w)
+        except TypeError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"{where} must be a positive integer or a pair (in, out) of them, got {width!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
+def valid_group_sizes(width: int, width_out: int | None = None) -> tuple[int, ...]:
+    """Group sizes a bottleneck ``width → width_out`` admits: divisors ``s`` of ``width`` with ``width_out % (width // s) == 0``."""
+    w_out = width if width_out is None else width_out
+    return tuple(d for d in range(1, width + 1) if width % d == 0 and w_out % (width // d) == 0)
+
+
+def _validate_group_sizes(group_sizes, width: int, width_out: int | None = None,
+                          name: str | None = None) -> tuple[int, ...]:
+    """Return ``group_sizes`` as an ascending tuple after checking it forms a valid series.
+
+    ``width_out`` (default ``width``) is the output width of ``R`` (asymmetric bottleneck);
+    ``name`` (a layer's) is quoted in the messages.
+    """
     sizes = list(as_group_sizes(group_sizes))
     if len(set(sizes)) != len(sizes):
         raise ValueError(f"group sizes must be distinct, got {tuple(sizes)}")
     sizes = tuple(sorted(sizes))
     divisors = tuple(d for d in range(1, width + 1) if width % d == 0)
+    where = f" of layer {name!r}" if name else ""
     for s in sizes:
         if width % s:
             raise ValueError(
-                f"group size {s} does not divide the bottleneck width {width}: "
+                f"group size {s} does not divide the bottleneck width {width}{where}: "
                 f"valid group sizes are the divisors of {width}: {divisors}"
             )
+    if width_out is not None and width_out != width:
+        for s in sizes:
+            if width_out % (width // s):
+                raise ValueError(
+                    f"group size {s}{where} gives {width // s} groups (width {width} / {s}), which do not "
+                    f"divide the bottleneck output width {width_out}: valid group sizes for widths "
+                    f"({width}, {width_out}) are {valid_group_sizes(width, width_out)}"
+                )
     for a, b in zip(sizes, sizes[1:]):
         if b % a:
             raise ValueError(
@@ -116,8 +168,10 @@ class GroSSConv2d(nn.Module):
     group_sizes : sequence of int
         Group sizes of the series; sorted ascending, each must divide
         ``width`` and the next size.
-    width : int, optional
-        Bottleneck width (channels of ``R``); defaults to ``in_channels``.
+    width : int or (int, int), optional
+        Bottleneck width (channels of ``R``); defaults to ``in_channels``.  A
+        pair ``(w_in, w_out)`` is an asymmetric bottleneck: ``R`` maps ``w_in``
+        to ``w_out`` channels with ``w_in // s`` groups.
     stride, padding, dilation : int, tuple or str
         Applied by ``R``, as in the original convolution.
     bias : bool
@@ -131,12 +185,14 @@ class GroSSConv2d(nn.Module):
         The series' group sizes, ascending.
     group_size : int
         Active group size (default: the largest).
+    width, width_out : int
+        Input and output widths of ``R`` (equal unless asymmetric).
     P1, R1, Q1 : Parameter
-        Lowest-order weights ``(width, t, 1, 1)``, ``(width, s1, kh, kw)``,
-        ``(u, width, 1, 1)``.
+        Lowest-order weights ``(width, t, 1, 1)``, ``(width_out, s1, kh, kw)``,
+        ``(u, width_out, 1, 1)``.
     p, r, q : nn.ParameterList
         Difference terms of orders 2..N (Eq. 6); ``r[i-2]`` has shape
-        ``(width, s_i, kh, kw)``.
+        ``(width_out, s_i, kh, kw)``.
     bias : Parameter or None
         Bias of ``Q`` (the original convolution's bias).
     btd_errors : dict of int to float
@@ -151,7 +207,7 @@ class GroSSConv2d(nn.Module):
         out_channels: int,
         kernel_size,
         group_sizes: Sequence[int],
-        width: int | None = None,
+        width: int | tuple[int, int] | None = None,
         stride=1,
         padding=0,
         dilation=1,
@@ -165,9 +221,7 @@ class GroSSConv2d(nn.Module):
         self.name: str | None = None
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
-        self.width = self.in_channels if width is None else int(width)
-        if self.width <= 0:
-            raise ValueError(f"width must be a positive integer, got {width!r}")
+        self.width, self.width_out = as_widths(width, self.in_channels)
         self.kernel_size = _pair(kernel_size)
         self.stride = _pair(stride)
         if isinstance(padding, str):
@@ -179,7 +233,7 @@ class GroSSConv2d(nn.Module):
         else:
             self.padding = _pair(padding)
         self.dilation = _pair(dilation)
-        self.group_sizes = _validate_group_sizes(group_sizes, self.width)
+        self.group_sizes = _validate_group_sizes(group_sizes, self.width, self.width_out)
         self._group_size = self.group_sizes[-1]
         self.btd_errors: dict[int, float] = {}
         self._cache: dict = {}
@@ -187,16 +241,17 @@ class GroSSConv2d(nn.Module):
         kh, kw = self.kernel_size
         s1 = self.group_sizes[0]
         self.P1 = nn.Parameter(torch.empty(self.width, self.in_channels, 1, 1, **factory))
-        self.R1 = nn.Parameter(torch.empty(self.width, s1, kh, kw, **factory))
-        self.Q1 = nn.Parameter(torch.empty(self.out_channels, self.width, 1, 1, **factory))
+        self.R1 = nn.Parameter(torch.empty(self.width_out, s1, kh, kw, **factory))
+        self.Q1 = nn.Parameter(torch.empty(self.out_channels, self.width_out, 1, 1, **factory))
         self.p = nn.ParameterList(
             [nn.Parameter(torch.empty(self.width, self.in_channels, 1, 1, **factory)) for _ in self.group_sizes[1:]]
         )
         self.r = nn.ParameterList(
-            [nn.Parameter(torch.empty(self.width, s, kh, kw, **factory)) for s in self.group_sizes[1:]]
+            [nn.Parameter(torch.empty(self.width_out, s, kh, kw, **factory)) for s in self.group_sizes[1:]]
         )
         self.q = nn.ParameterList(
-            [nn.Parameter(torch.empty(self.out_channels, self.width, 1, 1, **factory)) for _ in self.group_sizes[1:]]
+            [nn.Parameter(torch.empty(self.out_channels, self.width_out, 1, 1, **factory))
+             for _ in self.group_sizes[1:]]
         )
         if bias:
             self.bias = nn.Parameter(torch.empty(self.out_channels, **factory))
@@ -218,7 +273,7 @@ class GroSSConv2d(nn.Module):
         self.clear_cache()
 
     @classmethod
-    def from_factors(cls, conv: nn.Conv2d, factors: Mapping, width: int | None = None) -> "GroSSConv2d":
+    def from_factors(cls, conv: nn.Conv2d, factors: Mapping, width=None) -> "GroSSConv2d":
         """Build the series from given bottleneck weights at every group size (Eq. 6).
 
         Parameters
@@ -228,10 +283,11 @@ class GroSSConv2d(nn.Module):
             supplies shapes, stride, padding, dilation, bias, dtype and device.
         factors : mapping of int to (P, R, Q)
             For each group size ``s``: ``P (width, t, 1, 1)``,
-            ``R (width, s, kh, kw)`` and ``Q (u, width, 1, 1)``, e.g. a
+            ``R (width_out, s, kh, kw)`` and ``Q (u, width_out, 1, 1)``, e.g. a
             :func:`gross.method.btd.btd` result.  Differences are taken in float64.
-        width : int, optional
-            Bottleneck width; inferred from the factors when omitted.
+        width : int or (int, int), optional
+            Bottleneck width (or ``(width, width_out)``); inferred from the
+            factors (``P`` and ``R``) when omitted.
 
         Returns
         -------
@@ -248,18 +304,19 @@ class GroSSConv2d(nn.Module):
         first = factors[next(iter(factors))]
         if len(first) < 3:
             raise ValueError("each entry of factors must be a (P, R, Q) triple")
-        inferred = int(first[0].shape[0])
         if width is None:
-            width = inferred
-        sizes = _validate_group_sizes(list(factors), width)
-        expected = {"P": (width, t, 1, 1), "Q": (u, width, 1, 1)}
+            inferred = (int(first[0].shape[0]), int(first[1].shape[0]))
+            width = inferred if inferred[0] != inferred[1] else inferred[0]
+        w_in, w_out = as_widths(width, t)
+        sizes = _validate_group_sizes(list(factors), w_in, w_out)
+        expected = {"P": (w_in, t, 1, 1), "Q": (u, w_out, 1, 1)}
         terms = {}
         for s in sizes:
             entry = factors[s]
             if len(entry) < 3:
                 raise ValueError(f"factors[{s}] must be a (P, R, Q) triple")
             P, R, Q = (torch.as_tensor(x).detach().to(torch.float64) for x in entry[:3])
-            for label, x, shape in (("P", P, expected["P"]), ("R", R, (width, s, kh, kw)), ("Q", Q, expected["Q"])):
+            for label, x, shape in (("P", P, expected["P"]), ("R", R, (w_out, s, kh, kw)), ("Q", Q, expected["Q"])):
                 if tuple(x.shape) != shape:
                     raise ValueError(
                         f"factors[{s}].{label} has shape {tuple(x.shape)}, expected {shape} "
@@ -281,7 +338,7 @@ class GroSSConv2d(nn.Module):
             for i, (s_prev, s) in enumerate(zip(sizes, sizes[1:])):
                 P, R, Q = terms[s]
                 layer.p[i].copy_((P - P_prev).to(**target))
-                layer.r[i].copy_((R - expand_grouped_weight(R_prev, s_prev, s)).to(**target))
+                layer.r[i].copy_((R - expand_grouped_weight(R_prev, s_prev, s, in_channels=w_in)).to(**target))
                 layer.q[i].copy_((Q - Q_prev).to(**target))
                 P_prev, R_prev, Q_prev = P, R, Q
             if conv.bias is not None:
@@ -290,9 +347,7 @@ class GroSSConv2d(nn.Module):
         return layer
 
     @classmethod
-    def from_conv(
-        cls, conv: nn.Conv2d, group_sizes: Sequence[int], width: int | None = None, **btd_options
-    ) -> "GroSSConv2d":
+    def from_conv(cls, conv: nn.Conv2d, group_sizes: Sequence[int], width=None, **btd_options) -> "GroSSConv2d":
         """Decompose ``conv`` with BTD at every group size and build the series.
 
         Parameters
@@ -301,8 +356,10 @@ class GroSSConv2d(nn.Module):
             Ungrouped convolution with ``padding_mode='zeros'``.
         group_sizes : sequence of int
             Group sizes; each divides ``width`` and the next size.
-        width : int, optional
-            Bottleneck width; defaults to ``conv.in_channels``.
+        width : int or (int, int), optional
+            Bottleneck width; defaults to ``conv.in_channels``.  A pair
+            ``(w_in, w_out)``: asymmetric bottleneck, each BTD block of rank
+            ``(w_out / groups, s)``.
         **btd_options
             Passed to :func:`gross.method.btd.btd` (``tol``, ``max_iter``, ``seed``,
             ``method``, ``ridge``).
@@ -317,8 +374,12 @@ class GroSSConv2d(nn.Module):
         from gross.method.btd import btd as _run_btd  # imported lazily: heavy (tensorly) and optional for the layer itself
 
         _check_conv(conv)
-        width = None if width is None else operator.index(width)
-        sizes = _validate_group_sizes(group_sizes, conv.in_channels if width is None else width)
+        if width is not None:
+            w_in, w_out = as_widths(width, conv.in_channels)
+            width = w_in if w_in == w_out else (w_in, w_out)
+        else:
+            w_in = w_out = conv.in_channels
+        sizes = _validate_group_sizes(group_sizes, w_in, w_out)
         factors, errors = {}, {}
         weight = conv.weight.detach()
         for s in sizes:
@@ -373,7 +434,7 @@ class GroSSConv2d(nn.Module):
         for i in range(1, order):
             # Ψ_{s1→sn}(R1) + Σ Ψ_{si→sn}(r_i), accumulated by expanding step by step
             # (Ψ_{b→c} ∘ Ψ_{a→b} = Ψ_{a→c}), so each term is expanded only as far as needed.
-            R = expand_grouped_weight(R, sizes[i - 1], sizes[i]) + Rs[i]
+            R = expand_grouped_weight(R, sizes[i - 1], sizes[i], in_channels=self.width) + Rs[i]
         return _sum(Ps), R, _sum(Qs)
 
     def weights(self, s: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -392,7 +453,7 @@ class GroSSConv2d(nn.Module):
         Returns
         -------
         P, R, Q : Tensor
-            ``(width, t, 1, 1)``, ``(width, s, kh, kw)`` and ``(u, width, 1, 1)``.
+            ``(width, t, 1, 1)``, ``(width_out, s, kh, kw)`` and ``(u, width_out, 1, 1)``.
         """
         s = self._resolve(s)
         order = self.group_sizes.index(s) + 1
@@ -434,8 +495,8 @@ class GroSSConv2d(nn.Module):
         Returns
         -------
         nn.Sequential
-            ``Sequential(P=Conv2d(t, width, 1), R=Conv2d(width, width, k, groups=width // s),
-            Q=Conv2d(width, u, 1))`` holding detached copies of the weights
+            ``Sequential(P=Conv2d(t, width, 1), R=Conv2d(width, width_out, k, groups=width // s),
+            Q=Conv2d(width_out, u, 1))`` holding detached copies of the weights
             (same dtype and device), numerically equal to this layer at ``s``.
         """
         s = self._resolve(s)
@@ -444,11 +505,11 @@ class GroSSConv2d(nn.Module):
         factory = {"device": self.P1.device, "dtype": self.P1.dtype}
         conv_p = nn.utils.skip_init(nn.Conv2d, self.in_channels, self.width, 1, bias=False, **factory)
         conv_r = nn.utils.skip_init(
-            nn.Conv2d, self.width, self.width, self.kernel_size, stride=self.stride, padding=self.padding,
+            nn.Conv2d, self.width, self.width_out, self.kernel_size, stride=self.stride, padding=self.padding,
             dilation=self.dilation, groups=self.width // s, bias=False, **factory,
         )
         conv_q = nn.utils.skip_init(
-            nn.Conv2d, self.width, self.out_channels, 1, bias=self.bias is not None, **factory
+            nn.Conv2d, self.width_out, self.out_channels, 1, bias=self.bias is not None, **factory
         )
         conv_p.weight = nn.Parameter(P)
         conv_r.weight = nn.Parameter(R)
@@ -456,6 +517,16 @@ class GroSSConv2d(nn.Module):
         if self.bias is not None:
             conv_q.bias = nn.Parameter(self.bias.detach().clone())
         return nn.Sequential(OrderedDict(P=conv_p, R=conv_r, Q=conv_q))
+
+    @property
+    def widths(self) -> tuple[int, int]:
+        """``(width, width_out)``: input and output channels of ``R``."""
+        return self.width, self.width_out
+
+    @property
+    def widths_repr(self):
+        """``width`` (symmetric) or ``(width, width_out)`` (asymmetric), as the constructor takes it."""
+        return self.width if self.width == self.width_out else (self.width, self.width_out)
 
     # ---------------------------------------------------------- plumbing
     def _apply(self, fn, *args, **kwargs):
@@ -469,7 +540,7 @@ class GroSSConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         text = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, width={self.width}, "
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, width={self.widths_repr}, "
             f"group_sizes={self.group_sizes}, group_size={self._group_size}, stride={self.stride}"
         )
         if self.padding != (0, 0):

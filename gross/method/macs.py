@@ -22,6 +22,16 @@ convolution counted *as if* decomposed) costs ``P + R + Q``: ``P`` is a 1x1
 resolution (no bias) and ``Q`` a 1x1 ``width -> u`` convolution with the
 original bias. "G.Conv" MACs are those of the ``R`` layers alone.
 
+Asymmetric bottlenecks (``width = (w_in, w_out)``, the structure of Wang et al.
+[26]): ``P`` is ``t -> w_in``, ``R`` is ``w_in -> w_out`` with ``w_in / s`` groups
+(``s`` input channels per group) and ``Q`` is ``w_out -> u``. Only for comparison,
+``groups_from="input_channels"`` counts ``R`` as the GroSS authors' counter does
+(``utils/thop.py`` of ActiveVisionLab/GroSS: ``groups = t // s`` with ``t`` the
+*layer's* input channels and ``(w_in * w_out * k * k) // groups`` MACs per output
+pixel). The two rules agree whenever ``w_in = t`` (every symmetric row of Tables
+2-4); for the [26] rows of Table 4 the authors' rule gives the printed 1.16B, the
+correct count 1.42B / 1.43B (``docs/wang_et_al.md``).
+
 Counting needs no data: one forward pass of a zero tensor of batch size 1
 propagates the shapes (on the model's device; a model built on the ``meta``
 device is counted without any arithmetic).
@@ -42,9 +52,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from gross.method.decomposition import decomposable_layers, get_config, gross_layers, per_layer, set_config
-from gross.method.layers import GroSSConv2d
+from gross.method.layers import GroSSConv2d, as_widths, valid_group_sizes
 
 __all__ = [
+    "GROUPS_FROM",
     "MACs",
     "count_macs",
     "mac_table",
@@ -54,6 +65,11 @@ __all__ = [
 ]
 
 _COLUMNS = ["layer", "kind", "output_shape", "macs", "gconv"]
+
+#: Rules for the number of groups of ``R`` (see the module docstring): ``"width"`` (correct,
+#: ``w_in // s``, the default) and ``"input_channels"`` (the GroSS authors' counter,
+#: ``t // s``; for comparison with the paper's [26] figures only).
+GROUPS_FROM = ("width", "input_channels")
 
 
 class MACs(NamedTuple):
@@ -103,8 +119,9 @@ def _divisors(n: int) -> tuple[int, ...]:
     return tuple(d for d in range(1, n + 1) if n % d == 0)
 
 
-def _bottleneck_rows(name, in_shape, out_shape, t, u, width, s, kernel, bias):
-    """Rows for P, R, Q of one decomposed layer (shapes without batch dim)."""
+def _bottleneck_rows(name, in_shape, out_shape, t, u, widths, s, kernel, bias, groups_from="width"):
+    """Rows for P, R, Q of one decomposed layer (shapes without batch dim); ``widths = (w_in, w_out)``."""
+    width, width_out = widths
     in_hw = 1
     for v in in_shape[1:]:
         in_hw *= int(v)
@@ -112,43 +129,48 @@ def _bottleneck_rows(name, in_shape, out_shape, t, u, width, s, kernel, bias):
     for v in out_shape[1:]:
         out_hw *= int(v)
     p_shape = (width, *in_shape[1:])
-    r_shape = (width, *out_shape[1:])
+    r_shape = (width_out, *out_shape[1:])
+    if groups_from == "width":
+        r_macs = _conv_macs(width_out * out_hw, s, kernel, False)
+    else:  # the authors' utils/thop.py: groups = t // s, (w_in w_out k k) // groups per output pixel
+        k = 1
+        for v in kernel:
+            k *= int(v)
+        r_macs = (width * width_out * k // (t // s)) * out_hw
     return [
         (f"{name}.P", "P", p_shape, _conv_macs(width * in_hw, t, (1,), False), False),
-        (f"{name}.R", "R", r_shape, _conv_macs(width * out_hw, s, kernel, False), True),
-        (f"{name}.Q", "Q", tuple(out_shape), _conv_macs(u * out_hw, width, (1,), bias), False),
+        (f"{name}.R", "R", r_shape, r_macs, True),
+        (f"{name}.Q", "Q", tuple(out_shape), _conv_macs(u * out_hw, width_out, (1,), bias), False),
     ]
 
 
-def _resolve_widths(names: list[str], modules: Mapping[str, nn.Module], width) -> dict[str, int]:
+def _resolve_widths(names: list[str], modules: Mapping[str, nn.Module], width) -> dict[str, tuple[int, int]]:
+    """``name -> (w_in, w_out)``; a sequence gives one entry per layer, an entry an int or a pair."""
     if width is None:
-        return {n: modules[n].in_channels for n in names}
-    if isinstance(width, Mapping) or (isinstance(width, Sequence) and not isinstance(width, str)):
+        given = {}
+    elif isinstance(width, Mapping) or (isinstance(width, Sequence) and not isinstance(width, str)):
         given = per_layer(width, names, "width", kind="decomposable layers")
-        out = {n: int(given.get(n, modules[n].in_channels)) for n in names}
     else:
-        out = {n: int(width) for n in names}
-    bad = {n: w for n, w in out.items() if w < 1}
-    if bad:
-        raise ValueError(f"bottleneck widths must be positive integers, got {bad}")
-    return out
+        given = {n: width for n in names}
+    return {n: as_widths(given.get(n), modules[n].in_channels, where=f"width[{n!r}]") for n in names}
 
 
-def _resolve_plain_config(model: nn.Module, config, width) -> "OrderedDict[str, tuple[int, int]]":
-    """``name -> (group size, width)`` for the decomposable convs of a plain model."""
+def _resolve_plain_config(model: nn.Module, config, width) -> "OrderedDict[str, tuple[int, tuple[int, int]]]":
+    """``name -> (group size, (w_in, w_out))`` for the decomposable convs of a plain model."""
     names = decomposable_layers(model)
     modules = dict(model.named_modules())
     chosen = per_layer(config, names, "config", kind="decomposable layers", unit="group sizes")
     widths = _resolve_widths(names, modules, width)
-    out: "OrderedDict[str, tuple[int, int]]" = OrderedDict()
+    out: "OrderedDict[str, tuple[int, tuple[int, int]]]" = OrderedDict()
     for name, s in chosen.items():
-        s, w = int(s), widths[name]
-        if s < 1 or w % s:
+        s, (w, w_out) = int(s), widths[name]
+        if s < 1 or w % s or w_out % (w // s):
+            what = f"width {w}" if w == w_out else f"widths ({w}, {w_out})"
             raise ValueError(
-                f"group size {s} is not valid for layer {name!r} with bottleneck width {w}: "
-                f"allowed sizes are {_divisors(w)}"
+                f"group size {s} is not valid for layer {name!r} with bottleneck {what}: "
+                f"allowed sizes are {valid_group_sizes(w, w_out)}"
             )
-        out[name] = (s, w)
+        out[name] = (s, (w, w_out))
     return out
 
 
@@ -162,15 +184,17 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 # ----------------------------------------------------------------------------- counting
 
 
-def _collect_rows(model: nn.Module, input_size, as_if: Mapping[str, tuple[int, int]],
-                  linear_bias: bool) -> list[tuple]:
+def _collect_rows(model: nn.Module, input_size, as_if: Mapping[str, tuple],
+                  linear_bias: bool, groups_from: str = "width") -> list[tuple]:
     rows: list[tuple] = []
     handles = []
     bottleneck_children: dict[int, str] = {}
+    bottleneck_inputs: dict[int, int] = {}  # id(R) -> the bottleneck's input channels t (its P's)
     for name, module in model.named_modules():
         if is_bottleneck(module):
             for child, conv in module.named_children():
                 bottleneck_children[id(conv)] = child
+            bottleneck_inputs[id(module.R)] = module.P.in_channels
 
     def make_hook(name: str, module: nn.Module):
         def hook(mod, inputs, output):
@@ -180,17 +204,19 @@ def _collect_rows(model: nn.Module, input_size, as_if: Mapping[str, tuple[int, i
             out_numel = output.numel() // output.shape[0]
             if isinstance(mod, GroSSConv2d):
                 rows.extend(_bottleneck_rows(
-                    name, in_shape, out_shape, mod.in_channels, mod.out_channels, mod.width,
-                    mod.group_size, mod.kernel_size, mod.bias is not None))
+                    name, in_shape, out_shape, mod.in_channels, mod.out_channels, mod.widths,
+                    mod.group_size, mod.kernel_size, mod.bias is not None, groups_from))
             elif name in as_if:
                 s, w = as_if[name]
                 rows.extend(_bottleneck_rows(
                     name, in_shape, out_shape, mod.in_channels, mod.out_channels, w, s,
-                    mod.kernel_size, mod.bias is not None))
+                    mod.kernel_size, mod.bias is not None, groups_from))
             elif isinstance(mod, _ConvNd):
                 kind = bottleneck_children.get(id(mod), "conv")
                 macs = _conv_macs(out_numel, mod.in_channels // mod.groups, mod.kernel_size,
                                   mod.bias is not None)
+                if kind == "R" and groups_from != "width":
+                    macs = _authors_r_macs(mod, bottleneck_inputs[id(mod)], output)
                 rows.append((name, kind, out_shape, macs, kind == "R"))
             elif isinstance(mod, nn.Linear):
                 macs = out_numel * mod.in_features
@@ -215,6 +241,23 @@ def _collect_rows(model: nn.Module, input_size, as_if: Mapping[str, tuple[int, i
         for h in handles:
             h.remove()
     return rows
+
+
+def _authors_r_macs(conv: nn.Module, t: int, output) -> int:
+    """MACs of an exported ``R`` under the authors' rule (``groups = t // s``), ``t`` the layer's input channels."""
+    s = conv.in_channels // conv.groups
+    k = 1
+    for v in conv.kernel_size:
+        k *= int(v)
+    out_hw = output[0, 0].numel()
+    return (conv.in_channels * conv.out_channels * k // (t // s)) * out_hw
+
+
+def _check_groups_from(groups_from) -> str:
+    if groups_from not in GROUPS_FROM:
+        raise ValueError(f"groups_from must be one of {GROUPS_FROM} ('width': correct count, 'input_channels': "
+                         f"the GroSS authors' counter, for comparison only), got {groups_from!r}")
+    return groups_from
 
 
 def _forward_once(model: nn.Module, input_size: tuple[int, ...]) -> None:
@@ -244,7 +287,7 @@ def _forward_once(model: nn.Module, input_size: tuple[int, ...]) -> None:
 
 
 def mac_table(model: nn.Module, input_size=(3, 32, 32), config=None, width=None,
-              linear_bias: bool = False) -> pd.DataFrame:
+              linear_bias: bool = False, groups_from: str = "width") -> pd.DataFrame:
     """Per-layer MACs of ``model`` for one input of ``input_size``.
 
     Parameters
@@ -268,12 +311,21 @@ def mac_table(model: nn.Module, input_size=(3, 32, 32), config=None, width=None,
         One group size per decomposable/decomposed layer (in
         ``named_modules`` order), or ``{layer name: size}`` (layers not named
         keep their size; in a plain model, they stay undecomposed).
-    width : int, sequence or mapping, optional
+    width : int, pair, sequence or mapping, optional
         Bottleneck width(s) for a plain model counted at ``config``
-        (default: each layer's input channels). Ignored otherwise.
+        (default: each layer's input channels): one for every layer, or one
+        per layer (a sequence in layer order or ``{name: width}``); a width
+        is an int or a pair ``(w_in, w_out)`` (asymmetric bottleneck). A pair
+        given for every layer must be wrapped in a mapping or sequence (a bare
+        2-sequence is read per layer). Ignored otherwise.
     linear_bias : bool, default False
         Count one MAC per output element for the bias of ``nn.Linear``. The
         paper's figures do not (see the module docstring).
+    groups_from : {"width", "input_channels"}, default "width"
+        Number of groups of ``R``: ``w_in // s`` (correct) or, for comparison
+        with the paper's [26] figures only, the GroSS authors' ``t // s`` with
+        ``t`` the layer's input channels (module docstring). Identical unless
+        ``w_in != t``.
 
     Returns
     -------
@@ -293,7 +345,8 @@ def mac_table(model: nn.Module, input_size=(3, 32, 32), config=None, width=None,
         model.
     """
     input_size = _check_input_size(input_size)
-    as_if: Mapping[str, tuple[int, int]] = {}
+    groups_from = _check_groups_from(groups_from)
+    as_if: Mapping[str, tuple] = {}
     layers = gross_layers(model)
     restore = None
     if layers:
@@ -308,7 +361,7 @@ def mac_table(model: nn.Module, input_size=(3, 32, 32), config=None, width=None,
             )
         as_if = _resolve_plain_config(model, config, width)
     try:
-        rows = _collect_rows(model, input_size, as_if, linear_bias)
+        rows = _collect_rows(model, input_size, as_if, linear_bias, groups_from)
     finally:
         if restore is not None:
             set_config(model, restore)
@@ -319,7 +372,7 @@ def mac_table(model: nn.Module, input_size=(3, 32, 32), config=None, width=None,
 
 
 def count_macs(model: nn.Module, input_size=(3, 32, 32), config=None, width=None,
-               linear_bias: bool = False) -> MACs:
+               linear_bias: bool = False, groups_from: str = "width") -> MACs:
     """Total and grouped-convolution ("G.Conv") MACs of ``model``.
 
     Parameters are those of :func:`mac_table`.
@@ -337,7 +390,8 @@ def count_macs(model: nn.Module, input_size=(3, 32, 32), config=None, width=None
     >>> format_macs(count_macs(four_layer_net(), config=(32, 32, 32)).total)
     '5.09M'
     """
-    df = mac_table(model, input_size, config=config, width=width, linear_bias=linear_bias)
+    df = mac_table(model, input_size, config=config, width=width, linear_bias=linear_bias,
+                   groups_from=groups_from)
     return MACs(int(df["macs"].sum()), int(df.loc[df["gconv"], "macs"].sum()))
 
 
@@ -347,9 +401,9 @@ def count_macs(model: nn.Module, input_size=(3, 32, 32), config=None, width=None
 def bottleneck_model(model: nn.Module, config, width=None) -> nn.Module:
     """A copy of a plain model whose decomposable convolutions are P/R/Q bottlenecks.
 
-    Each decomposable conv becomes ``nn.Sequential(OrderedDict(P=Conv2d(t, width, 1,
-    bias=False), R=Conv2d(width, width, k, stride, padding, dilation,
-    groups=width // s, bias=False), Q=Conv2d(width, u, 1, bias=conv.bias is not
+    Each decomposable conv becomes ``nn.Sequential(OrderedDict(P=Conv2d(t, w_in, 1,
+    bias=False), R=Conv2d(w_in, w_out, k, stride, padding, dilation,
+    groups=w_in // s, bias=False), Q=Conv2d(w_out, u, 1, bias=conv.bias is not
     None)))`` -- the structure of an exported GroSS model -- with fresh random
     weights (only ``Q``'s bias is copied). Useful to check MAC counts and
     shapes without running any decomposition.
@@ -360,8 +414,8 @@ def bottleneck_model(model: nn.Module, config, width=None) -> nn.Module:
         Plain model (not modified).
     config : sequence of int or mapping
         Group sizes, as in :func:`mac_table`.
-    width : int, sequence or mapping, optional
-        Bottleneck widths (default: input channels).
+    width : int, pair, sequence or mapping, optional
+        Bottleneck widths (default: input channels), as in :func:`mac_table`.
 
     Returns
     -------
@@ -372,15 +426,15 @@ def bottleneck_model(model: nn.Module, config, width=None) -> nn.Module:
                          "for a model with GroSS layers")
     chosen = _resolve_plain_config(model, config, width)
     out = copy.deepcopy(model)
-    for name, (s, w) in chosen.items():
+    for name, (s, (w, w_out)) in chosen.items():
         conv = out.get_submodule(name)
         factory = dict(device=conv.weight.device, dtype=conv.weight.dtype)
         seq = nn.Sequential(OrderedDict([
             ("P", nn.Conv2d(conv.in_channels, w, 1, bias=False, **factory)),
-            ("R", nn.Conv2d(w, w, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            ("R", nn.Conv2d(w, w_out, conv.kernel_size, stride=conv.stride, padding=conv.padding,
                             dilation=conv.dilation, groups=w // s, bias=False,
                             padding_mode=conv.padding_mode, **factory)),
-            ("Q", nn.Conv2d(w, conv.out_channels, 1, bias=conv.bias is not None, **factory)),
+            ("Q", nn.Conv2d(w_out, conv.out_channels, 1, bias=conv.bias is not None, **factory)),
         ]))
         if conv.bias is not None:
             with torch.no_grad():

@@ -257,7 +257,7 @@ def _dense_weight(layer) -> torch.Tensor:
     s = layer.group_sizes[-1]
     with torch.no_grad():
         P, R, Q = layer.weights(s)
-        R_full = expand_grouped_weight(R, s, layer.width) if s != layer.width else R
+        R_full = expand_grouped_weight(R, s, layer.width, in_channels=layer.width) if s != layer.width else R
         return torch.einsum("uw,wvhk,vt->uthk", Q[:, :, 0, 0], R_full, P[:, :, 0, 0])
 
 

@@ -22,7 +22,7 @@ from gross.utils import atomic_save
 
 __all__ = ["btd_layer_job", "btd_jobs", "decompose_jobs"]
 
-def btd_layer_job(*, weight: str, group_size: int, width: int, seed: int = 0, options: Mapping | None = None) -> dict:
+def btd_layer_job(*, weight: str, group_size: int, width, seed: int = 0, options: Mapping | None = None) -> dict:
     """Job function (:class:`gross.runs.jobs.Job`): the BTD of one convolution at one group size.
 
     Parameters
@@ -30,7 +30,9 @@ def btd_layer_job(*, weight: str, group_size: int, width: int, seed: int = 0, op
     weight : str
         File holding the convolution's weight tensor (an input of the job, so its
         SHA-256 is part of the job's fingerprint).
-    group_size, width : int
+    group_size : int
+    width : int or [int, int]
+        Bottleneck width, or ``[w_in, w_out]`` for an asymmetric bottleneck.
     seed : int, default 0
         BTD seed (the same for every layer and size, as :func:`~gross.method.decomposition.decompose` uses).
     options : mapping, optional
@@ -44,15 +46,20 @@ def btd_layer_job(*, weight: str, group_size: int, width: int, seed: int = 0, op
         wall time in the job).
     """
     t0 = time.perf_counter()
-    result = btd(torch.load(weight, map_location="cpu", weights_only=True), int(group_size), width=int(width),
+    result = btd(torch.load(weight, map_location="cpu", weights_only=True), int(group_size), width=_width_arg(width),
                  seed=int(seed), **dict(options or {}))
     errors = list(result.errors)
     return {"P": result.P, "R": result.R, "Q": result.Q, "error": float(errors[-1]) if errors else float("nan"),
             "seconds": time.perf_counter() - t0}
 
 
+def _width_arg(width):
+    """``width`` of :func:`gross.method.btd.btd` from a job's plain data (an int, or a ``[w_in, w_out]`` list)."""
+    return int(width) if isinstance(width, (int, float, str)) else tuple(int(w) for w in width)
+
+
 def btd_jobs(model: nn.Module, directory, group_sizes=None, layers: Sequence[str] | None = None,
-             width: int | Mapping[str, int] | None = None, drop_unused: bool = False,
+             width=None, drop_unused: bool = False,
              **btd_options) -> list[tuple[str, int, object]]:
     """One :class:`gross.runs.jobs.Job` per (layer, group size) BTD that :func:`~gross.method.decomposition.decompose` would run.
 
@@ -75,7 +82,7 @@ def btd_jobs(model: nn.Module, directory, group_sizes=None, layers: Sequence[str
         if not path.exists() or not torch.equal(torch.load(path, weights_only=True), weight):
             atomic_save(weight, path)
         for s in sizes:
-            out.append((name, s, Job(btd_layer_job, {"group_size": s, "width": w, "seed": int(btd_options.get("seed", 0)),
+            out.append((name, s, Job(btd_layer_job, {"group_size": s, "width": w if isinstance(w, int) else list(w), "seed": int(btd_options.get("seed", 0)),
                                                       "options": options},
                                      name=f"{name}-s{s}", directory=directory, inputs={"weight": path})))
     return out

@@ -375,6 +375,9 @@ def _densify(net: nn.Module, names) -> dict:
     masks = {}
     for n in names:
         r = net.get_submodule(f"{n}.R")
+        if r.out_channels != r.in_channels:
+            raise ValueError(f"layer {n!r} has an asymmetric bottleneck (R: {r.in_channels} -> {r.out_channels} "
+                             f"channels): batched fine-tuning supports symmetric widths only; fine-tune it alone")
         width, s = r.in_channels, r.in_channels // r.groups
         mask = _block_mask(width, s, r.kernel_size, r.weight.dtype, r.weight.device)
         dense = nn.Conv2d(width, width, r.kernel_size, stride=r.stride, padding=r.padding, dilation=r.dilation,

@@ -63,6 +63,8 @@ import torch.nn.functional as F
 
 from gross.data import imagenet as inet
 from gross.method.decomposition import export, gross_layers, search_space, set_config, skeleton
+from gross.method.layers import GroSSConv2d
+from gross.method.macs import is_bottleneck
 from gross.search.evaluation import count_correct
 from gross.training.loop import Recipe, _recipe_dict, draw_config, group_size_sampler
 from gross.utils import atomic_save
@@ -193,15 +195,17 @@ class ShardSampler(torch.utils.data.Sampler):
 
 # ----------------------------------------------------------------------------- training
 def _trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:
-    if trainable == "gross":
+    if trainable in ("gross", "gross_all"):
         layers = gross_layers(model)
         if not layers:
             raise ValueError("GroSS fine-tuning needs a decomposed model (gross.data.imagenet.decompose_imagenet)")
         keep = {id(p) for layer in layers.values() for p in layer.parameters()}
+        if trainable == "gross_all":  # GroSS fine-tune of every weight (Table 4's [26] rows, the authors' schedule)
+            keep = {id(p) for p in model.parameters()}
     elif trainable == "all":
         keep = {id(p) for p in model.parameters()}
     else:
-        raise ValueError(f"trainable must be 'gross' or 'all', got {trainable!r}")
+        raise ValueError(f"trainable must be 'gross', 'gross_all' or 'all', got {trainable!r}")
     for p in model.parameters():
         p.requires_grad_(id(p) in keep)
     return [p for p in model.parameters() if p.requires_grad]
@@ -270,7 +274,8 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
     ----------
     model : nn.Module
         GroSS-decomposed (``trainable="gross"``: only the GroSS weights train, a random
-        configuration per step) or exported (``"all"``: every weight trains, the
+        configuration per step; ``"gross_all"``: the same with every weight training, the
+        [26] rows of Table 4) or exported (``"all"``: every weight trains, the
         individual fine-tune of a configuration).
     split : gross.data.imagenet.ImageFolderSplit
         Training images (random crop + flip).
@@ -303,7 +308,7 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
     params = _trainable(model, trainable)
     model.to(ctx.device)
     dtype = next(model.parameters()).dtype
-    layers = list(gross_layers(model).values()) if trainable == "gross" else []
+    layers = list(gross_layers(model).values()) if trainable in ("gross", "gross_all") else []
     space = [tuple(s) for s in search_space(model).values()] if layers else []
     run = _Run()
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
@@ -456,9 +461,26 @@ def describe_model(model: nn.Module, arch: dict, space=None, config=None) -> dic
     """
     space = search_space(model) if space is None else space
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    return {"arch": dict(arch), "space": {str(n): [int(s) for s in sizes] for n, sizes in space.items()},
+    widths = _bottleneck_widths(model)
+    extra = {"widths": widths} if widths else {}  # only non-default widths: other descriptions stay as they were
+    return {"arch": dict(arch), **extra, "space": {str(n): [int(s) for s in sizes] for n, sizes in space.items()},
             "config": None if config is None else [int(c) for c in config], "dtype": str(dtype).removeprefix("torch."),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+def _bottleneck_widths(model: nn.Module) -> dict:
+    """``{layer: [w_in, w_out]}`` of the decomposed (or exported) layers whose widths differ from ``(t, t)``."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, GroSSConv2d):
+            t, w = m.in_channels, m.widths
+        elif is_bottleneck(m):
+            t, w = m.P.in_channels, (m.P.out_channels, m.R.out_channels)
+        else:
+            continue
+        if w != (t, t):
+            out[str(name)] = [int(w[0]), int(w[1])]
+    return out
 
 
 def build_described(description: dict) -> nn.Module:
@@ -470,7 +492,8 @@ def build_described(description: dict) -> nn.Module:
         A description that lacks a key or does not fit the architecture it names.
     """
     try:
-        model = skeleton(inet.build(**description["arch"]), description["space"])
+        widths = {n: tuple(w) for n, w in description.get("widths", {}).items()}
+        model = skeleton(inet.build(**description["arch"]), description["space"], width=widths or None)
         if description["config"] is not None:
             model = export(model, tuple(description["config"]))
         dtype = description.get("dtype", "float32")
