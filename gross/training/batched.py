@@ -34,6 +34,13 @@ its CPU default, channels-last, differs in the last bits only) within 1e-10. Wha
 for NaN/inf once per epoch (no per-step host synchronisation), and models with batch
 norm must keep it in eval mode (``bn_eval=True``, as the CIFAR fine-tunes do).
 
+The pipeline trains its individual fine-tunes K at a time through :func:`finetune_many`
+(``[training] networks_at_once``, :func:`networks_at_once`; :func:`gross.pipeline.finetune.make_individuals`),
+with ``on_nonfinite="isolate"``: a network whose loss goes NaN is reported by name after the
+others finished. Each step feeds all K networks from one gather and one crop/flip
+(:func:`gross.data.stacked_batches`), the epoch's random draws of every network copied to the
+device once.
+
 Which path is used (``method="auto"``): ``vmap`` on CUDA, ``sequential`` (plain
 :mod:`gross.training.loop`, one network after the other) on CPU, where ``vmap`` over 8
 networks measured ~4x slower than sequential training on this project's 2-core
@@ -427,7 +434,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     data = data.to(device)
     dtype = next(iter(models[0].parameters())).dtype
     with torch.no_grad():  # probe the dropout input shapes
-        skel(next(batches(data.train, 1, mean=recipe.mean, std=recipe.std, device=device))[0])
+        skel(next(batches(data.train, 1, mean=recipe.mean, std=recipe.std, device=device))[0].to(dtype))
     stack = _Stack(models, recipes, device, trainable)
     masks = _grad_masks(grad_masks, stack, device, dtype)
     step = _step_fn(skel, drops)
@@ -462,6 +469,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
         if ckpt is not None and (epoch == recipe.epochs or (every and epoch % every == 0)):
             atomic_save(seal({"recipes": [_recipe_dict(r) for r in recipes], "stack": stack.state(),
                               "histories": histories, "epoch": epoch, "lr": lr}, _CKPT_FORMAT), ckpt)
+    stack.write_back(models)  # also when resumed from a finished run's checkpoint (no epoch ran)
     for m in models:
         m.eval()
     frames = [pd.DataFrame(h) for h in histories]
