@@ -142,3 +142,19 @@ def test_train_bases_sequential_equals_vmap(data):
     train_bases(a, data, recipes, method="sequential", device="cpu", channels_last=False)
     train_bases(b, data, recipes, method="vmap", device="cpu")
     assert max(_max_diff(x, y) for x, y in zip(a, b)) < 1e-10
+
+
+def test_memory_estimate_and_the_largest_k_that_fits():
+    from gross.training.batched import largest_k_that_fits, network_bytes, networks_at_once
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 32 * 32, 10))
+    weights = (3 * 4 * 9 + 4) + (4096 * 10 + 10)
+    outputs = 4096 + 4096 + 10  # conv, flatten, linear: one image
+    need = (4 * weights + 3 * outputs * 8) * 4  # float32, batch 8
+    assert network_bytes(net, 8) == need
+    assert largest_k_that_fits(net, 8, free_bytes=int(need * 10 / 0.8) + 1) == 10
+    with pytest.raises(ValueError, match="one network needs about"):
+        largest_k_that_fits(net, 8, free_bytes=need)
+    assert networks_at_once("auto", "cpu") == 1 and networks_at_once(3, "cpu") == 3
+    with pytest.raises(ValueError, match="positive integer"):
+        networks_at_once(0, "cuda")

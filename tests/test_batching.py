@@ -96,3 +96,43 @@ def test_batches_pass_the_augmentation_padding_through(padding):
     if padding == 4:  # offsets up to 8: some crops hold rows/columns 3..4 pixels deep into the zero border
         zero = (ref == 0).all(1)  # N x H x W: pixels from the border
         assert bool(zero[:, :4, :].all(2).any(1).logical_and(zero[:, 3, :].all(1)).any())
+
+
+def test_stacked_batches_are_each_networks_batches_in_one_op():
+    """K networks' batches from stacked_batches are each network's own draws (bit for bit against batches())."""
+    from gross.data import Split, epoch_draws, stacked_batches
+
+    g = torch.Generator().manual_seed(3)
+    split = Split(torch.randint(0, 256, (70, 3, 8, 8), dtype=torch.uint8, generator=g),
+                  torch.randint(0, 10, (70,), generator=g))
+    for augment, padding, flip, drop_last in [(True, 2, True, False), (True, 3, False, True), (False, 2, True, False)]:
+        seeds = [5, 6, 7]
+        alone = [list(D.batches(split, 32, shuffle=True, augment=False, generator=torch.Generator().manual_seed(s)))
+                 for s in seeds] if not augment else None
+        if augment:  # batches() augments with padding 2 and flips; other settings through epoch_draws + augment
+            alone = []
+            for s in seeds:
+                gen = torch.Generator().manual_seed(s)
+                order = torch.randperm(70, generator=gen)
+                stop = 64 if drop_last else 70
+                run = []
+                for start in range(0, stop, 32):
+                    idx = order[start:start + 32]
+                    xb = D.augment(split.images[idx], gen, padding=padding, flip=flip)
+                    run.append((D.normalize(xb), split.labels[idx]))
+                alone.append(run)
+        together = list(stacked_batches(split, 32, [torch.Generator().manual_seed(s) for s in seeds],
+                                        augment=augment, padding=padding, flip=flip, drop_last=drop_last))
+        assert len(together) == len(alone[0]) == (2 if drop_last else 3)
+        for step, (x, y) in enumerate(together):
+            assert x.shape[0] == 3 and x.dtype == torch.float32
+            for k in range(3):
+                assert torch.equal(y[k], alone[k][step][1])
+                assert torch.allclose(x[k], alone[k][step][0], rtol=0, atol=1e-6)
+    plain = list(D.batches(split, 32, shuffle=True, augment=True, generator=torch.Generator().manual_seed(9)))
+    (x, y), *_ = stacked_batches(split, 32, [torch.Generator().manual_seed(9)])
+    assert torch.equal(x[0], plain[0][0]) and torch.equal(y[0], plain[0][1])  # batches()' own arithmetic
+    order, oy, ox, flips = epoch_draws(70, 32, torch.Generator().manual_seed(1))
+    assert sorted(order.tolist()) == list(range(70)) and oy.shape == ox.shape == flips.shape == (70,)
+    with pytest.raises(ValueError, match="in-memory Split"):
+        next(stacked_batches([1, 2], 32, [g]))

@@ -6,6 +6,7 @@ fine-tune itself makes, and a step called with the verbs' results must write wha
 writes, without training anything again.
 """
 
+import copy
 import shutil
 
 import pandas as pd
@@ -138,3 +139,199 @@ def test_sampler_is_the_loops():
     opt = loop._Optim(job, rec, torch.device("cpu"))
     ours = torch.Generator().manual_seed(rec.seed + loop.SAMPLER_SEED_OFFSET)
     assert torch.equal(opt.sampler.get_state(), ours.get_state())
+
+
+# ----------------------------------------------------------------------------- K networks at once
+# Individual fine-tunes of three configurations at two repeats (different seeds: data order,
+# augmentation, dropout), 3 epochs with the learning rate decayed after epoch 2, batches of 96 of the
+# 256 training images (two full batches and one of 64), all in float64. ``networks_at_once = 3``
+# forces the K-at-once path on this CPU (where "auto" picks one at a time).
+CONFIGS = [(32, 32, 64), (4, 8, 16), (1, 2, 4)]
+AT_ONCE = [((32, 32, 64), 0), ((4, 8, 16), 0), ((1, 2, 4), 1)]  # one K-run: three configurations, two seeds
+
+
+@pytest.fixture
+def float64_finetunes(monkeypatch):
+    """The pipeline's fine-tunes in float64 with batches of 96; returns where the trained networks go."""
+    import gross.training.batched as batched
+
+    original_decompose, original_recipe = finetune.gross_decompose, finetune.recipe
+    monkeypatch.setattr(finetune, "gross_decompose", lambda *a, **k: original_decompose(*a, **k).double())
+    monkeypatch.setattr(finetune, "recipe", lambda *a, **k: original_recipe(*a, **k).replace(batch_size=96))
+    nets = {"one": {}, "many": []}
+    one, many = loop.finetune_config, batched.finetune_many
+
+    def one_at_a_time(model, config, data, rec, **kwargs):
+        net, history = one(model, config, data, rec, **kwargs)
+        nets["one"][(tuple(config), rec.seed)] = net
+        return net, history
+
+    def at_once(models, configs, data, recipes, **kwargs):
+        out = many(models, configs, data, recipes, **kwargs)
+        nets["many"].append(dict(zip([(tuple(c), r.seed) for c, r in zip(configs, recipes)], out[0])))
+        return out
+
+    monkeypatch.setattr(loop, "finetune_config", one_at_a_time)
+    monkeypatch.setattr(batched, "finetune_many", at_once)
+    torch.set_default_dtype(torch.float64)
+    yield nets
+    torch.set_default_dtype(torch.float32)
+
+
+def _same_payload(a, b):
+    for key in ("model", "config", "repeat", "kind", "epochs", "val_acc", "test_acc", "no_finetune_val_acc",
+                "history_val_acc"):
+        assert a[key] == b[key], key
+
+
+def _drop(runs, items):
+    for c, r in items:
+        (runs / "smoke" / finetune.true_path("four_layer", c, r)).unlink()
+
+
+def _max_diff(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return max(float((sa[k] - sb[k]).abs().max()) for k in sa)
+
+
+def test_k_at_once_equals_one_at_a_time_through_the_pipeline(runs, float64_finetunes):
+    pairs = [(c, r) for c in CONFIGS for r in (0, 1)]
+    one = finetune.true_accuracies(_smoke(four_layer__config_epochs=3, networks_at_once=1), "four_layer", CONFIGS,
+                                   [0, 1])
+    one_env = {k: store.Store(_smoke()).read(finetune.true_path("four_layer", *k)) for k in pairs}
+    assert len(float64_finetunes["one"]) == 6 and float64_finetunes["many"] == []
+    _drop(runs, pairs)
+    many = finetune.true_accuracies(_smoke(four_layer__config_epochs=3, networks_at_once=3), "four_layer", CONFIGS,
+                                    [0, 1])
+    assert [len(run) for run in float64_finetunes["many"]] == [3, 3]  # two runs of 3 networks at once
+    together = {k: v for run in float64_finetunes["many"] for k, v in run.items()}
+    for c, r in pairs:
+        _same_payload(one[(c, r)], many[(c, r)])
+        assert len(many[(c, r)]["history_val_acc"]) == 3
+        env = store.Store(_smoke()).read(finetune.true_path("four_layer", c, r))
+        assert env["settings"] == one_env[(c, r)]["settings"]  # the artefact a single run writes
+        assert env["fingerprint"] == one_env[(c, r)]["fingerprint"]
+        a, b = float64_finetunes["one"][(c, r)], together[(c, r)]
+        assert next(a.parameters()).dtype == next(b.parameters()).dtype == torch.float64
+        assert a.conv2.R.groups == b.conv2.R.groups == 32 // c[0]  # grouped again after packing
+        assert _max_diff(a, b) <= 1e-10
+    alone = float64_finetunes["one"]
+    assert _max_diff(alone[((4, 8, 16), 0)], alone[((4, 8, 16), 1)]) > 1e-6  # seeds differ
+
+
+def test_killed_k_run_resumes_and_memory_splits(runs, monkeypatch, float64_finetunes):
+    import gross.training.batched as batched
+
+    cfg = _smoke(four_layer__config_epochs=3, networks_at_once=3)
+    configs, repeats = [c for c, _ in AT_ONCE], [r for _, r in AT_ONCE]
+    reference = finetune.make_individuals(cfg, "four_layer", configs, repeats)
+    _drop(runs, AT_ONCE)
+    shutil.rmtree(runs / "smoke" / "checkpoints" / "true")  # else the run below resumes the finished one
+    original, calls = batched._history_row, []
+
+    def killed_in_epoch_3(*args):
+        calls.append(1)
+        if len(calls) > 6:  # 3 networks x 2 epochs done and checkpointed
+            raise KeyboardInterrupt("killed")
+        return original(*args)
+
+    monkeypatch.setattr(batched, "_history_row", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        finetune.make_individuals(cfg, "four_layer", configs, repeats)
+    ckpt = list((runs / "smoke" / "checkpoints" / "true").glob("four_layer_config_x3_*.pt"))
+    assert len(ckpt) == 1 and batched.read_checkpoint(ckpt[0])["epoch"] == 2
+    after = []
+    monkeypatch.setattr(batched, "_history_row", lambda *args: after.append(1) or original(*args))
+    resumed = finetune.make_individuals(cfg, "four_layer", configs, repeats)
+    assert len(after) == 3  # the resumed run trained epoch 3 only, of the 3 networks
+    for ref, res in zip(reference, resumed):
+        _same_payload(ref, res)
+
+    # more networks than fit: a chunk that runs out of memory is halved; finished chunks are stored
+    _drop(runs, AT_ONCE)
+    sizes, many = [], batched.finetune_many
+
+    def small_gpu(models, *args, **kwargs):
+        sizes.append(len(models))
+        if len(models) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return many(models, *args, **kwargs)
+
+    monkeypatch.setattr(batched, "finetune_many", small_gpu)
+    for ref, res in zip(reference, finetune.make_individuals(cfg, "four_layer", configs, repeats)):
+        _same_payload(ref, res)
+    assert sizes == [3, 2, 1, 1, 1]
+
+    def no_gpu(models, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(batched, "finetune_many", no_gpu)
+    _drop(runs, AT_ONCE[2:])
+    with pytest.raises(RuntimeError, match=r"four_layer config 1-2-4 repeat 1: one network alone does not fit"):
+        finetune.make_individuals(cfg, "four_layer", configs, repeats)
+
+
+def test_a_diverging_network_is_named_and_spoils_none_of_the_others(runs, monkeypatch, float64_finetunes):
+    cfg = _smoke(four_layer__config_epochs=2, networks_at_once=3)
+    alone = [finetune.true_accuracy(_smoke(four_layer__config_epochs=2), "four_layer", *k) for k in AT_ONCE[:2]]
+    _drop(runs, AT_ONCE[:2])
+    inputs = finetune._individual_inputs
+
+    def poisoned(cfg_, name, config, repeat, kind):  # the 1-2-4 network starts with a NaN weight
+        rec, init, data, no_ft = inputs(cfg_, name, config, repeat, kind)
+        if tuple(config) == (1, 2, 4):
+            init = copy.deepcopy(init)
+            with torch.no_grad():
+                init.conv3.P1[0, 0, 0, 0] = float("nan")
+        return rec, init, data, no_ft
+
+    monkeypatch.setattr(finetune, "_individual_inputs", poisoned)
+    with pytest.raises(loop.TrainingDivergedError, match=r"four_layer config 1-2-4 repeat 1 \(epoch 1\)"):
+        finetune.make_individuals(cfg, "four_layer", [c for c, _ in AT_ONCE], [r for _, r in AT_ONCE])
+    for k, ref in zip(AT_ONCE[:2], alone):  # the others finished and were stored, equal to their runs alone
+        _same_payload(ref, finetune.true_accuracy(cfg, "four_layer", *k))
+    assert not (runs / "smoke" / finetune.true_path("four_layer", *AT_ONCE[2])).exists()
+
+
+def test_networks_at_once_setting():
+    from gross.training.batched import AUTO_NETWORKS, networks_at_once
+
+    assert finetune.networks_at_once(_smoke()) == 1  # "auto" on CPU: one at a time
+    assert finetune.networks_at_once(_smoke(networks_at_once=5)) == 5
+    assert networks_at_once("auto", "cuda") == AUTO_NETWORKS
+    for bad in (0, "many"):
+        with pytest.raises(ValueError, match="networks_at_once"):
+            _smoke(networks_at_once=bad)
+    with pytest.raises(ValueError, match="'auto' or a positive integer"):
+        networks_at_once(2.5, "cpu")
+
+
+def test_precision_settings_are_cuda_only_and_restore_the_flags():
+    from gross.pipeline.common import precision as profile_precision
+    from gross.training.batched import precision
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    cfg = _smoke(tf32=True, bf16=True)
+    with profile_precision(cfg):  # CPU: nothing changes, the keys are not read (no part of CPU fingerprints)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+        assert not torch.is_autocast_enabled("cuda")
+    assert "training.tf32" not in cfg.keys_read and "training.bf16" not in cfg.keys_read
+    assert config.load("paper")["training"]["tf32"] is False and config.load("paper")["training"]["bf16"] is False
+    with pytest.raises(ValueError, match="tf32 must be True or False"):
+        with precision("cpu", tf32="yes"):
+            pass
+    import gross.pipeline.common as common
+    import gross.training.batched as batched
+
+    seen = []
+    with pytest.MonkeyPatch.context() as mp:  # on CUDA the keys are read and passed on
+        mp.setattr(common, "resolve_device", lambda cfg: torch.device("cuda"))
+        mp.setattr(batched, "precision", lambda device, **kw: seen.append((device.type, kw)))
+        profile_precision(cfg)
+    assert seen == [("cuda", {"tf32": True, "bf16": True})]
+    assert {"training.tf32", "training.bf16"} <= set(cfg.keys_read)
+    if torch.cuda.is_available():
+        with precision("cuda", tf32=True, bf16=True):
+            assert torch.backends.cudnn.allow_tf32 and torch.is_autocast_enabled("cuda")
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before

@@ -209,3 +209,32 @@ def test_a_write_while_another_run_holds_the_folder_refuses_naming_it(cfg, monke
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_make_many_stores_each_artefact_as_make_would(cfg):
+    s = st.Store(cfg)
+    alone = s.make("one/a.json", lambda: {"v": cfg["seed"] + cfg["four_layer"]["btd_tol"]}, "02_finetuning")
+    asked = []
+
+    def compute(missing):
+        asked.append(list(missing))
+        return {n: {"v": cfg["seed"] + cfg["four_layer"]["btd_tol"], "name": n} for n in missing}
+
+    with st.watch() as made:
+        out = s.make_many(["many/a.json", "many/b.json", "one/a.json"], compute, "02_finetuning")
+    assert asked == [["many/a.json", "many/b.json"]] and made == ["many/a.json", "many/b.json"]  # one/a is fresh
+    assert out[2] == alone and out[0]["v"] == alone["v"] and out[1]["name"] == "many/b.json"
+    for name in ("many/a.json", "many/b.json"):
+        assert s.read(name)["settings"] == s.read("one/a.json")["settings"]  # the settings one make records
+    assert s.make_many(["many/b.json"], compute, "02_finetuning")[0]["name"] == "many/b.json" and len(asked) == 1
+
+    def half_done(missing):
+        raise st.PartialResults({missing[0]: {"v": 1}}, FloatingPointError("network b diverged"))
+
+    with pytest.raises(FloatingPointError, match="network b diverged"):
+        s.make_many(["p/a.json", "p/b.json"], half_done, "02_finetuning")
+    assert s.path("p/a.json").exists() and not s.path("p/b.json").exists()  # the finished one is kept
+    with pytest.raises(ValueError, match="no payload for"):
+        s.make_many(["q/a.json", "q/b.json"], lambda missing: {missing[0]: {"v": 1}}, "02_finetuning")
+    with pytest.raises(ValueError, match="not asked for"):
+        s.make_many(["r/a.json"], lambda missing: {"r/zzz.json": {"v": 1}}, "02_finetuning")

@@ -34,7 +34,7 @@ from pathlib import Path
 from gross.data import batching as _batching
 from gross.data import cifar as _cifar
 from gross.data import datasets as _datasets
-from gross.data.batching import augment, batches, normalize  # noqa: F401  (re-exported)
+from gross.data.batching import augment, batches, epoch_draws, normalize, stacked_batches  # noqa: F401  (re-exported)
 from gross.data.cifar import cifar10  # noqa: F401
 from gross.data.datasets import (CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, Dataset,  # noqa: F401
                        Split, subset, synthetic)

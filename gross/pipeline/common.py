@@ -35,6 +35,8 @@ __all__ = [
     "uniform",
     "uniform_configs",
     "executor",
+    "networks_at_once",
+    "precision",
     "artefact_job",
     "artefact_jobs",
     "fan_out",
@@ -248,6 +250,32 @@ def executor(cfg: Mapping):
     if settings.name == "serial":
         settings = dataclasses.replace(settings, threads=torch.get_num_threads())
     return settings
+
+
+def networks_at_once(cfg: Mapping) -> int:
+    """How many individual fine-tunes train at once (``training.networks_at_once`` on the profile's device).
+
+    ``"auto"``: :data:`gross.training.batched.AUTO_NETWORKS` on CUDA, 1 on CPU
+    (:func:`gross.training.batched.networks_at_once`). In :data:`gross.runs.config.NO_EFFECT`:
+    K at once computes what one at a time computes.
+    """
+    from gross.training.batched import networks_at_once as _resolve
+
+    return _resolve(cfg["training"]["networks_at_once"], resolve_device(cfg))
+
+
+def precision(cfg: Mapping):
+    """Context of the profile's reduced precision for training (``training.tf32`` / ``training.bf16``).
+
+    CUDA only (:func:`gross.training.batched.precision`): on a CPU device the keys are not read,
+    so they are no part of the CPU artefacts' settings; on CUDA they are (they change numbers).
+    """
+    from gross.training.batched import precision as _precision
+
+    device = resolve_device(cfg)
+    if device.type != "cuda":
+        return _precision(device)
+    return _precision(device, tf32=cfg["training"]["tf32"], bf16=cfg["training"]["bf16"])
 
 
 def artefact_job(*, cfg: Mapping, target: str, args: Sequence, seed: int = 0) -> dict:

@@ -34,8 +34,9 @@ import torch
 from gross.method.decomposition import gross_layers, search_space
 from gross.search.evaluation import accuracy
 from gross.method.space import config_str
-from gross.pipeline.common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats, prepare_data,
-                     recipe, resolve_device, true_repeats, uniform, uniform_configs)
+from gross.pipeline.common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats,
+                                   networks_at_once, precision, prepare_data, recipe, resolve_device, true_repeats,
+                                   uniform, uniform_configs)
 from gross.pipeline.decomposition import gross_decompose, gross_payload, load_gross, tuned_path
 from gross.pipeline.outputs import StepResult, step
 from gross.runs.store import Store
@@ -43,7 +44,8 @@ from gross.training.loop import draw_config, group_size_sampler
 
 __all__ = ["search_space_table", "sampled_configs", "schedules", "finetune_gross",
            "gross_histories", "finetuning_curves", "finetune_gross_models", "uniform_accuracies",
-           "uniform_before_after", "true_path", "true_accuracy", "true_accuracies", "partial_is_prefix",
+           "uniform_before_after", "true_path", "true_accuracy", "true_accuracies", "make_individuals",
+           "partial_is_prefix",
            "uniform_finetunes", "individual_finetunes"]
 
 def _gross_recipe(cfg: Mapping, name: str, repeat: int):
@@ -259,21 +261,136 @@ def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS,
     return StepResult(tables={"uniform_before_after": accuracies})
 
 
-def _individual(cfg: Mapping, store: Store, name: str, config: tuple, repeat: int, kind: str) -> dict:
-    from gross.training.loop import finetune_config
-
+def _individual_inputs(cfg: Mapping, name: str, config: tuple, repeat: int, kind: str):
+    """Recipe, GroSS model, data and pre-fine-tune accuracy of one individual fine-tune."""
     rec = recipe(cfg, name, kind, seed=int(cfg["seed"]) + int(repeat))
     init = gross_decompose(cfg, name, int(repeat) % n_repeats(cfg, name), compute=False)
     data = prepare_data(cfg, name)
     no_ft = evaluate(cfg, init, data, "val", config=config)
-    label = "-".join(map(str, config))
-    net, history = finetune_config(init, config, data, rec, run_dir=store.root / "checkpoints" / "true",
-                                   resume=True, device=resolve_device(cfg),
-                                   name=f"{name}_{kind}_{label}_r{repeat}_{store.fingerprint_so_far()}",
-                                   progress=False)
+    return rec, init, data, no_ft
+
+
+def _individual_payload(cfg: Mapping, name: str, config: tuple, repeat: int, kind: str, rec, data, net, history,
+                        no_ft: float) -> dict:
     return {"model": name, "config": list(config), "repeat": int(repeat), "kind": kind, "epochs": rec.epochs,
             "val_acc": evaluate(cfg, net, data, "val"), "test_acc": evaluate(cfg, net, data, "test"),
             "no_finetune_val_acc": no_ft, "history_val_acc": [float(v) for v in history["val_acc"]]}
+
+
+def _individual(cfg: Mapping, store: Store, name: str, config: tuple, repeat: int, kind: str) -> dict:
+    from gross.training.loop import finetune_config
+
+    rec, init, data, no_ft = _individual_inputs(cfg, name, config, repeat, kind)
+    label = "-".join(map(str, config))
+    with precision(cfg):
+        net, history = finetune_config(init, config, data, rec, run_dir=store.root / "checkpoints" / "true",
+                                       resume=True, device=resolve_device(cfg),
+                                       name=f"{name}_{kind}_{label}_r{repeat}_{store.fingerprint_so_far()}",
+                                       progress=False)
+    return _individual_payload(cfg, name, config, repeat, kind, rec, data, net, history, no_ft)
+
+
+def _label(name: str, config: tuple, repeat: int, kind: str) -> str:
+    return f"{name} {kind} {'-'.join(map(str, config))} repeat {repeat}"
+
+
+def _individuals_at_once(cfg: Mapping, store: Store, name: str, items: Sequence[tuple], kind: str) -> dict:
+    """Train the individual fine-tunes ``items`` (``(config, repeat)``) at once; ``{artefact: payload}``.
+
+    :func:`gross.training.batched.finetune_many` trains them as :func:`_individual` trains
+    each alone (own seed, data order, dropout, schedule); one checkpoint holds them all
+    (``checkpoints/true/<name>_<kind>_x<K>_<hash>_<fingerprint>.pt``, resumed). A network whose
+    loss goes NaN/inf is named in a :class:`gross.training.loop.TrainingDivergedError` after
+    the others are returned (:class:`gross.runs.store.PartialResults`). Trained under the
+    profile's precision (:func:`gross.pipeline.common.precision`), as :func:`_individual`.
+    """
+    from gross.runs.store import PartialResults
+    from gross.training.batched import NetworksDivergedError, finetune_many
+    from gross.training.loop import TrainingDivergedError
+    from gross.utils.hashing import digest
+
+    inputs = [_individual_inputs(cfg, name, c, r, kind) for c, r in items]
+    recipes, models, data = [i[0] for i in inputs], [i[1] for i in inputs], inputs[0][2]
+    tag = digest([[list(c), int(r)] for c, r in items], 10)
+    diverged = None
+    try:
+        with precision(cfg):
+            nets, histories = finetune_many(models, [c for c, _ in items], data, recipes,
+                                            device=resolve_device(cfg),
+                                            run_dir=store.root / "checkpoints" / "true", resume=True,
+                                            name=f"{name}_{kind}_x{len(items)}_{tag}_{store.fingerprint_so_far()}",
+                                            on_nonfinite="isolate")
+    except NetworksDivergedError as exc:
+        nets, histories, diverged = exc.nets, exc.histories, exc
+    bad = set(diverged.indices) if diverged is not None else set()
+    payloads = {true_path(name, c, r, kind): _individual_payload(cfg, name, c, r, kind, inputs[i][0], data, nets[i],
+                                                                 histories[i], inputs[i][3])
+                for i, (c, r) in enumerate(items) if i not in bad}
+    if diverged is not None:
+        which = ", ".join(f"{_label(name, *items[i], kind)} (epoch {e})" for i, e in zip(diverged.indices,
+                                                                                      diverged.epochs))
+        raise PartialResults(payloads, TrainingDivergedError(
+            f"individual fine-tunes diverged (training loss NaN/inf): {which}; they were trained {len(items)} at "
+            f"once and the other {len(items) - len(bad)} finished and were stored. Lower the learning rate or "
+            "check the decomposition, then run the step again"))
+    return payloads
+
+
+def _memory_cap(cfg: Mapping, name: str, items: Sequence[tuple], kind: str) -> int:
+    """Most networks of ``items`` trained at once in the free memory of the profile's GPU (all of them on CPU)."""
+    device = resolve_device(cfg)
+    if device.type != "cuda":
+        return len(items)
+    from gross.method.decomposition import export
+    from gross.training.batched import largest_k_that_fits
+
+    model = gross_decompose(cfg, name, int(items[0][1]) % n_repeats(cfg, name), compute=False)
+    dense = tuple(max(s) for s in search_space(model).values())  # packed networks hold dense R's
+    net = export(model, dense).to(device)
+    free = torch.cuda.mem_get_info(device)[0]
+    return min(len(items), largest_k_that_fits(net, recipe(cfg, name, kind).batch_size, free))
+
+
+def make_individuals(cfg: Mapping, name: str, configs: Sequence, repeats: Sequence[int],
+                     kind: str = "config") -> list[dict]:
+    """Individual fine-tunes of ``configs[i]`` at ``repeats[i]``, trained several at once, stored.
+
+    Each artefact is :func:`true_path` with the payload and settings :func:`true_accuracy`
+    writes alone (:meth:`gross.runs.store.Store.make_many`); stored ones are loaded. On a
+    GPU the networks are split into chunks that fit its free memory
+    (:func:`gross.training.batched.largest_k_that_fits`), and a chunk that still runs out of
+    memory is halved and retried; finished chunks are stored first, so nothing finished is
+    lost. Returns the payloads in order.
+    """
+    from gross.pipeline.common import _check_name
+
+    _check_name(name)
+    items = [(tuple(int(s) for s in c), int(r)) for c, r in zip(configs, repeats)]
+    if len(items) != len(configs) or len(items) != len(repeats) or not items:
+        raise ValueError(f"make_individuals needs one repeat per configuration and at least one, got "
+                         f"{len(configs)} configurations and {len(repeats)} repeats")
+    store = Store(cfg)
+    cap = _memory_cap(cfg, name, items, kind)
+    chunks = [items[i:i + cap] for i in range(0, len(items), cap)]
+    results = {}
+    while chunks:
+        chunk = chunks.pop(0)
+        paths = [true_path(name, c, r, kind) for c, r in chunk]
+        by_path = dict(zip(paths, chunk))
+        try:
+            payloads = store.make_many(paths, lambda missing: _individuals_at_once(
+                cfg, store, name, [by_path[p] for p in missing], kind), NOTEBOOKS["finetuning"])
+        except torch.OutOfMemoryError:
+            if len(chunk) == 1:
+                raise RuntimeError(f"{_label(name, *chunk[0], kind)}: one network alone does not fit in the free "
+                                   "memory of the GPU; free memory (fewer workers_per_gpu) or use a larger GPU")                     from None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = (len(chunk) + 1) // 2
+            chunks[:0] = [chunk[:half], chunk[half:]]
+            continue
+        results.update(zip(paths, payloads))
+    return [results[true_path(name, c, r, kind)] for c, r in items]
 
 
 _HISTORY_EVAL_BATCH = inspect.signature(accuracy).parameters["batch_size"].default
@@ -352,11 +469,20 @@ def true_accuracies(cfg: Mapping, name: str, configs, repeats, kind: str = "conf
 
     The individual fine-tunes are independent, so they fan out on the profile's
     executor (:func:`gross.pipeline.common.fan_out`); each result is the same whatever
-    the executor. Partial fine-tunes that are the start of individual ones
+    the executor. With ``training.networks_at_once`` K > 1 (``"auto"``: on a GPU) the
+    missing ones are trained K at a time (:func:`make_individuals`, one job per K), with
+    the results one at a time gives. Partial fine-tunes that are the start of individual ones
     (:func:`partial_is_prefix`) run as those. Returns ``{(config, repeat): result}``.
     """
     pairs = list(dict.fromkeys((tuple(int(s) for s in c), int(r)) for c in configs for r in repeats))
     job = "config" if kind == "partial" and partial_is_prefix(cfg, name) else kind
+    k = networks_at_once(cfg)
+    if k > 1:  # K at a time (gross.training.batched), each K-chunk one job
+        store = Store(cfg)
+        todo = [(c, r) for c, r in pairs if not store.is_fresh(true_path(name, c, r, job))]
+        chunks = [todo[i:i + k] for i in range(0, len(todo), k)]
+        fan_out(cfg, "true", [(make_individuals, (name, [list(c) for c, _ in ch], [r for _, r in ch], job),
+                               true_path(name, *ch[0], job)) for ch in chunks if len(ch) > 1])
     fan_out(cfg, "true", [(true_accuracy, (name, list(c), r, job), true_path(name, c, r, job)) for c, r in pairs])
     return {(c, r): true_accuracy(cfg, name, c, r, kind) for c, r in pairs}
 

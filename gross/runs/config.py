@@ -67,6 +67,8 @@ _CHOICES = {
     ("vgg16", "btd_method"): ("als", "hooi"),
     ("executor", "name"): ("serial", "local", "submitit_local", "slurm"),
 }
+# Keys whose value is "auto" or an integer.
+_AUTO_OR_INT = {("executor", "gpus"), ("training", "networks_at_once")}
 # Keys that must be >= 0 (all other ints/floats must be > 0 unless listed here).
 _NON_NEGATIVE = {
     ("seed",), ("num_threads",), ("data", "split_seed"), ("ap", "seed"), ("ap", "repeat"),
@@ -92,7 +94,8 @@ EXECUTOR_KEYS = ("name", "workers", "threads", "gpus", "workers_per_gpu", "slurm
 #: Keys that do not change any number (where or how fast it runs): never part of an
 #: artefact's fingerprint, never listed by :func:`reductions`.
 NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root",
-                       "imagenet.vgg16_weights", "imagenet.resnet18_weights"}  # weight locations
+                       "imagenet.vgg16_weights", "imagenet.resnet18_weights",  # weight locations
+                       "training.networks_at_once"}  # K at once equals one at a time (tests/test_pipeline_finetune.py)
                       | {f"imagenet.{k}" for k in IMAGENET_MACHINE_KEYS}
                       | {f"executor.{k}" for k in EXECUTOR_KEYS})
 
@@ -136,8 +139,8 @@ def _type_name(value) -> str:
 def _check_value(key: tuple, value, reference):
     """Return ``value`` (ints promoted to float where the schema has a float) or raise."""
     name = _dotted(key)
-    if key == ("executor", "gpus") and isinstance(value, int) and not isinstance(value, bool):
-        return value  # "auto" (the schema's value) or a number of GPUs
+    if key in _AUTO_OR_INT and isinstance(value, int) and not isinstance(value, bool):
+        return value  # "auto" (the schema's value) or a number (of GPUs, of networks)
     if isinstance(reference, bool):
         ok = isinstance(value, bool)
     elif isinstance(reference, int):
@@ -166,6 +169,8 @@ def _check_value(key: tuple, value, reference):
 
 def _check_constraints(key: tuple, value) -> None:
     name = _dotted(key)
+    if key in _AUTO_OR_INT and isinstance(value, str) and value != "auto":
+        raise ValueError(f"config key {name!r} must be \"auto\" or an integer, got {value!r}")
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ValueError(f"config key {name!r} must be one of {_CHOICES[key]}, got {value!r}")
     values = value if isinstance(value, list) else [value]

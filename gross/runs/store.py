@@ -40,7 +40,7 @@ from gross.utils import paths
 from gross.utils.hashing import digest
 from gross.utils.sealed import DamagedFileError, load_sealed, seal
 
-__all__ = ["FORMAT", "HELD_ENV", "ArtefactError", "RunLocked", "Store", "fingerprint", "require", "watch", "lock", "write_guard"]
+__all__ = ["FORMAT", "HELD_ENV", "ArtefactError", "RunLocked", "PartialResults", "Store", "fingerprint", "require", "watch", "lock", "write_guard"]
 
 #: Version of the envelope written around every artefact (2: content checksum).
 FORMAT = 2
@@ -56,6 +56,17 @@ class ArtefactError(ValueError):
 
 class RunLocked(RuntimeError):
     """Another process holds the lock of a ``runs/<profile>/`` folder."""
+
+
+class PartialResults(Exception):
+    """Raised by the ``compute`` of :meth:`Store.make_many`: some payloads are done, ``error`` is why the rest are not.
+
+    :meth:`Store.make_many` stores ``payloads`` (artefact name -> payload) and then raises ``error``.
+    """
+
+    def __init__(self, payloads: dict, error: BaseException):
+        super().__init__(str(error))
+        self.payloads, self.error = dict(payloads), error
 
 
 def _checksum(payload) -> str:
@@ -231,6 +242,57 @@ class Store:
         for made in _WATCHERS:
             made.append(name)
         return payload
+
+    def make_many(self, names, compute: Callable[[list], dict], notebook: str) -> list[dict]:
+        """:meth:`make` for artefacts computed together (e.g. K networks trained at once).
+
+        ``compute(missing)`` gets the names that are not fresh and returns ``{name: payload}``
+        for each. Each is stored as :meth:`make` would store it alone: with the settings read
+        by ``compute`` (artefacts of one kind read the same keys) and ``wall_time_s`` = its
+        share of the computation's time (unless the payload has one). ``compute`` may raise
+        :class:`PartialResults`: the finished payloads are stored, then its error is raised.
+        Returns the payloads in the order of ``names``.
+        """
+        names = list(names)
+        out = {}
+        for name in names:
+            path = self.path(name)
+            if path.exists():
+                env = self._read(path)
+                if not self._stale_keys(env):
+                    out[name] = env["payload"]
+        missing = [n for n in dict.fromkeys(names) if n not in out]
+        if not missing:
+            return [out[n] for n in names]
+        error = None
+        with _config.recording() as reads:
+            self._making.append(reads)
+            try:
+                t0 = time.perf_counter()
+                try:
+                    payloads = compute(list(missing))
+                except PartialResults as exc:
+                    payloads, error = exc.payloads, exc.error
+            finally:
+                self._making.pop()
+        unknown = sorted(set(payloads) - set(missing))
+        if unknown:
+            raise ValueError(f"make_many: compute returned artefacts {unknown} it was not asked for ({missing})")
+        share = (time.perf_counter() - t0) / len(missing)
+        settings = _settings(self.cfg, reads)
+        for name in missing:
+            if name in payloads:
+                payloads[name].setdefault("wall_time_s", share)
+                self.save(name, payloads[name], settings)
+                for made in _WATCHERS:
+                    made.append(name)
+        if error is not None:
+            raise error
+        absent = [n for n in missing if n not in payloads]
+        if absent:
+            raise ValueError(f"make_many: compute returned no payload for {absent}")
+        out.update(payloads)
+        return [out[n] for n in names]
 
 
 # ----------------------------------------------------------------------------- lock

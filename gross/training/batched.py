@@ -34,6 +34,13 @@ its CPU default, channels-last, differs in the last bits only) within 1e-10. Wha
 for NaN/inf once per epoch (no per-step host synchronisation), and models with batch
 norm must keep it in eval mode (``bn_eval=True``, as the CIFAR fine-tunes do).
 
+The pipeline trains its individual fine-tunes K at a time through :func:`finetune_many`
+(``[training] networks_at_once``, :func:`networks_at_once`; :func:`gross.pipeline.finetune.make_individuals`),
+with ``on_nonfinite="isolate"``: a network whose loss goes NaN is reported by name after the
+others finished. Each step feeds all K networks from one gather and one crop/flip
+(:func:`gross.data.stacked_batches`), the epoch's random draws of every network copied to the
+device once.
+
 Which path is used (``method="auto"``): ``vmap`` on CUDA, ``sequential`` (plain
 :mod:`gross.training.loop`, one network after the other) on CPU, where ``vmap`` over 8
 networks measured ~4x slower than sequential training on this project's 2-core
@@ -44,6 +51,7 @@ this module); the benchmark groups ``batched`` and ``packed`` (:mod:`gross.bench
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -58,17 +66,35 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, stack_module_state, vmap
 from tqdm import tqdm
 
-from gross.data import Dataset, batches
+from gross.data import Dataset, batches, stacked_batches
 from gross.training.loop import (TrainingDivergedError, _apply_train_mode, _check_config, _history_row, _recipe_dict,
                     _set_trainable, evaluate, finetune_config, train_base)
 from gross.utils import atomic_save, resolve_device
 from gross.utils.sealed import load_sealed, seal
 
-__all__ = ["METHODS", "choose_method", "train_stacked", "train_bases", "finetune_configs", "read_checkpoint"]
+__all__ = ["METHODS", "AUTO_NETWORKS", "NetworksDivergedError", "choose_method", "networks_at_once",
+           "network_bytes", "largest_k_that_fits", "precision", "train_stacked", "train_bases", "finetune_configs",
+           "finetune_many", "read_checkpoint"]
 
 #: Values of ``method``.
 METHODS = ("auto", "vmap", "sequential")
 _CKPT_FORMAT = "gross-batched-checkpoint"
+#: Networks trained at once on CUDA when the setting is ``"auto"`` (before the memory cap of
+#: :func:`largest_k_that_fits`); the K-sweep of ``scripts/device_gpu.sh`` measures 1/8/32/64.
+AUTO_NETWORKS = 64
+
+
+class NetworksDivergedError(TrainingDivergedError):
+    """Some of the K networks trained together reached a NaN/inf loss; the others finished.
+
+    ``indices`` are the diverged networks' positions, ``epochs`` the epoch each one
+    diverged in, ``histories`` every network's history (those of the diverged ones end
+    in NaN). The models are trained in place, so the finished ones can be kept.
+    """
+
+    def __init__(self, message: str, indices: list, epochs: list, histories: list):
+        super().__init__(message)
+        self.indices, self.epochs, self.histories = list(indices), list(epochs), list(histories)
 
 
 def choose_method(method: str, device) -> str:
@@ -78,6 +104,97 @@ def choose_method(method: str, device) -> str:
     if method != "auto":
         return method
     return "vmap" if torch.device(device).type == "cuda" else "sequential"
+
+
+def networks_at_once(setting, device) -> int:
+    """How many networks to train at once: ``setting`` (``"auto"`` or a positive int) on ``device``.
+
+    ``"auto"`` is :data:`AUTO_NETWORKS` on CUDA and 1 (one network after the other,
+    :mod:`gross.training.loop`) on CPU, where ``vmap`` measured ~4x slower than training
+    the networks one by one. An int is used as given (``> 1`` forces the K-at-once path,
+    also on CPU: the tests do).
+
+    Raises
+    ------
+    ValueError
+        Anything but ``"auto"`` or a positive integer.
+    """
+    if setting == "auto":
+        return AUTO_NETWORKS if torch.device(device).type == "cuda" else 1
+    if isinstance(setting, bool) or not isinstance(setting, numbers.Integral) or setting < 1:
+        raise ValueError(f"networks_at_once must be 'auto' or a positive integer (1 = one at a time), "
+                         f"got {setting!r}")
+    return int(setting)
+
+
+def network_bytes(model: nn.Module, batch_size: int, image_shape=(3, 32, 32)) -> int:
+    """Estimated device memory (bytes) one network of ``model``'s architecture needs in :func:`train_stacked`.
+
+    Parameters, gradients, momentum and a gradient mask (4 copies of the weights), plus
+    every module's output for a batch of ``batch_size`` images three times (the saved
+    activations, their gradients and the workspace of the batched convolutions), in the
+    model's dtype. An estimate for choosing K (:func:`largest_k_that_fits`), not a bound.
+    """
+    dtype = next(iter(model.parameters())).dtype
+    size = torch.empty((), dtype=dtype).element_size()
+    outputs = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out.numel()))
+             for m in model.modules() if not list(m.children())]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            p = next(iter(model.parameters()))
+            model(torch.zeros((1, *image_shape), dtype=dtype, device=p.device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    weights = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    return int((4 * weights + 3 * sum(outputs) * batch_size) * size)
+
+
+def largest_k_that_fits(model: nn.Module, batch_size: int, free_bytes: int, fraction: float = 0.8,
+                        image_shape=(3, 32, 32)) -> int:
+    """The most networks of ``model``'s architecture that :func:`train_stacked` fits in ``fraction * free_bytes``.
+
+    Raises
+    ------
+    ValueError
+        Not even one network fits (names the estimate and the free memory).
+    """
+    need = network_bytes(model, batch_size, image_shape)
+    k = int(fraction * free_bytes) // max(need, 1)
+    if k < 1:
+        raise ValueError(f"one network needs about {need / 2**20:.1f} MiB (batch {batch_size}) but only "
+                         f"{fraction * free_bytes / 2**20:.1f} MiB of device memory is usable; free memory or "
+                         "lower the batch size")
+    return k
+
+
+@contextlib.contextmanager
+def precision(device, tf32: bool = False, bf16: bool = False):
+    """CUDA reduced precision for the block: TF32 matmuls/convolutions and/or bf16 autocast.
+
+    Both are off by default (the paper's float32) and change results in the last bits (TF32)
+    or more (bf16), so they are settings (``[training] tf32`` / ``bf16``) whose accuracy
+    effect must be measured before a profile turns them on. On a CPU device they do
+    nothing (CUDA only). The previous TF32 flags are restored afterwards.
+    """
+    for key, value in (("tf32", tf32), ("bf16", bf16)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be True or False, got {value!r}")
+    device = torch.device(device)
+    if device.type != "cuda":
+        yield
+        return
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 class _FedDropout(nn.Module):
@@ -214,14 +331,15 @@ def _dropout_masks(stack: _Stack, drops: list, b: int, dtype, device) -> list:
 
 
 def _epoch(stack, step, drops, data, recipe, lr, device, dtype, grad_masks):
-    its = [batches(data.train, recipe.batch_size, shuffle=True, augment=recipe.augment, mean=recipe.mean,
-                   std=recipe.std, device=device, generator=g, padding=recipe.padding) for g in stack.data_rngs]
+    # the K networks' batches in one gather + one crop/flip per step (gross.data.stacked_batches), each network's
+    # draws those gross.training.loop makes with its generator
+    its = stacked_batches(data.train, recipe.batch_size, stack.data_rngs, shuffle=True, augment=recipe.augment,
+                          mean=recipe.mean, std=recipe.std, device=device, padding=recipe.padding)
     total = torch.zeros(stack.K, dtype=torch.float64, device=device)
     correct = torch.zeros(stack.K, dtype=torch.int64, device=device)
     seen = 0
-    for parts in zip(*its):
-        x = torch.stack([p[0] for p in parts])
-        y = torch.stack([p[1] for p in parts])
+    for x, y in its:
+        x = x.to(dtype)  # float64 models get float64 batches, as in gross.training.loop
         b = y.shape[1]
         drop_masks = _dropout_masks(stack, drops, b, dtype, device)
         grads, (losses, right) = step(stack.train, stack.frozen, stack.buffers, x, y, drop_masks)
@@ -265,7 +383,8 @@ def _check_finite(losses: torch.Tensor, epoch: int, name: str, lr: float) -> Non
 
 def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence, *, bn_eval: bool = False,
                   device=None, run_dir=None, resume: bool = False, name: str = "batched",
-                  progress: bool | None = None, grad_masks: dict | None = None) -> list[pd.DataFrame]:
+                  progress: bool | None = None, grad_masks: dict | None = None,
+                  on_nonfinite: str = "raise") -> list[pd.DataFrame]:
     """Train ``models`` (one architecture) together with ``vmap``; each as ``gross.training.loop`` would alone.
 
     Parameters
@@ -289,6 +408,11 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     grad_masks : dict of str to Tensor, optional
         Per parameter name, a ``K x shape`` 0/1 mask multiplied into the gradient
         (entries that must stay zero, e.g. packed grouped convolutions).
+    on_nonfinite : {"raise", "isolate"}
+        A NaN/inf epoch loss: ``"raise"`` stops at once (:class:`TrainingDivergedError`
+        naming the networks); ``"isolate"`` trains the others to the end (each network's
+        arithmetic is its own, so a diverged one cannot touch them) and then raises
+        :class:`NetworksDivergedError` with the diverged networks' indices.
 
     Returns
     -------
@@ -297,6 +421,8 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     """
     models, recipes = list(models), list(recipes)
     _check_inputs(models, recipes)
+    if on_nonfinite not in ("raise", "isolate"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'isolate', got {on_nonfinite!r}")
     recipe = recipes[0]
     device = resolve_device(device)
     trainable = {k for k, p in models[0].named_parameters() if p.requires_grad}
@@ -308,7 +434,7 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     data = data.to(device)
     dtype = next(iter(models[0].parameters())).dtype
     with torch.no_grad():  # probe the dropout input shapes
-        skel(next(batches(data.train, 1, mean=recipe.mean, std=recipe.std, device=device))[0])
+        skel(next(batches(data.train, 1, mean=recipe.mean, std=recipe.std, device=device))[0].to(dtype))
     stack = _Stack(models, recipes, device, trainable)
     masks = _grad_masks(grad_masks, stack, device, dtype)
     step = _step_fn(skel, drops)
@@ -317,6 +443,8 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
     start, lr = 0, recipe.lr
     if resume and ckpt is not None and ckpt.exists():
         histories, start, lr = _resume(stack, ckpt, recipes, device)
+    diverged = {i: int(h[-1]["epoch"]) for i, h in enumerate(histories)
+                if h and not math.isfinite(h[-1]["train_loss"])}
     every = recipe.checkpoint_every
     disable = None if progress is None else not progress
     for epoch in tqdm(range(start + 1, recipe.epochs + 1), initial=start, total=recipe.epochs, desc=name,
@@ -324,7 +452,12 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
         t0 = time.perf_counter()
         losses, accs, seen = _epoch(stack, step, drops, data, recipe, lr, device, dtype, masks)
         train_s = time.perf_counter() - t0
-        _check_finite(losses, epoch, name, lr)
+        if on_nonfinite == "raise":
+            _check_finite(losses, epoch, name, lr)
+        else:
+            for i, v in enumerate(losses.tolist()):
+                if not math.isfinite(v):
+                    diverged.setdefault(i, epoch)
         stack.write_back(models)
         for i, m in enumerate(models):
             val = evaluate(m, data, split="val", device=device, mean=recipe.mean, std=recipe.std)
@@ -336,9 +469,17 @@ def train_stacked(models: Sequence[nn.Module], data: Dataset, recipes: Sequence,
         if ckpt is not None and (epoch == recipe.epochs or (every and epoch % every == 0)):
             atomic_save(seal({"recipes": [_recipe_dict(r) for r in recipes], "stack": stack.state(),
                               "histories": histories, "epoch": epoch, "lr": lr}, _CKPT_FORMAT), ckpt)
+    stack.write_back(models)  # also when resumed from a finished run's checkpoint (no epoch ran)
     for m in models:
         m.eval()
-    return [pd.DataFrame(h) for h in histories]
+    frames = [pd.DataFrame(h) for h in histories]
+    if diverged:
+        bad = sorted(diverged)
+        raise NetworksDivergedError(
+            f"training loss of networks {bad} of {len(models)} became non-finite (epochs "
+            f"{[diverged[i] for i in bad]}; {name}); the other {len(models) - len(bad)} finished. Lower the "
+            "learning rate or check the data/model", bad, [diverged[i] for i in bad], frames)
+    return frames
 
 
 def train_bases(models: Sequence[nn.Module], data: Dataset, recipes: Sequence, *, method: str = "auto",
@@ -451,8 +592,43 @@ def finetune_configs(model: nn.Module, configs, data: Dataset, recipes: Sequence
                                name=f"config-{i}", progress=False, channels_last=channels_last)
                for i, (c, r) in enumerate(zip(configs, recipes))]
         return [n for n, _ in out], [h for _, h in out]
-    names = list(gross_layers(model))
-    nets = [export(model, c) for c in configs]
+    return finetune_many([model] * len(recipes), configs, data, recipes, device=device, run_dir=run_dir,
+                         resume=resume, name="configs")
+
+
+def finetune_many(models: Sequence[nn.Module], configs: Sequence, data: Dataset, recipes: Sequence, *,
+                  device=None, run_dir=None, resume: bool = False, name: str = "configs",
+                  on_nonfinite: str = "raise", progress: bool | None = False):
+    """Individual fine-tunes of K (GroSS model, configuration, recipe) triples, all trained at once.
+
+    The ``vmap`` path of :func:`finetune_configs` with one GroSS model per network (e.g.
+    the decompositions of different repeats, all of one architecture): network ``i`` is
+    ``models[i]`` exported at ``configs[i]`` and trained as
+    :func:`gross.training.loop.finetune_config` would train it with ``recipes[i]``.
+    Different configurations are packed (dense ``R`` with a 0/1 gradient mask). The
+    checkpoint is ``<run_dir>/<name>.pt`` (every network's state, one file).
+
+    Parameters
+    ----------
+    on_nonfinite : {"raise", "isolate"}
+        As in :func:`train_stacked`; with ``"isolate"`` a :class:`NetworksDivergedError`
+        comes after the others finished, and ``error.nets`` holds all K exported networks.
+
+    Returns
+    -------
+    (list of nn.Module, list of pandas.DataFrame)
+        The trained exported (grouped) networks and their histories.
+    """
+    from gross.method.decomposition import export, gross_layers
+
+    device = resolve_device(device)
+    models, recipes = list(models), list(recipes)
+    if len(models) != len(recipes) or len(configs) != len(recipes):
+        raise ValueError(f"need one model, one config and one recipe per network, got {len(models)}, "
+                         f"{len(configs)} and {len(recipes)}")
+    configs = [_check_config(m, c) for m, c in zip(models, configs)]
+    names = list(gross_layers(models[0]))
+    nets = [export(m, c) for m, c in zip(models, configs)]
     for net in nets:
         _set_trainable(net, names if recipes[0].freeze else None)  # as gross.training.loop.finetune_config freezes
     packed, masks = nets, None
@@ -460,10 +636,20 @@ def finetune_configs(model: nn.Module, configs, data: Dataset, recipes: Sequence
         packed = [copy.deepcopy(n) for n in nets]
         per_net = [_densify(n, names) for n in packed]
         masks = {k: torch.stack([m[k] for m in per_net]) for k in per_net[0]}
-    histories = train_stacked(packed, data, recipes, bn_eval=recipes[0].freeze, device=device, run_dir=run_dir,
-                              resume=resume, name="configs", grad_masks=masks)
-    if masks is not None:
-        for dense, net in zip(packed, nets):
-            _regroup(dense, net.to(device), names)
-            net.eval()
+
+    def regroup():
+        if masks is not None:
+            for dense, net in zip(packed, nets):
+                _regroup(dense, net.to(device), names)
+                net.eval()
+
+    try:
+        histories = train_stacked(packed, data, recipes, bn_eval=recipes[0].freeze, device=device, run_dir=run_dir,
+                                  resume=resume, name=name, grad_masks=masks, on_nonfinite=on_nonfinite,
+                                  progress=progress)
+    except NetworksDivergedError as exc:
+        regroup()
+        exc.nets = nets
+        raise
+    regroup()
     return nets, histories
