@@ -73,6 +73,7 @@ _NON_NEGATIVE = {
     ("executor", "gpus"), ("executor", "slurm_gpus_per_job"),
     ("own_network", "width_mult"), ("own_network", "n_train"), ("own_network", "n_val"), ("own_network", "btd_ridge"),
     ("own_network", "n_test"),
+    ("pareto", "n_val"), ("pareto", "bfs_seeded_runs"),
 }
 
 
@@ -353,8 +354,10 @@ def _check_lists(cfg: Mapping) -> None:
     _require_subset("imagenet.models", cfg["imagenet"]["models"], ("vgg16", "resnet18"), "the ImageNet models")
     _require_subset("imagenet.baselines", cfg["imagenet"]["baselines"], cfg["imagenet"]["group_sizes"],
                     "the sizes in imagenet.group_sizes")
+    _require_subset("pareto.baselines", cfg["pareto"]["baselines"], cfg["vgg16"]["group_sizes"],
+                    "the sizes in vgg16.group_sizes")
     for key in ("four_layer.baselines", "vgg16.group_sizes", "vgg16.baselines", "imagenet.models",
-                "ap.drops"):
+                "ap.drops", "pareto.baselines"):
         values = lookup(cfg, key)
         if not values or len(set(values)) != len(values):
             raise ValueError(f"config key {key!r} must be a non-empty list without repeats, got {values!r}")
