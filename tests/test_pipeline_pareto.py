@@ -21,6 +21,7 @@ def cfg(prepared):
     base.base_models(cfg, models=["vgg16"])
     decomposition.btd_error_table(cfg, models=["vgg16"])
     finetune.finetune_gross_models(cfg, models=["vgg16"])
+    cfg.take_reads()  # the preparation's reads belong to no step of notebook 08
     return cfg
 
 

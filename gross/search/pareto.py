@@ -260,7 +260,8 @@ def hypervolume(table: pd.DataFrame, objectives, ranges: Mapping, reference: Map
     """
     objectives = as_objectives(objectives)
     if len(objectives) > 2:
-        raise ValueError(f"hypervolume is computed for one or two objectives, got {len(objectives)}: {list(objectives)}")
+        raise ValueError(f"hypervolume is computed for one or two objectives, "
+                         f"got {len(objectives)}: {list(objectives)}")
     rng = _ranges(objectives, ranges)
     v = normalise(table, objectives, rng)
     if reference is None:
