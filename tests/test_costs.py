@@ -83,6 +83,9 @@ def test_mac_lookup_equals_count_macs_on_random_configs(model):
         assert lookup(c) == count_macs(model, config=c)
     cheapest = lookup.min_config()
     assert all(lookup(cheapest).total <= lookup(c).total for c in enumerate_configs(search_space(model)))
+    dearest = lookup.max_config()
+    assert max(count_macs(model, config=c).total for c in enumerate_configs(search_space(model))) == \
+        lookup(dearest).total == count_macs(model, config=dearest).total
 
 
 def test_as_cost():

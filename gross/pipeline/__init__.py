@@ -1,4 +1,4 @@
-"""The experiment pipeline behind notebooks 00-07: one module per paper result.
+"""The experiment pipeline behind notebooks 00-08: one module per paper result.
 
 =====================  ==================================================  ===========================
 module                 steps (outputs declared with :func:`outputs.step`)  notebook
@@ -19,6 +19,8 @@ module                 steps (outputs declared with :func:`outputs.step`)  noteb
 :mod:`.own_network`    ``own_base_network``, ``own_decomposition``,        07_gross_on_your_network
                        ``own_finetuning``, ``own_search``, ``own_export``
                        (beyond the paper: a CIFAR ResNet-18)
+:mod:`.pareto`         ``four_layer_fronts``, ``vgg16_fronts``             08_pareto_fronts
+                       (beyond the paper: Pareto fronts, NSGA-II vs BFS)
 =====================  ==================================================  ===========================
 
 Support modules: :mod:`gross.runs.store` (``runs/<profile>/`` artefacts with fingerprints, the
@@ -37,7 +39,8 @@ file                                             written by                     
 ``<model>_gross_<repeat>.pt``                    :func:`.finetune.finetune_gross`  02_finetuning
 ``true/<model>/<kind>_<config>_r<repeat>.json``  :func:`.finetune.true_accuracy`  02, 03, 04, 05
 ``checkpoints/...``                              training checkpoints (resume)  all
-``latency/<arch>-<mode>-b<batch>-<hash>.json``   :func:`gross.search.latency.latency_table`  06
+``latency/<arch>-<mode>-b<batch>-<hash>.json``   :func:`gross.search.latency.latency_table`  06, 08
+``pareto/four_layer_accuracy.json``              :func:`.pareto.four_layer_accuracy`  08_pareto_fronts
 ===============================================  =============================  ===================
 
 Choices where the paper is silent (documented in the outputs too)
@@ -66,6 +69,7 @@ from pathlib import Path
 from gross.pipeline import (base, claims, decomposition, finetune, latency, table2, table3, table4,  # noqa: F401
                             table5, timing, tutorial)  # their @step decorators fill STEPS
 from gross.pipeline import own_network  # noqa: F401,E402  (notebook 07: its @step decorators fill STEPS)
+from gross.pipeline import pareto  # noqa: F401,E402  (notebook 08: its @step decorators fill STEPS)
 from gross.pipeline.common import setup
 from gross.pipeline.outputs import FIGURE_FILES, TABLE_FILES, NOTEBOOK_ORDER, STEPS, Step, StepResult, step
 from gross.utils import paths
@@ -111,10 +115,11 @@ def _pipeline():
             latency.predictor_validation, latency.latency_vs_macs, latency.latency_search, claims.claims_table)
 
 
-#: The steps of notebooks 01-07 in notebook order (what the notebooks call, minus display).
+#: The steps of notebooks 01-08 in notebook order (what the notebooks call, minus display).
 PIPELINE = _pipeline()
 PIPELINE += (own_network.own_base_network, own_network.own_decomposition, own_network.own_finetuning,
              own_network.own_search, own_network.own_export)  # notebook 07
+PIPELINE += (pareto.four_layer_fronts, pareto.vgg16_fronts)  # notebook 08
 
 
 def run_pipeline(cfg, steps=PIPELINE) -> dict:

@@ -40,7 +40,7 @@ __all__ = [
 #: Pipeline notebooks in ``make reproduce`` order (stems of ``notebooks/0*.ipynb``).
 NOTEBOOK_ORDER = ("00_grouped_convolutions", "01_decomposition", "02_finetuning", "03_exhaustive_search",
                   "04_breadth_first_search", "05_ap_comparison", "06_latency_aware_search")
-NOTEBOOK_ORDER += ("07_gross_on_your_network",)
+NOTEBOOK_ORDER += ("07_gross_on_your_network", "08_pareto_fronts")
 
 TABLE_FILES = (".csv", ".md", ".meta.json")
 FIGURE_FILES = (".png", ".pdf", ".meta.json")

@@ -80,6 +80,7 @@ _NON_NEGATIVE = {
     ("own_network", "n_test"),
     ("four_layer", "augment_padding"), ("four_layer", "base_weight_decay"), ("four_layer", "finetune_weight_decay"),
     ("vgg16", "augment_padding"), ("vgg16", "base_weight_decay"), ("vgg16", "finetune_weight_decay"),
+    ("pareto", "n_val"), ("pareto", "bfs_seeded_runs"),
 }
 
 
@@ -363,8 +364,10 @@ def _check_lists(cfg: Mapping) -> None:
     _require_subset("imagenet.models", cfg["imagenet"]["models"], ("vgg16", "resnet18"), "the ImageNet models")
     _require_subset("imagenet.baselines", cfg["imagenet"]["baselines"], cfg["imagenet"]["group_sizes"],
                     "the sizes in imagenet.group_sizes")
+    _require_subset("pareto.baselines", cfg["pareto"]["baselines"], cfg["vgg16"]["group_sizes"],
+                    "the sizes in vgg16.group_sizes")
     for key in ("four_layer.baselines", "vgg16.group_sizes", "vgg16.baselines", "imagenet.models",
-                "ap.drops"):
+                "ap.drops", "pareto.baselines"):
         values = lookup(cfg, key)
         if not values or len(set(values)) != len(values):
             raise ValueError(f"config key {key!r} must be a non-empty list without repeats, got {values!r}")

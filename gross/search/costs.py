@@ -118,6 +118,10 @@ class MacLookup:
         """The cheapest configuration (lowest total; ties: smaller sizes)."""
         return tuple(min(t, key=lambda s: (t[s][0], s)) for t in self.deltas)
 
+    def max_config(self) -> Config:
+        """The dearest configuration (highest total; ties: larger sizes)."""
+        return tuple(max(t, key=lambda s: (t[s][0], s)) for t in self.deltas)
+
 
 def model_mac_lookup(model: nn.Module, input_size=(3, 32, 32)) -> MacLookup:
     """:class:`MacLookup` of a GroSS model, built with :func:`gross.method.macs.count_macs`."""

@@ -21,7 +21,7 @@ back from CSV); they are labelled like the paper, ``"32 16 64"``.
 Modules: :mod:`~gross.report.plots.style` (palette, rc style, axes handling),
 :mod:`~gross.report.plots.tutorial` (Fig. 2, grouped-convolution costs),
 :mod:`~gross.report.plots.training` (BTD error, fine-tuning curves),
-:mod:`~gross.report.plots.searches` (Figs. 3-5), :mod:`~gross.report.plots.latency` (notebook 06), :mod:`~gross.report.plots.composite` (:func:`facet`).
+:mod:`~gross.report.plots.searches` (Figs. 3-5), :mod:`~gross.report.plots.latency` (notebook 06), :mod:`~gross.report.plots.pareto` (notebook 08), :mod:`~gross.report.plots.composite` (:func:`facet`).
 """
 
 from gross.report.plots.style import PALETTE, SPACE_TITLES, STYLE, panel_axes  # first: chooses the backend
@@ -30,6 +30,7 @@ from gross.report.plots.searches import fig3_exhaustive_search, fig4_bfs, fig5_s
 from gross.report.plots.training import btd_error_figure, finetuning_curves
 from gross.report.plots.tutorial import fig2_expansion, grouped_conv_cost_figure
 from gross.report.plots.latency import latency_vs_macs_figure
+from gross.report.plots.pareto import pareto_figure
 
 __all__ = [
     "PALETTE",
@@ -45,4 +46,5 @@ __all__ = [
     "fig4_bfs",
     "fig5_search_vs_true",
     "latency_vs_macs_figure",
+    "pareto_figure",
 ]
