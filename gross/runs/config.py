@@ -63,6 +63,7 @@ _CHOICES = {
     ("four_layer", "btd_method"): ("als", "hooi"),
     ("vgg16", "btd_method"): ("als", "hooi"),
     ("executor", "name"): ("serial", "local", "submitit_local", "slurm"),
+    ("figure", "style"): ("screen", "lncs", "ieee", "neurips"),  # = gross.report.plots.STYLES (tests check)
 }
 # Keys that must be >= 0 (all other ints/floats must be > 0 unless listed here).
 _NON_NEGATIVE = {
@@ -86,7 +87,7 @@ EXECUTOR_KEYS = ("name", "workers", "threads", "gpus", "workers_per_gpu", "slurm
 
 #: Keys that do not change any number (where or how fast it runs): never part of an
 #: artefact's fingerprint, never listed by :func:`reductions`.
-NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root",
+NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root", "figure.style",
                        "imagenet.vgg16_weights", "imagenet.resnet18_weights"}  # weight locations
                       | {f"imagenet.{k}" for k in IMAGENET_MACHINE_KEYS}
                       | {f"executor.{k}" for k in EXECUTOR_KEYS})
