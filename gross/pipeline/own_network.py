@@ -691,8 +691,8 @@ def search_figure(found: pd.DataFrame, evaluated: pd.DataFrame, ax=None):
                       color=color, edgecolors="black", zorder=5, label="found within budget" if i == 0 else None)
         a.set_xlabel(unit)
         a.set_title(f"{kind} budget")
-    for a in axes:
-        if a.get_subplotspec() is None or a.get_subplotspec().is_first_col():
+    for i, a in enumerate(axes):
+        if i == 0 or a.get_subplotspec() is None or a.get_subplotspec().is_first_col():
             a.set_ylabel("GroSS validation accuracy (%)")
     axes[0].legend(loc="best")
     return fig

@@ -32,12 +32,12 @@ def latency_vs_macs_figure(df: pd.DataFrame, ax=None):
         raise ValueError(f"df is missing columns {sorted(missing)}; pass the latency_all_configs table")
     batches = sorted(df["batch_size"].unique())
     fig, axes = _axes(ax, 1, len(batches), "latency_vs_macs_figure", figsize=(4.2 * len(batches), 3.6))
-    for a, b in zip(np.ravel(axes), batches):
+    for i, (a, b) in enumerate(zip(np.ravel(axes), batches)):
         part = df[df["batch_size"] == b]
         a.scatter(part["macs"] / 1e6, part["measured_s"] * 1e3, s=10, alpha=0.7, color=PALETTE[0])
         rho = spearman(part["macs"], part["measured_s"]) if len(part) > 1 else float("nan")
         a.set_title(_join(f"batch {b}:", f"Spearman(MACs, latency) = {rho:.2f}"))
         a.set_xlabel("MACs (millions, per image)")
-        if _first_col(a):
+        if i == 0 or _first_col(a):
             a.set_ylabel("measured latency (ms per batch)")
     return fig

@@ -129,6 +129,8 @@ def figure_category_colors(fig) -> list[str]:
         for coll in ax.collections:
             if coll.get_array() is not None:
                 continue  # drawn through a colour map: an ordered quantity, not categories
+            if not len(coll.get_paths()) or not len(coll.get_offsets()):
+                continue  # nothing drawn (e.g. a colour bar's dividers)
             found += _opaque(coll.get_facecolors()) + _opaque(coll.get_edgecolors())
         for patch in ax.patches:
             found += _opaque([patch.get_facecolor()])

@@ -306,7 +306,7 @@ def fig4_bfs(trace: pd.DataFrame, baselines=None, found=None, ax=None) -> Figure
         ax.xaxis.set_major_formatter(FuncFormatter(_format_count))
         ax.set_xlabel("MACs")
         ax.set_title(_join("baseline", e["label"]), fontsize=9)
-        if _first_col(ax):
+        if i == 0 or _first_col(ax):
             ax.set_ylabel("GroSS validation accuracy (%)")
         if i == 0:
             _legend(ax, loc="best", figure_wide=True)
@@ -369,6 +369,6 @@ def fig5_search_vs_true(df: pd.DataFrame, spaces: Sequence[str] | None = None, a
         ax.set_aspect("equal", adjustable="box")
         ax.set_title(SPACE_TITLES.get(str(space), str(space)))
         ax.set_xlabel("true accuracy (%)")
-        if _first_col(ax):
+        if i == 0 or _first_col(ax):
             ax.set_ylabel("search-space accuracy (%)")
     return fig
