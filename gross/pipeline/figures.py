@@ -130,6 +130,14 @@ FIGURES: dict[str, tuple[tuple[str, ...], Callable]] = {
 }
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as committed metadata should name it)."""
+    try:
+        return str(path.resolve().relative_to(paths.ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -191,7 +199,7 @@ def regenerate(style: str, results: Path | str | None = None, figures: Path | st
         stored = _read_json(figures / f"{name}.meta.json")
         now = utils.provenance(stored.get("profile"))
         meta = dict(stored, redrawn={"git": now.get("git"), "timestamp": now.get("timestamp"),
-                                     "from_tables": [str(results / f"{t}.csv") for t in needs],
+                                     "from_tables": [_shown(results / f"{t}.csv") for t in needs],
                                      "command": f"python -m gross.pipeline.figures --style {style}"})
         png = save_figure_styled(fig, name, meta, figures, style)
         size = _read_json(figures / f"{name}.meta.json")["figure"]["pdf_size_in"]
