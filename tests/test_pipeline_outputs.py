@@ -120,3 +120,29 @@ def test_tables_name_the_recipe_a_step_used(gross_runs):
                              "four_layer.augment_padding = 4 (paper: 2).")
     finally:
         del outputs.STEPS["demo"]
+def test_figure_pdf_is_drawn_for_the_profile_figure_style(gross_runs):
+    """PNG: the notebook figure; PDF: redrawn at the style's width (TrueType fonts); the style is no step's read."""
+    from gross.pipeline.figures import pdf_facts
+    from gross.report import plots
+
+    fig = plots.fig5_search_vs_true(pd.DataFrame({"config": ["1 1", "2 2"], "true_acc": [70.0, 75.0],
+                                                  "gross": [69.0, 74.0]}))
+    hand_made, _ = plots.panel_axes(1, 1)  # not made by a figure_builder: saved as drawn
+
+    try:
+        @outputs.step("05_ap_comparison", figures=("test_fig_styled", "test_fig_as_drawn"))
+        def figs(cfg):
+            return outputs.StepResult(figures={"test_fig_styled": fig, "test_fig_as_drawn": hand_made})
+
+        result = figs(config.load("smoke", figure_style="ieee"))
+        assert result.reads == []  # figure.style changes no number: not a setting of the step
+        directory = paths.figures_dir("smoke")
+        meta = json.loads((directory / "test_fig_styled.meta.json").read_text())
+        assert meta["figure"]["style"] == "ieee" and meta["figure"]["pdf_size_in"][0] == 3.5
+        facts = pdf_facts(directory / "test_fig_styled.pdf")
+        assert facts["width_in"] == pytest.approx(3.5) and "/Type3" not in facts["font_types"]
+        as_drawn = json.loads((directory / "test_fig_as_drawn.meta.json").read_text())["figure"]
+        assert as_drawn["style"] is None and as_drawn["pdf_size_in"] == [4.5, 3.4]
+        assert pdf_facts(directory / "test_fig_as_drawn.pdf")["width_in"] == pytest.approx(4.5)  # not cropped
+    finally:
+        STEPS.pop("figs", None)

@@ -355,7 +355,8 @@ def _drawn(ax):
 
 
 def test_every_builder_draws_into_given_axes(builders):
-    public = {n for n in plots.__all__ if n.startswith(("fig", "btd", "grouped", "finetuning", "latency"))}
+    public = {n for n in plots.__all__ if n.startswith(("fig", "btd", "grouped", "finetuning", "latency"))
+              and n not in ("figure_builder", "figure_style")}
     assert public == set(builders)  # a new builder must be added to this test
     for name, (build, n) in builders.items():
         alone = build(None)
@@ -428,3 +429,106 @@ def test_latency_vs_macs_figure_titles_hold_the_rank_correlation():
     assert fig.axes[0].get_title() == "batch 1: Spearman(MACs, latency) = -1.00"
     with pytest.raises(ValueError, match="missing columns .'measured_s'."):
         plots.latency_vs_macs_figure(df.drop(columns="measured_s"))
+
+
+# ----------------------------------------------------------------------------- figure styles (issue 26)
+
+
+def _three_searches(exhaustive_table):
+    rows = []
+    for base in ((1, 1, 1), (2, 2, 2), (4, 4, 4)):
+        budget = _budget(exhaustive_table, base)
+        pool = exhaustive_table[exhaustive_table["macs"] <= budget].reset_index(drop=True)
+        for i, (_, r) in enumerate(pool.head(4).iterrows()):
+            rows.append({"baseline": " ".join(map(str, base)), "budget": int(budget), "run": 0, "step": i,
+                         "config": r["config"], "macs": r["macs"], "accuracy": r["accuracy"], "selected": True})
+    return pd.DataFrame(rows)
+
+
+def test_styles_are_the_profile_choices_and_unknown_ones_are_named():
+    from gross.runs import config
+
+    assert config._CHOICES[("figure", "style")] == tuple(plots.STYLES)
+    assert plots.STYLES["lncs"].full_width == pytest.approx(12.2 / 2.54)
+    assert (plots.STYLES["ieee"].column_width, plots.STYLES["ieee"].full_width) == (3.5, 7.16)
+    assert plots.STYLES["neurips"].full_width == 5.5 and plots.STYLES["screen"].full_width == 8.0
+    with pytest.raises(ValueError, match=r"unknown figure style 'acm': valid styles are \['ieee', 'lncs'"):
+        with plots.figure_style("acm"):
+            pass
+    with pytest.raises(ValueError, match="'column' or 'full'"):
+        plots.STYLES["ieee"].width("half")
+
+
+def test_figure_style_sets_width_fonts_and_sizes_only_inside_the_block(exhaustive_table):
+    import matplotlib
+
+    before = {k: matplotlib.rcParams[k] for k in ("pdf.fonttype", "font.family", "font.size", "axes.prop_cycle")}
+    with plots.figure_style("ieee") as style:
+        one = plots.fig3_exhaustive_search(exhaustive_table, [(2, 2, 2)])
+        assert plots.current_style() is style
+    assert plots.current_style() is None
+    assert {k: matplotlib.rcParams[k] for k in before} == before  # nothing global changed
+    assert tuple(one.get_size_inches()) == pytest.approx((3.5, 2.8))  # one panel: the column
+    ax = one.axes[0]
+    assert ax.xaxis.label.get_fontsize() == style.label_size
+    assert ax.xaxis.label.get_fontfamily()[0] == "serif"
+    assert one.gross_rc["font.serif"][0] == "STIXGeneral" and one.gross_rc["pdf.fonttype"] == 42
+    notebook = plots.fig3_exhaustive_search(exhaustive_table, [(2, 2, 2)])
+    assert tuple(notebook.get_size_inches()) == pytest.approx((5.2, 3.8))  # today's notebook size
+
+
+def test_panels_wrap_into_rows_instead_of_shrinking_text(exhaustive_table):
+    trace = _three_searches(exhaustive_table)
+    notebook = plots.fig4_bfs(trace)
+    assert tuple(notebook.get_size_inches()) == pytest.approx((12.6, 3.6))
+    with plots.figure_style("lncs") as style:
+        fig = plots.fig4_bfs(trace)
+    assert fig.get_size_inches()[0] == pytest.approx(style.full_width)
+    panels = [ax for ax in fig.axes if ax.has_data()]
+    assert len(panels) == 3
+    rows = sorted({ax.get_subplotspec().rowspan.start for ax in panels})
+    assert rows == [0, 1]  # 3 panels of >= 2.2 in do not fit 4.8 in: two rows (2 + 1)
+    for ax in panels:
+        spec = ax.get_subplotspec()
+        assert spec.get_gridspec().ncols == 2
+        for label in ax.get_xticklabels() + ax.get_yticklabels():
+            assert label.get_fontsize() >= style.tick_size
+    assert panels[2].get_ylabel() and not panels[1].get_ylabel()  # first panel of each row holds the y label
+    with plots.figure_style("ieee") as style:
+        wide = plots.fig4_bfs(trace)
+    assert sorted({ax.get_subplotspec().rowspan.start for ax in wide.axes if ax.has_data()}) == [0]  # 7.16 in: one row
+
+
+def test_redraw_draws_the_same_data_for_a_style_and_needs_a_builder(exhaustive_table, bfs_trace):
+    notebook = plots.fig4_bfs(bfs_trace)
+    assert plots.can_redraw(notebook)
+    for style in plots.STYLES:
+        again = plots.redraw(notebook, style)
+        assert again.get_size_inches()[0] == pytest.approx(plots.STYLES[style].full_width)
+        for a, b in zip([ax for ax in again.axes if ax.has_data()], notebook.axes):
+            for x, y in zip(_drawn(a)[0], _drawn(b)[0]):
+                np.testing.assert_allclose(x, y)
+    fig, axes = plots.panel_axes(1, 2)
+    plots.fig4_bfs(bfs_trace, ax=list(axes[0]))  # drawn into given axes: the builder did not make the figure
+    assert not plots.can_redraw(fig)
+    with pytest.raises(ValueError, match="figure_builder"):
+        plots.redraw(fig, "lncs")
+
+
+def test_many_layers_are_coloured_by_depth_with_a_colour_bar():
+    from gross.report.plots import palette
+
+    layers = [f"conv{i}" for i in range(2, 14)]  # 12 layers: more than the palette's 9 colours
+    df = pd.DataFrame([{"layer": layer, "group_size": s, "error": (i + 1) / (10 * s)}
+                       for i, layer in enumerate(layers) for s in (1, 4, 16)])
+    fig = plots.btd_error_figure(df)
+    ax, bar = fig.axes
+    assert ax.get_legend() is None
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["conv2", "conv4", "conv6", "conv8", "conv10", "conv12"]
+    means = _by_gid(ax, "means")[0]
+    np.testing.assert_allclose(means.get_offsets()[:3], [[1, 0.1], [4, 0.025], [16, 0.00625]])
+    np.testing.assert_array_equal(means.get_array(), np.repeat(np.arange(12), 3))
+    assert palette.figure_category_colors(fig) == []  # no category colours: an ordered colour map
+    few = plots.btd_error_figure(df[df["layer"].isin(layers[:3])])
+    assert [t.get_text() for t in few.axes[0].get_legend().get_texts()] == layers[:3]
+    assert palette.check_colors(palette.figure_category_colors(few)) >= palette.MIN_DELTA_E

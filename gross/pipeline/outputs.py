@@ -7,7 +7,9 @@ which names its notebook and its outputs. The decorator runs the step inside a
 * tables: ``<name>.csv`` (tidy), ``<name>.md`` (first line: the profile and the
   reductions vs the paper among the keys the step read, then the notes) and
   ``<name>.meta.json`` (provenance, the keys read, the reductions, wall time);
-* figures: ``<name>.png``, ``<name>.pdf`` and ``<name>.meta.json``.
+* figures: ``<name>.png`` (the figure as the notebook drew it), ``<name>.pdf`` (drawn again
+  at the true size of the profile's figure style, ``figure.style``: fonts embedded as TrueType)
+  and ``<name>.meta.json``.
 
 :func:`expected_outputs` lists the files of every notebook from these
 declarations (nothing is kept by hand).
@@ -35,6 +37,7 @@ __all__ = [
     "step",
     "write_table",
     "write_figure",
+    "save_figure_styled",
 ]
 
 #: Pipeline notebooks in ``make reproduce`` order (stems of ``notebooks/0*.ipynb``).
@@ -180,6 +183,34 @@ def write_table(cfg: Mapping, df: pd.DataFrame, name: str, reads: Sequence[str],
 
 def write_figure(cfg: Mapping, fig, name: str, reads: Sequence[str], wall_time_s: float | None = None,
                  notes: Sequence[str] = ()) -> Path:
-    """Write figure ``name`` of this profile (PNG, PDF, ``.meta.json`` with the reductions); returns the PNG."""
-    return utils.save_figure(fig, name, _meta(cfg, reads, wall_time_s, notes),
-                             directory=paths.figures_dir(cfg["profile"]))
+    """Write figure ``name`` of this profile (PNG, PDF, ``.meta.json`` with the reductions); returns the PNG.
+
+    The PNG is ``fig`` as drawn (the notebook's look); the PDF is ``fig`` drawn again for the
+    profile's figure style (``figure.style``, :func:`gross.report.plots.redraw`) when it was made by
+    a :func:`gross.report.plots.figure_builder`, else ``fig`` itself. The ``.meta.json`` records the
+    style and the PDF's size (``figure``).
+    """
+    with _config.recording():  # the writer's reads are not the step's
+        style = cfg["figure"]["style"]
+    meta = _meta(cfg, reads, wall_time_s, notes)
+    return save_figure_styled(fig, name, meta, paths.figures_dir(cfg["profile"]), style)
+
+
+def save_figure_styled(fig, name: str, meta: dict, directory: Path, style: str) -> Path:
+    """:func:`gross.utils.save_figure` with the PDF drawn for ``style``; ``meta["figure"]`` says how.
+
+    Returns the PNG.
+    """
+    from gross.report import plots
+
+    pdf = plots.redraw(fig, style) if plots.can_redraw(fig) else None
+    drawn = fig if pdf is None else pdf
+    width, height = (float(v) for v in drawn.get_size_inches())
+    meta = dict(meta, figure={
+        "style": style if pdf is not None else None,
+        "pdf": (f"drawn for figure style {style!r} at its true size" if pdf is not None
+                else "the figure as given (not made by a figure_builder, so not redrawn for a style)"),
+        "pdf_size_in": [round(width, 4), round(height, 4)],
+        "png": "the notebook figure, cropped to its content, 150 dpi",
+    })
+    return utils.save_figure(fig, name, meta, directory=directory, pdf_figure=pdf)

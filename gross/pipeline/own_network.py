@@ -64,6 +64,7 @@ from gross.method.space import SearchSpace, config_str, parse_config
 from gross.models import resnet18_cifar
 from gross.pipeline import latency as latency_steps
 from gross.pipeline.common import eval_kwargs, evaluate, prepare_data, resolve_device, uniform, uniform_configs
+from gross.report.plots import figure_builder
 from gross.pipeline.decomposition import gross_payload
 from gross.pipeline.outputs import StepResult, step
 from gross.runs.store import Store
@@ -414,11 +415,13 @@ def btd_errors(model: nn.Module) -> pd.DataFrame:
                          for name, layer in gross_layers(model).items() for s, e in sorted(layer.btd_errors.items())])
 
 
+@figure_builder
 def btd_error_figure(errors: pd.DataFrame, ax=None):
-    """Relative BTD error against group size, one line per layer, the legend beside the axes.
+    """Relative BTD error against group size, one line per layer.
 
-    :func:`gross.report.plots.btd_error_figure` on a wider figure, with its legend (one
-    entry per decomposed layer: 16 here) in two columns to the right of the plot.
+    :func:`gross.report.plots.btd_error_figure` on a wider notebook figure; more layers than
+    :data:`gross.report.plots.PALETTE` has colours (16 here) are coloured by depth with a colour bar,
+    fewer get a legend in two columns to the right of the plot.
 
     Parameters
     ----------
@@ -437,7 +440,8 @@ def btd_error_figure(errors: pd.DataFrame, ax=None):
         _, axes = plots.panel_axes(1, 1, figsize=(8.0, 3.8))
         ax = axes[0, 0]
     fig = plots.btd_error_figure(errors, ax=ax)
-    ax.legend(title="layer", ncol=2, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if ax.get_legend() is not None:
+        ax.legend(title="layer", ncol=2, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
@@ -643,6 +647,7 @@ def confirm(cfg: Mapping, model: nn.Module, found: pd.DataFrame) -> pd.DataFrame
     return out
 
 
+@figure_builder
 def search_figure(found: pd.DataFrame, evaluated: pd.DataFrame, ax=None):
     """GroSS validation accuracy of every evaluated configuration against MACs and predicted latency.
 
@@ -674,7 +679,7 @@ def search_figure(found: pd.DataFrame, evaluated: pd.DataFrame, ax=None):
     acc = dict(zip(evaluated["config"], evaluated["accuracy"]))
     for a, kind, x, unit, scale in ((axes[0], "MACs", "macs", "MACs (millions)", 1e-6),
                                     (axes[1], "latency", "predicted_ms", "predicted latency (ms)", 1.0)):
-        a.scatter(evaluated[x] * scale, evaluated["accuracy"], s=8, color="0.7", label="evaluated")
+        a.scatter(evaluated[x] * scale, evaluated["accuracy"], s=8, color=plots.OTHER, label="evaluated")
         part = found[found["budget_kind"] == kind]
         for i, (_, row) in enumerate(part.iterrows()):
             color = plots.PALETTE[i % len(plots.PALETTE)]
@@ -686,8 +691,10 @@ def search_figure(found: pd.DataFrame, evaluated: pd.DataFrame, ax=None):
                       color=color, edgecolors="black", zorder=5, label="found within budget" if i == 0 else None)
         a.set_xlabel(unit)
         a.set_title(f"{kind} budget")
-    axes[0].set_ylabel("GroSS validation accuracy (%)")
-    axes[0].legend(loc="best", fontsize=7)
+    for i, a in enumerate(axes):
+        if i == 0 or a.get_subplotspec() is None or a.get_subplotspec().is_first_col():
+            a.set_ylabel("GroSS validation accuracy (%)")
+    axes[0].legend(loc="best")
     return fig
 
 

@@ -50,6 +50,7 @@ from gross.pipeline.common import executor, uniform
 from gross.pipeline.outputs import StepResult, step
 from gross.pipeline.rows import search_table
 from gross.runs.store import fingerprint
+from gross.report.plots import figure_builder, panel_axes
 
 __all__ = ["MACHINE_KEYS", "TITLES", "settings", "dataset", "arch", "pretrained", "decomposed", "gross_finetuned",
            "search", "imagenet_true_accuracy", "rows", "wang_layout", "wang_rows", "imagenet_bfs", "main"]
@@ -362,11 +363,11 @@ def wang_rows(cfg: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(out), trace.assign(model="vgg16 [26]")
 
 
+@figure_builder
 def _left_out_figure(name: str):
     """Fig. 4 panel of a model not in ``imagenet.models``: a figure saying so."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 1))
+    fig, axes = panel_axes(1, 1, figsize=(4, 1), panel_aspect=0.25)
+    ax = axes[0, 0]
     ax.axis("off")
     ax.text(0.5, 0.5, f"{TITLES[name]}: not run (not in imagenet.models)", ha="center", va="center")
     return fig

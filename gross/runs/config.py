@@ -66,6 +66,7 @@ _CHOICES = {
     ("four_layer", "btd_method"): ("als", "hooi"),
     ("vgg16", "btd_method"): ("als", "hooi"),
     ("executor", "name"): ("serial", "local", "submitit_local", "slurm"),
+    ("figure", "style"): ("screen", "lncs", "ieee", "neurips"),  # = gross.report.plots.STYLES (tests check)
 }
 # Keys whose value is "auto" or an integer.
 _AUTO_OR_INT = {("executor", "gpus"), ("training", "networks_at_once")}
@@ -94,7 +95,7 @@ EXECUTOR_KEYS = ("name", "workers", "threads", "gpus", "workers_per_gpu", "slurm
 
 #: Keys that do not change any number (where or how fast it runs): never part of an
 #: artefact's fingerprint, never listed by :func:`reductions`.
-NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root",
+NO_EFFECT = frozenset({"device", "num_threads", "data.path", "data.eval_batch_size", "imagenet.root", "figure.style",
                        "imagenet.vgg16_weights", "imagenet.resnet18_weights",  # weight locations
                        "training.networks_at_once"}  # K at once equals one at a time (tests/test_pipeline_finetune.py)
                       | {f"imagenet.{k}" for k in IMAGENET_MACHINE_KEYS}

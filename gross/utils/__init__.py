@@ -240,20 +240,34 @@ def save_table(df, name: str, meta: dict | None = None, directory: Path | None =
     return csv
 
 
-def save_figure(fig, name: str, meta: dict | None = None, directory: Path | None = None) -> Path:
+def save_figure(fig, name: str, meta: dict | None = None, directory: Path | None = None, pdf_figure=None) -> Path:
     """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` plus ``<name>.meta.json``.
+
+    The PNG is ``fig`` cropped to its drawn content (``bbox_inches="tight"``, 150 dpi: the notebook
+    look). The PDF is ``pdf_figure`` (default ``fig``) at its own size, uncropped, so its page is
+    the figure's size (a figure drawn for a venue's width keeps it), with fonts embedded as
+    TrueType (``pdf.fonttype = 42``, no Type 3 fonts). Each file is written under the rc
+    parameters its figure was built with (attribute ``gross_rc``, set by :mod:`gross.report.plots`)
+    inside ``matplotlib.rc_context``: nothing global changes.
 
     Returns the PNG path.
     """
+    import matplotlib
+
     directory = Path(directory or paths.FIGURES)
     directory.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
+    for ext, figure in (("png", fig), ("pdf", fig if pdf_figure is None else pdf_figure)):
         target = directory / f"{name}.{ext}"
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=f".{ext}")
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
+        rc = {**getattr(figure, "gross_rc", {}), "pdf.fonttype": 42, "ps.fonttype": 42}
         try:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+            with matplotlib.rc_context(rc):
+                if ext == "png":
+                    figure.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+                else:
+                    figure.savefig(tmp, format=ext, dpi=150)
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

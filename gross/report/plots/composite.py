@@ -20,7 +20,7 @@ __all__ = ["facet"]
 
 def facet(data: pd.DataFrame, by: str, plot: Callable[..., Figure], *, panels: int = 1,
           order: Sequence | None = None, panel_size: tuple[float, float] = (4.5, 3.4), ax=None,
-          **kwargs) -> Figure:
+          panel_aspect: float | None = None, **kwargs) -> Figure:
     """One figure with ``plot`` drawn once per value of column ``by``.
 
     Parameters
@@ -38,7 +38,10 @@ def facet(data: pd.DataFrame, by: str, plot: Callable[..., Figure], *, panels: i
         Group values to draw, in order; default: every value of ``by`` in order of
         appearance.
     panel_size : (float, float), default (4.5, 3.4)
-        Size of one panel in inches.
+        Size of one panel in inches in a notebook figure.
+    panel_aspect : float, optional
+        Height over width of a panel under a figure style (:func:`gross.report.plots.figure_style`,
+        which sets the width); default the style's.
     ax : sequence of matplotlib.axes.Axes, optional
         ``panels * len(groups)`` axes to draw on; by default a new figure.
     **kwargs
@@ -66,7 +69,8 @@ def facet(data: pd.DataFrame, by: str, plot: Callable[..., Figure], *, panels: i
     if not isinstance(panels, int) or panels < 1:
         raise ValueError(f"panels must be a positive integer (axes per group), got {panels!r}")
     shape = (1, len(groups)) if panels == 1 else (len(groups), panels)
-    fig, axes = _axes(ax, *shape, "facet", figsize=(panel_size[0] * shape[1], panel_size[1] * shape[0]))
+    fig, axes = _axes(ax, *shape, "facet", figsize=(panel_size[0] * shape[1], panel_size[1] * shape[0]),
+                      panel_aspect=panel_aspect)
     rows = axes.reshape(len(groups), panels)
     for group, row in zip(groups, rows):
         plot(data[data[by] == group], ax=row[0] if panels == 1 else list(row), **kwargs)

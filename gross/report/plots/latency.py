@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gross.report.plots.style import _axes
+from gross.report.plots.style import PALETTE, _axes, _first_col, _join, _styled
 
 __all__ = ["latency_vs_macs_figure"]
 
 
+@_styled
 def latency_vs_macs_figure(df: pd.DataFrame, ax=None):
     """Measured latency (ms) against MACs, one panel per batch size, Spearman in each title.
 
@@ -31,11 +32,12 @@ def latency_vs_macs_figure(df: pd.DataFrame, ax=None):
         raise ValueError(f"df is missing columns {sorted(missing)}; pass the latency_all_configs table")
     batches = sorted(df["batch_size"].unique())
     fig, axes = _axes(ax, 1, len(batches), "latency_vs_macs_figure", figsize=(4.2 * len(batches), 3.6))
-    for a, b in zip(np.ravel(axes), batches):
+    for i, (a, b) in enumerate(zip(np.ravel(axes), batches)):
         part = df[df["batch_size"] == b]
-        a.scatter(part["macs"] / 1e6, part["measured_s"] * 1e3, s=10, alpha=0.7)
+        a.scatter(part["macs"] / 1e6, part["measured_s"] * 1e3, s=10, alpha=0.7, color=PALETTE[0])
         rho = spearman(part["macs"], part["measured_s"]) if len(part) > 1 else float("nan")
-        a.set_title(f"batch {b}: Spearman(MACs, latency) = {rho:.2f}")
+        a.set_title(_join(f"batch {b}:", f"Spearman(MACs, latency) = {rho:.2f}"))
         a.set_xlabel("MACs (millions, per image)")
-        a.set_ylabel("measured latency (ms per batch)")
+        if i == 0 or _first_col(a):
+            a.set_ylabel("measured latency (ms per batch)")
     return fig

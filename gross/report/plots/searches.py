@@ -10,8 +10,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from gross.report.plots.style import (_GREY, PALETTE, SPACE_TITLES, _axes, _config_key, _config_list, _format_count, _label,
-                    _lookup, _require_columns, _styled, _with_keys)
+from gross.report.plots.style import (_GREY, PALETTE, SPACE_TITLES, _axes, _config_key, _config_list, _first_col,
+                                      _format_count, _join, _label, _legend, _lookup, _require_columns, _size, _styled,
+                                      _with_keys, current_style)
 
 __all__ = ["fig3_exhaustive_search", "fig4_bfs", "fig5_search_vs_true"]
 
@@ -143,7 +144,7 @@ def _mark(ax, xs, ys, colors, labels, gid: str, marker: str, s: float, linewidth
     ax.scatter(xs, ys, s=s, marker=marker, color=colors, edgecolors="black", linewidths=linewidths,
                zorder=zorder, gid=gid)
     for label, px, py in zip(labels, xs, ys):
-        ax.annotate(label, (px, py), xytext=xytext, textcoords="offset points", fontsize=7, **text)
+        ax.annotate(label, (px, py), xytext=xytext, textcoords="offset points", fontsize=_size("annotation"), **text)
 
 
 @_styled
@@ -196,7 +197,7 @@ def fig3_exhaustive_search(table: pd.DataFrame, baselines, found=None, x: str = 
         rows = df[df["_key"] == key]
         return float(rows[x].mean()) if not rows.empty else np.nan
 
-    fig, axes = _axes(ax, 1, 1, "fig3_exhaustive_search", figsize=(5.2, 3.8))
+    fig, axes = _axes(ax, 1, 1, "fig3_exhaustive_search", figsize=(5.2, 3.8), panel_aspect=0.8)
     ax = axes[0, 0]
     macs = df["macs"].to_numpy(dtype=float)
     assigned = np.zeros(len(df), dtype=bool)
@@ -211,11 +212,13 @@ def fig3_exhaustive_search(table: pd.DataFrame, baselines, found=None, x: str = 
 
     known = [(e, c) for e, c in zip(entries, colors) if not np.isnan(e["accuracy"])]
     _mark(ax, [x_of(e["key"], e["budget"]) for e, _ in known], [e["accuracy"] for e, _ in known],
-          [c for _, c in known], [e["label"] for e, _ in known], gid="baselines", marker="o", s=90,
+          [c for _, c in known], [e["label"] for e, _ in known], gid="baselines", marker="o",
+          s=90 * _size("marker"),
           linewidths=1.0, zorder=4, xytext=(4, -10))
     stars = [(e, c) for e, c in zip(entries, colors) if e["found"] is not None]
     _mark(ax, [x_of(e["found"], e["found_macs"]) for e, _ in stars], [e["found_accuracy"] for e, _ in stars],
-          [c for _, c in stars], [_label(e["found"]) for e, _ in stars], gid="found", marker="*", s=190,
+          [c for _, c in stars], [_label(e["found"]) for e, _ in stars], gid="found", marker="*",
+          s=190 * _size("marker"),
           linewidths=0.8, zorder=5, xytext=(4, 5), fontweight="bold")
 
     ax.xaxis.set_major_formatter(FuncFormatter(_format_count))
@@ -270,7 +273,7 @@ def fig4_bfs(trace: pd.DataFrame, baselines=None, found=None, ax=None) -> Figure
     entries = sorted(_search_entries(baselines, found, df, budgets), key=lambda e: e["budget"])
 
     n = len(entries)
-    fig, axes = _axes(ax, 1, n, "fig4_bfs", figsize=(4.2 * n, 3.6), sharey=True)
+    fig, axes = _axes(ax, 1, n, "fig4_bfs", figsize=(4.2 * n, 3.6), sharey=True, panel_aspect=1.0)
     for i, (ax, e) in enumerate(zip(axes[0], entries)):  # noqa: B020 (ax is replaced by its panels)
         color = PALETTE[i % len(PALETTE)]
         part = df[df["_base"] == e["label"]]
@@ -286,7 +289,7 @@ def fig4_bfs(trace: pd.DataFrame, baselines=None, found=None, ax=None) -> Figure
                     marker=".", markersize=4, gid="path", label="search path" if j == 0 else None)
         ax.axvline(e["budget"], color=color, linestyle=":", linewidth=1.0, label="budget")
         if not np.isnan(e["accuracy"]):
-            ax.scatter([e["budget"]], [e["accuracy"]], s=90, marker="o", color=color,
+            ax.scatter([e["budget"]], [e["accuracy"]], s=90 * _size("marker"), marker="o", color=color,
                        edgecolors="black", linewidths=1.0, zorder=4, gid="baseline", label="baseline")
         if e["found"] is None:
             pool = part[part["macs"] <= e["budget"]]
@@ -295,16 +298,18 @@ def fig4_bfs(trace: pd.DataFrame, baselines=None, found=None, ax=None) -> Figure
                 e.update(found=best["_key"], found_macs=float(best["macs"]),
                          found_accuracy=float(best["accuracy"]))
         if e["found"] is not None:
-            ax.scatter([e["found_macs"]], [e["found_accuracy"]], s=190, marker="*", color=color,
+            ax.scatter([e["found_macs"]], [e["found_accuracy"]], s=190 * _size("marker"), marker="*", color=color,
                        edgecolors="black", linewidths=0.8, zorder=5, gid="found", label="found")
+        if e["found"] is not None and (current_style() is None or len(_label(e["found"])) <= 20):
             ax.annotate(_label(e["found"]), (e["found_macs"], e["found_accuracy"]), xytext=(-6, 7),
-                        textcoords="offset points", fontsize=7, fontweight="bold", ha="right")
+                        textcoords="offset points", fontsize=_size("annotation"), fontweight="bold", ha="right")
         ax.xaxis.set_major_formatter(FuncFormatter(_format_count))
         ax.set_xlabel("MACs")
-        ax.set_title(f"baseline {e['label']}", fontsize=9)
-        if i == 0:
+        ax.set_title(_join("baseline", e["label"]), fontsize=9)
+        if i == 0 or _first_col(ax):
             ax.set_ylabel("GroSS validation accuracy (%)")
-            ax.legend(loc="best")
+        if i == 0:
+            _legend(ax, loc="best", figure_wide=True)
     return fig
 
 
@@ -352,7 +357,8 @@ def fig5_search_vs_true(df: pd.DataFrame, spaces: Sequence[str] | None = None, a
     lim = (lo - pad, hi + pad)
 
     n = len(spaces)
-    fig, axes = _axes(ax, 1, n, "fig5_search_vs_true", figsize=(3.0 * n + 0.4, 3.2), sharex=True, sharey=True)
+    fig, axes = _axes(ax, 1, n, "fig5_search_vs_true", figsize=(3.0 * n + 0.4, 3.2), sharex=True, sharey=True,
+                      min_panel_width=1.45, panel_aspect=1.2)
     for i, (ax, space) in enumerate(zip(axes[0], spaces)):  # noqa: B020
         part = data[data["space"] == space]
         ax.plot(lim, lim, linestyle="--", color="black", linewidth=0.8, gid="identity")
@@ -363,6 +369,6 @@ def fig5_search_vs_true(df: pd.DataFrame, spaces: Sequence[str] | None = None, a
         ax.set_aspect("equal", adjustable="box")
         ax.set_title(SPACE_TITLES.get(str(space), str(space)))
         ax.set_xlabel("true accuracy (%)")
-        if i == 0:
+        if i == 0 or _first_col(ax):
             ax.set_ylabel("search-space accuracy (%)")
     return fig

@@ -9,7 +9,11 @@ backend.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import functools
+import inspect
 import os
 import re
 import sys
@@ -40,11 +44,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
+from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
-__all__ = ["PALETTE", "SPACE_TITLES", "STYLE", "panel_axes"]
-
-
-
+__all__ = ["PALETTE", "OTHER", "ORDINAL_CMAP", "SPACE_TITLES", "STYLE", "STYLES", "FigureStyle", "get_style",
+           "current_style", "figure_style", "figure_builder", "can_redraw", "redraw", "panel_axes"]
 
 def _register_ipython_display() -> None:
     """Let IPython show a Figure as PNG under any backend.
@@ -72,10 +75,16 @@ def _register_ipython_display() -> None:
 
 _register_ipython_display()
 
-#: Colour-blind safe palette (seaborn "colorblind"), used in this order for searches / series.
-PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4",
-           "#56b4e9", "#ece133")
-_GREY = "#b0b0b0"
+#: Category colours, in order of use: Paul Tol's "muted" qualitative scheme (reordered, its pale grey kept apart
+#: as :data:`OTHER`). Checked by a number, not by name: every pair stays at least
+#: :data:`gross.report.plots.palette.MIN_DELTA_E` apart in CAM02-UCS under normal vision and after simulating
+#: deuteranopia and protanopia (:func:`gross.report.plots.palette.check_colors`, tests/test_palette.py).
+PALETTE = ("#332288", "#CC6677", "#117733", "#88CCEE", "#DDCC77", "#882255", "#44AA99", "#999933", "#AA4499")
+#: Grey of "everything else" (configurations outside every search region, evaluated points); passes the same check.
+OTHER = _GREY = "#c8c8c8"
+#: Colour map of ordered categories too many for :data:`PALETTE` (e.g. the layers of a deep network, by depth):
+#: its lightness increases monotonically, also after simulating colour-vision deficiencies.
+ORDINAL_CMAP = "cividis"
 
 #: Panel titles of Fig. 5 per search-space name.
 SPACE_TITLES = {
@@ -84,7 +93,7 @@ SPACE_TITLES = {
     "gross": "GroSS",
 }
 
-#: The rc style of every figure (fonts, grid, spines); ``matplotlib.rc_context(STYLE)`` styles own axes.
+#: The rc style of notebook figures (fonts, grid, spines); ``matplotlib.rc_context(STYLE)`` styles own axes.
 STYLE = _RC = {
     "font.size": 9,
     "axes.titlesize": 10,
@@ -98,31 +107,249 @@ STYLE = _RC = {
     "grid.color": "#e6e6e6",
     "grid.linewidth": 0.6,
     "axes.axisbelow": True,
+    "axes.prop_cycle": matplotlib.cycler(color=list(PALETTE)),
     "legend.frameon": False,
     "lines.linewidth": 1.4,
     "lines.markersize": 5,
     "figure.dpi": 100,
     "savefig.dpi": 150,
     "pdf.fonttype": 42,
+    "ps.fonttype": 42,
     "mathtext.fontset": "dejavusans",
 }
+
+_CM_PER_INCH = 2.54
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureStyle:
+    """A target for figures: page widths, fonts and type sizes, drawn at the true size.
+
+    Attributes
+    ----------
+    name : str
+    column_width, full_width : float
+        Width in inches of a one-column figure (a single panel) and of a full-width one
+        (several panels); equal for one-column venues.
+    font_family : str
+        ``"serif"`` or ``"sans-serif"``; ``fonts`` are tried in order (all ship with matplotlib).
+    mathtext : str
+        ``mathtext.fontset`` (``"stix"`` matches STIX text, ``"dejavusans"`` DejaVu Sans).
+    font_size, title_size, label_size, tick_size, legend_size, annotation_size : float
+        Type sizes in points at the true size. Subscripts in mathtext are 0.7 of their text,
+        so text holding them (titles, labels) is at least 9 pt: 6.3 pt subscripts.
+    min_panel_width : float
+        Narrowest panel in inches: a figure with more panels than fit in a row wraps them into rows
+        (the type keeps its size).
+    panel_aspect : float
+        Height of a panel (with its labels) over its width.
+    max_panel_height : float
+        Tallest panel in inches.
+    """
+
+    name: str
+    column_width: float
+    full_width: float
+    font_family: str = "sans-serif"
+    fonts: tuple = ("DejaVu Sans",)
+    mathtext: str = "dejavusans"
+    font_size: float = 9.0
+    title_size: float = 9.0
+    label_size: float = 9.0
+    tick_size: float = 8.0
+    legend_size: float = 8.0
+    annotation_size: float = 7.0
+    min_panel_width: float = 2.2
+    panel_aspect: float = 0.75
+    max_panel_height: float = 2.8
+
+    def width(self, kind: str = "full") -> float:
+        """Width in inches of a ``"column"`` or ``"full"`` width figure."""
+        if kind not in ("column", "full"):
+            raise ValueError(f"width must be 'column' or 'full', got {kind!r}")
+        return self.column_width if kind == "column" else self.full_width
+
+    def rc(self) -> dict:
+        """matplotlib rc parameters of this style (:data:`STYLE` with its fonts and sizes)."""
+        family_key = "font.serif" if self.font_family == "serif" else "font.sans-serif"
+        return {**_RC, "font.family": self.font_family, family_key: list(self.fonts), "mathtext.fontset": self.mathtext,
+                "font.size": self.font_size, "axes.titlesize": self.title_size, "axes.labelsize": self.label_size,
+                "xtick.labelsize": self.tick_size, "ytick.labelsize": self.tick_size,
+                "legend.fontsize": self.legend_size, "legend.title_fontsize": self.legend_size,
+                "lines.linewidth": 1.0, "lines.markersize": 4, "axes.linewidth": 0.6,
+                "xtick.major.width": 0.6, "ytick.major.width": 0.6, "pdf.fonttype": 42, "ps.fonttype": 42}
+
+
+_STIX = dict(font_family="serif", fonts=("STIXGeneral", "DejaVu Serif"), mathtext="stix")
+
+#: The figure targets: ``screen`` (slides, reports: today's notebook look at 8 in), ``lncs`` (Springer LNCS,
+#: the paper's venue: 12.2 cm text width), ``ieee`` (two columns: 3.5 in column, 7.16 in text), ``neurips``
+#: (5.5 in text). Serif venues use STIX (a Times-like serif that ships with matplotlib).
+STYLES = {
+    "screen": FigureStyle("screen", column_width=4.5, full_width=8.0, title_size=10.0, min_panel_width=2.6,
+                          max_panel_height=3.6),
+    "lncs": FigureStyle("lncs", column_width=12.2 / _CM_PER_INCH, full_width=12.2 / _CM_PER_INCH, **_STIX),
+    "ieee": FigureStyle("ieee", column_width=3.5, full_width=7.16, **_STIX),
+    "neurips": FigureStyle("neurips", column_width=5.5, full_width=5.5, **_STIX),
+}
+
+#: Type sizes of notebook figures (no style active): today's look.
+_NOTEBOOK_SIZES = {"annotation": 7.0, "small": 8.0, "legend": 8.0, "marker": 1.0}
+
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gross_figure_style", default=None)
+
+
+def get_style(style) -> FigureStyle:
+    """The :class:`FigureStyle` named ``style`` (or ``style`` itself); ValueError naming the valid ones."""
+    if isinstance(style, FigureStyle):
+        return style
+    if style not in STYLES:
+        raise ValueError(f"unknown figure style {style!r}: valid styles are {sorted(STYLES)}")
+    return STYLES[style]
+
+
+def current_style() -> FigureStyle | None:
+    """The style figures are drawn in now (inside :func:`figure_style`), or None: notebook figures."""
+    return _ACTIVE.get()
+
+
+@contextlib.contextmanager
+def figure_style(style):
+    """Draw the figures built inside this block for ``style`` (a name of :data:`STYLES` or a :class:`FigureStyle`).
+
+    Builders then size figures to the style's widths (one panel: column width; several: full
+    width, wrapped into rows when a panel would be narrower than ``min_panel_width``) and use its
+    fonts and type sizes; the rc parameters are set only inside the block (``rc_context``).
+    """
+    style = get_style(style)
+    token = _ACTIVE.set(style)
+    try:
+        with matplotlib.rc_context(style.rc()):
+            yield style
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _rc() -> dict:
+    style = current_style()
+    return _RC if style is None else style.rc()
+
+
+def _join(first: str, second: str) -> str:
+    """Two parts of a title: on one line in notebooks, on two under a figure style (narrow panels)."""
+    return f"{first}{' ' if current_style() is None else chr(10)}{second}"
+
+
+def _legend(ax, handles=None, figure_wide: bool = False, **kwargs):
+    """A legend: as asked in notebooks; under a figure style below the axes (narrow panels have no room inside).
+
+    Below means under the x tick labels and label (anchored a fixed number of points below the
+    axes, so constrained layout makes room for it), in as many columns as fit the panel; when
+    panels were wrapped into rows and a cell of the grid is left over, the legend fills it instead.
+    ``figure_wide``: the legend applies to every panel; it goes below them all.
+    """
+    style = current_style()
+    if style is None:
+        return ax.legend(handles=handles, **kwargs) if handles is not None else ax.legend(**kwargs)
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    else:
+        labels = [h.get_label() for h in handles]
+    if not handles:
+        return None
+    fig = _root(ax)
+    spare = getattr(fig, "gross_spare", None)
+    if spare:
+        return spare.pop(0).legend(handles, labels, loc="center", title=kwargs.get("title"))
+    if figure_wide:  # one legend for every panel: below them all, in one row if it fits
+        return fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), title=kwargs.get("title"))
+    panel_in = ax.get_position().width * fig.get_size_inches()[0]
+    entry_in = (max(len(str(lab)) for lab in labels) * 0.5 * style.legend_size + 24) / 72
+    ncol = max(1, min(len(handles), int(panel_in // entry_in)))
+    below = (style.tick_size + style.label_size + 14) / 72
+    offset = ax.transAxes + ScaledTranslation(0, -below, fig.dpi_scale_trans)
+    return ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=offset,
+                     ncol=ncol, title=kwargs.get("title"), columnspacing=1.0, handletextpad=0.4,
+                     borderaxespad=0.0)
+
+
+def _size(kind: str) -> float:
+    """Type size of ``kind`` (``"annotation"``, ``"small"``, ``"legend"``) in the current style.
+
+    ``"marker"``: the factor of the marker areas of highlighted points (baselines, found configurations).
+    """
+    style = current_style()
+    if style is None:
+        return _NOTEBOOK_SIZES[kind]
+    return {"annotation": style.annotation_size, "small": style.tick_size, "legend": style.legend_size,
+            "marker": 0.55}[kind]
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _new_figure(nrows=1, ncols=1, figsize=(4.5, 3.2), **kwargs) -> tuple[Figure, np.ndarray]:
-    """Create a styled figure with a grid of axes, detached from pyplot."""
-    with matplotlib.rc_context(_RC):
-        fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False,
-                                 layout="constrained", **kwargs)
+def _new_figure(nrows=1, ncols=1, figsize=(4.5, 3.2), *, width=None, panel_aspect=None, min_panel_width=None,
+                **kwargs) -> tuple[Figure, np.ndarray]:
+    """Create a styled figure with a grid of axes, detached from pyplot.
+
+    Without an active style: ``figsize`` (the notebook size). Inside :func:`figure_style`: the style's
+    width (``width``: ``"column"``/``"full"``, default column for one panel, full otherwise), panels
+    wrapped into rows so that none is narrower than ``min_panel_width`` (default the style's); the
+    returned array still has the logical ``(nrows, ncols)`` shape, row-major.
+    """
+    style = current_style()
+    if style is None:
+        with matplotlib.rc_context(_RC):
+            fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained", **kwargs)
+        plt.close(fig)
+        fig.gross_rc = dict(_RC)
+        return fig, axes
+    return _wrapped_grid(style, nrows, ncols, width, panel_aspect, min_panel_width, **kwargs)
+
+
+def _wrapped_grid(style: FigureStyle, nrows: int, ncols: int, width, panel_aspect, min_panel_width,
+                  **kwargs) -> tuple[Figure, np.ndarray]:
+    total = style.width(width or ("column" if nrows * ncols == 1 else "full"))
+    fit = max(1, int((total + 1e-9) // (min_panel_width or style.min_panel_width)))
+    per_row = -(-ncols // fit)  # physical rows per logical row
+    pcols = -(-ncols // per_row)
+    prows = nrows * per_row
+    panel_w = total / pcols
+    height = prows * min(panel_w * (panel_aspect or style.panel_aspect), style.max_panel_height)
+    if per_row > 1:
+        kwargs.get("gridspec_kw", {}).pop("width_ratios", None)
+    with matplotlib.rc_context(style.rc()):
+        fig, grid = plt.subplots(prows, pcols, figsize=(total, height), squeeze=False, layout="constrained",
+                                 **kwargs)
     plt.close(fig)
-    return fig, axes
+    fig.gross_rc = style.rc()
+    logical = np.empty((nrows, ncols), dtype=object)
+    used = set()
+    for r in range(nrows):
+        for j in range(ncols):
+            pos = (r * per_row + j // pcols, j % pcols)
+            logical[r, j] = grid[pos]
+            used.add(pos)
+    fig.gross_spare = []  # cells left over by the wrap: a legend goes there (see _legend), the rest stays blank
+    for pos in np.ndindex(prows, pcols):
+        if pos not in used:
+            grid[pos].set_axis_off()
+            fig.gross_spare.append(grid[pos])
+    for r, c in used:  # sharex hides x tick labels above another panel: keep them where none is below
+        if (r + 1, c) not in used:
+            grid[r, c].xaxis.set_tick_params(labelbottom=True)
+    return fig, logical
 
 
 def _root(ax) -> Figure:
     """The top-level Figure holding ``ax`` (also when ``ax`` lives in a SubFigure)."""
     return ax.get_figure(root=True)
+
+
+def _first_col(ax) -> bool:
+    """Whether ``ax`` is in the first column of its grid (gets the y label when panels wrap into rows)."""
+    spec = ax.get_subplotspec()
+    return spec is None or spec.is_first_col()
 
 
 def _axes(ax, nrows: int, ncols: int, what: str, figsize=(4.5, 3.2), **kwargs) -> tuple[Figure, np.ndarray]:
@@ -131,8 +358,8 @@ def _axes(ax, nrows: int, ncols: int, what: str, figsize=(4.5, 3.2), **kwargs) -
     Parameters
     ----------
     ax : matplotlib.axes.Axes, sequence of Axes or None
-        ``None``: create a figure with an ``nrows`` x ``ncols`` grid (``figsize``,
-        ``kwargs`` go to :func:`matplotlib.pyplot.subplots`).  Otherwise exactly
+        ``None``: create a figure with an ``nrows`` x ``ncols`` grid (``figsize`` in notebooks,
+        the active style's width otherwise; ``kwargs`` go to :func:`_new_figure`).  Otherwise exactly
         ``nrows * ncols`` axes (one Axes when one panel is drawn), filled row-major.
     what : str
         Name of the builder, for the error message.
@@ -144,6 +371,8 @@ def _axes(ax, nrows: int, ncols: int, what: str, figsize=(4.5, 3.2), **kwargs) -
     """
     if ax is None:
         return _new_figure(nrows, ncols, figsize=figsize, **kwargs)
+    for key in ("width", "panel_aspect", "min_panel_width"):
+        kwargs.pop(key, None)
     n = nrows * ncols
     flat = [ax] if isinstance(ax, Axes) else list(np.ravel(np.asarray(ax, dtype=object))) \
         if isinstance(ax, (Sequence, np.ndarray)) else None
@@ -162,7 +391,9 @@ def panel_axes(nrows: int = 1, ncols: int = 1, figsize=None, **kwargs) -> tuple[
     nrows, ncols : int, default 1
         Grid shape.
     figsize : (float, float), optional
-        Figure size in inches; default ``(4.5 * ncols, 3.4 * nrows)``.
+        Figure size in inches of a notebook figure; default ``(4.5 * ncols, 3.4 * nrows)``.
+        Inside :func:`figure_style` the style decides the size (its width, panels wrapped
+        into rows when too narrow; ``width``, ``panel_aspect``, ``min_panel_width`` may be given).
     **kwargs
         Passed to :func:`matplotlib.pyplot.subplots` (``sharey``, ``gridspec_kw``...).
 
@@ -177,15 +408,54 @@ def panel_axes(nrows: int = 1, ncols: int = 1, figsize=None, **kwargs) -> tuple[
     return _new_figure(nrows, ncols, figsize=figsize or (4.5 * ncols, 3.4 * nrows), **kwargs)
 
 
-def _styled(func):
-    """Run a builder under the package's rc style (fonts, grid, spines)."""
+def figure_builder(func):
+    """Decorate a function returning a Figure: run it under the current style's rc and make its figure redrawable.
+
+    When the function creates the figure (its ``ax`` argument is None), the figure remembers the
+    call, so :func:`redraw` can draw it again for another :class:`FigureStyle` (the outermost
+    decorated call wins: a pipeline verb wrapping a builder is redrawn as a whole). The arguments are
+    kept by reference (tables are not copied).
+    """
+    signature = inspect.signature(func)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        with matplotlib.rc_context(_RC):
-            return func(*args, **kwargs)
+        with matplotlib.rc_context(_rc()):
+            fig = func(*args, **kwargs)
+        try:
+            ax = signature.bind_partial(*args, **kwargs).arguments.get("ax")
+        except TypeError:
+            ax = None
+        if ax is None and isinstance(fig, Figure):
+            fig.gross_redraw = functools.partial(wrapper, *args, **kwargs)
+        return fig
 
     return wrapper
+
+
+_styled = figure_builder
+
+
+def can_redraw(fig) -> bool:
+    """Whether ``fig`` was made by a :func:`figure_builder` and can be drawn again for another style."""
+    return callable(getattr(fig, "gross_redraw", None))
+
+
+def redraw(fig: Figure, style) -> Figure:
+    """``fig`` drawn again at the true size of ``style`` (a name of :data:`STYLES` or a :class:`FigureStyle`).
+
+    Raises
+    ------
+    ValueError
+        If the style is unknown, or ``fig`` was not made by a :func:`figure_builder` (a figure
+        assembled by hand cannot be re-laid out; build it in a decorated function).
+    """
+    style = get_style(style)
+    if not can_redraw(fig):
+        raise ValueError("this figure cannot be redrawn for a figure style: it was not made by a function "
+                         "decorated with gross.report.plots.figure_builder")
+    with figure_style(style):
+        return fig.gross_redraw()
 
 
 def _require_columns(df, columns: Sequence[str], what: str) -> pd.DataFrame:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.collections import LineCollection
+from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from gross.report.plots.composite import facet
-from gross.report.plots.style import PALETTE, _axes, _label, _log2_axis, _require_columns, _styled
+from gross.report.plots.style import (ORDINAL_CMAP, PALETTE, _axes, _join, _label, _log2_axis, _require_columns,
+                                      _legend, _root, _size, _styled)
 
 __all__ = ["btd_error_figure", "finetuning_curves"]
 
@@ -32,28 +36,62 @@ def btd_error_figure(errors_df: pd.DataFrame, ax=None, by: str | None = None) ->
     -------
     matplotlib.figure.Figure
         One panel (one per value of ``by``); x is the group size on a base-2 log
-        axis.  The figure of ``ax`` when given.
+        axis.  The figure of ``ax`` when given.  Up to ``len(PALETTE)`` layers get
+        category colours and a legend; more layers (a deep network) are coloured by
+        depth with :data:`ORDINAL_CMAP` (colour-mapped artists) and a colour bar
+        naming the layers, since no palette keeps a dozen colours apart for colour-blind readers.
     """
     if by is not None:
-        return facet(errors_df, by, btd_error_figure, ax=ax, panel_size=(5.2, 3.8))
+        return facet(errors_df, by, btd_error_figure, ax=ax, panel_size=(5.2, 3.8), panel_aspect=1.0)
     df = _require_columns(errors_df, ["layer", "group_size", "error"], "errors_df")
-    fig, axes = _axes(ax, 1, 1, "btd_error_figure", figsize=(4.5, 3.2))
+    fig, axes = _axes(ax, 1, 1, "btd_error_figure", figsize=(4.5, 3.2), panel_aspect=0.8)
     ax = axes[0, 0]
     layers = list(dict.fromkeys(df["layer"]))
-    for i, layer in enumerate(layers):
-        stats = (df[df["layer"] == layer].groupby("group_size")["error"]
-                 .agg(["mean", "std", "count"]).sort_index())
-        std = stats["std"].fillna(0.0).to_numpy()
-        ax.errorbar(stats.index.to_numpy(dtype=float), stats["mean"].to_numpy(), yerr=std,
-                    marker="o", capsize=3, color=PALETTE[i % len(PALETTE)], label=str(layer))
+    stats = [(df[df["layer"] == layer].groupby("group_size")["error"].agg(["mean", "std"]).sort_index())
+             for layer in layers]
+    if len(layers) <= len(PALETTE):
+        for i, (layer, st) in enumerate(zip(layers, stats)):
+            ax.errorbar(st.index.to_numpy(dtype=float), st["mean"].to_numpy(), yerr=st["std"].fillna(0.0).to_numpy(),
+                        marker="o", capsize=3, color=PALETTE[i], label=str(layer))
+        _legend(ax, title="layer")
+    else:
+        _ordinal_errors(ax, layers, stats)
     _log2_axis(ax, df["group_size"].unique())
     ax.set_ylim(bottom=0)
     ax.set_xlabel("group size s")
     ax.set_ylabel(r"relative error $\|W-\hat W\|_F\,/\,\|W\|_F$")
     n_rep = int(df.groupby(["layer", "group_size"]).size().max())
-    ax.set_title("BTD approximation error" + (f" (mean ± std, {n_rep} repeats)" if n_rep > 1 else ""))
-    ax.legend(title="layer")
+    ax.set_title(_join("BTD approximation error", f"(mean ± std, {n_rep} repeats)") if n_rep > 1
+                 else "BTD approximation error")
     return fig
+
+
+def _ordinal_errors(ax, layers: list, stats: list) -> None:
+    """Mean ± std per layer coloured by depth (colour-mapped collections) with a colour bar naming the layers."""
+    n = len(layers)
+    cmap = matplotlib.colormaps[ORDINAL_CMAP].resampled(n)
+    norm = BoundaryNorm(np.arange(n + 1) - 0.5, n)
+    lines, errs, eidx, px, py, pidx = [], [], [], [], [], []
+    for i, st in enumerate(stats):
+        x, y, s = st.index.to_numpy(dtype=float), st["mean"].to_numpy(), st["std"].fillna(0.0).to_numpy()
+        lines.append(np.column_stack([x, y]))
+        errs += [[(xi, yi - si), (xi, yi + si)] for xi, yi, si in zip(x, y, s) if si > 0]
+        eidx += [i] * int((s > 0).sum())
+        px += list(x)
+        py += list(y)
+        pidx += [i] * len(x)
+    for segments, index, gid in ((lines, range(n), "layers"), (errs, eidx, "std")):
+        if segments:
+            coll = LineCollection(segments, cmap=cmap, norm=norm, gid=gid)
+            coll.set_array(np.asarray(index, dtype=float))
+            ax.add_collection(coll)
+    points = ax.scatter(px, py, c=pidx, cmap=cmap, norm=norm, s=14, zorder=3, gid="means")
+    ax.autoscale_view()
+    bar = _root(ax).colorbar(points, ax=ax, pad=0.02, aspect=30)
+    step = max(1, -(-n // 8))
+    bar.set_ticks(range(0, n, step), labels=[str(layers[i]) for i in range(0, n, step)])
+    bar.ax.tick_params(labelsize=_size("annotation"), length=2)
+    bar.set_label("layer (by depth)", fontsize=_size("small"))
 
 
 _LABEL_COLUMNS = ("config_label", "label", "configuration", "config", "series")
@@ -95,7 +133,7 @@ def finetuning_curves(history: pd.DataFrame, ax=None, by: str | None = None) -> 
         raise ValueError("history must be a non-empty DataFrame with 'epoch' and 'val_acc*' columns")
     if by is not None:
         panels = 1 + any(str(c).startswith("train_loss") for c in history.columns)
-        return facet(history, by, finetuning_curves, ax=ax, panels=panels, panel_size=(4.2, 3.0))
+        return facet(history, by, finetuning_curves, ax=ax, panels=panels, panel_size=(4.2, 3.0), panel_aspect=1.0)
     df = history.copy()
     if "epoch" not in df.columns:
         df["epoch"] = np.arange(1, len(df) + 1)
@@ -128,7 +166,7 @@ def finetuning_curves(history: pd.DataFrame, ax=None, by: str | None = None) -> 
     panels = [("validation accuracy (%)", series(acc_cols, "val_acc"))]
     if loss_cols:
         panels.append(("training loss", series(loss_cols, "train_loss")))
-    fig, axes = _axes(ax, 1, len(panels), "finetuning_curves", figsize=(4.2 * len(panels), 3.0))
+    fig, axes = _axes(ax, 1, len(panels), "finetuning_curves", figsize=(4.2 * len(panels), 3.0), panel_aspect=1.0)
     for panel, (ylabel, lines) in zip(axes[0], panels):
         for i, (label, x, y) in enumerate(lines):
             panel.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3,
@@ -137,6 +175,6 @@ def finetuning_curves(history: pd.DataFrame, ax=None, by: str | None = None) -> 
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.set_ylabel(ylabel)
         if any(label for label, _, _ in lines):
-            panel.legend()
+            _legend(panel)
     axes[0, 0].set_title("GroSS fine-tuning")
     return fig

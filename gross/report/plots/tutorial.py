@@ -10,7 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-from gross.report.plots.style import _GREY, PALETTE, _axes, _format_count, _log2_axis, _require_columns, _styled
+from gross.report.plots.style import (_GREY, PALETTE, _axes, _format_count, _log2_axis,
+                                      _require_columns, _size, _styled)
 
 __all__ = ["fig2_expansion", "grouped_conv_cost_figure"]
 
@@ -23,7 +24,7 @@ def _draw_matrix(ax, matrix, title, row_block, col_block, cmap, vmax) -> None:
     ax.grid(False)
     for (i, j), v in np.ndenumerate(values):
         if v != 0:
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=_size("annotation"),
                     color="white" if abs(v) > 0.6 * vmax else "black")
     rows, cols = values.shape
     for r in range(row_block, rows, row_block):
@@ -113,7 +114,7 @@ def fig2_expansion(group_size: int = 1, new_sizes: Sequence[int] = (2, 4), chann
     fig, axes = _axes(
         ax, nrows, len(sizes), "fig2_expansion",
         figsize=(cell * sum(ratios) + 0.9 * len(sizes) + 0.4, (cell * channels + 1.0) * nrows),
-        gridspec_kw={"width_ratios": ratios},
+        gridspec_kw={"width_ratios": ratios}, min_panel_width=1.0, panel_aspect=1.45,
     )
 
     w_name = rf"\mathbf{{W}}_{{{group_size}}}"
@@ -154,7 +155,7 @@ def grouped_conv_cost_figure(costs_df: pd.DataFrame, ax=None) -> Figure:
         with the ideal ``cost(G=1) / G`` as a dashed line.
     """
     df = _require_columns(costs_df, ["groups", "params", "macs"], "costs_df").sort_values("groups")
-    fig, axes = _axes(ax, 1, 2, "grouped_conv_cost_figure", figsize=(7.0, 2.8))
+    fig, axes = _axes(ax, 1, 2, "grouped_conv_cost_figure", figsize=(7.0, 2.8), panel_aspect=0.85)
     groups = df["groups"].to_numpy(dtype=float)
     for panel, column, title, color in zip(axes[0], ("params", "macs"), ("Parameters", "MACs"), PALETTE):
         values = df[column].to_numpy(dtype=float)
@@ -176,5 +177,5 @@ def grouped_conv_cost_figure(costs_df: pd.DataFrame, ax=None) -> Figure:
             top.set_xticks(list(groups))
             top.set_xticklabels([str(int(s)) for s in df["group_size"]])
             top.xaxis.set_minor_locator(NullLocator())
-            top.set_xlabel("channels per group", fontsize=8)
+            top.set_xlabel("channels per group", fontsize=_size("small"))
     return fig
