@@ -73,6 +73,7 @@ _NON_NEGATIVE = {
     ("executor", "gpus"), ("executor", "slurm_gpus_per_job"),
     ("own_network", "width_mult"), ("own_network", "n_train"), ("own_network", "n_val"), ("own_network", "btd_ridge"),
     ("own_network", "n_test"),
+    ("latency", "n_fit"),
 }
 
 
