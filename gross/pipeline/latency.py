@@ -16,7 +16,8 @@ verbs cell by cell and hands their results to the step, which writes the outputs
   :func:`layer_latencies` (the per-layer entries), :func:`predict_config` (one
   configuration's additive prediction, term by term, vs its measured latency);
 * :func:`predictor_validation` = :func:`validation_models` -> :func:`validation_configs`
-  -> :func:`validation_summary`;
+  (every predictor of ``latency.predictors``) -> :func:`validation_summary`
+  (:func:`predictors_side_by_side` shows the predictors next to each other);
 * :func:`latency_vs_macs` = :func:`scatter_configs` / :func:`configs_latency` -> figure;
 * :func:`latency_search` = :func:`search_accuracy` -> :func:`budget_search` ->
   :func:`measure_winners` (:func:`side_by_side` shows the two budgets next to each other).
@@ -426,9 +427,10 @@ def predictor_validation(cfg: Mapping, configs: pd.DataFrame | None = None,
     """Predicted vs measured latency of ``latency.n_validation`` random configurations per model and batch.
 
     Tables ``latency_predictor_validation`` (:func:`validation_summary`: one row per
-    model and batch, ``n, median_abs_rel_error, spearman, spearman_macs``, the noise
-    ceiling ``spearman_repeat, repeat_rel_diff`` of two independent measurements of the
-    same configurations, the targets and the verdict: met, missed or within noise) and
+    model, batch and predictor of ``latency.predictors``, ``n, median_abs_rel_error,
+    spearman, spearman_macs``, the noise ceiling ``spearman_repeat, repeat_rel_diff`` of
+    two independent measurements of the same configurations, the targets, the verdict:
+    met, missed or within noise, and ``holds``: issue #28's per-machine target) and
     ``latency_predictor_configs`` (:func:`validation_configs`: every configuration, both
     measurements).
 
@@ -449,7 +451,11 @@ def predictor_validation(cfg: Mapping, configs: pd.DataFrame | None = None,
         "noise ceiling: every configuration is measured twice, independently (measured_s, measured_repeat_s); "
         "spearman_repeat is the rank correlation of the two measurements and repeat_rel_diff their median "
         "relative difference: a predictor is scored against one noisy measurement, so a spearman much above "
-        "spearman_repeat (or an error much below repeat_rel_diff) cannot be expected on this machine"]
+        "spearman_repeat (or an error much below repeat_rel_diff) cannot be expected on this machine",
+        "predictors: additive = the per-layer table (entries timed alone); regression / context = least squares on "
+        "n_fit other random configurations (never a validation one) timed in the same round-robin, one term per "
+        "layer and size / plus one per pair of neighbouring sizes (gross.search.predictors); holds: median error "
+        "<= 10 % and spearman >= spearman_repeat - 0.05, judged only where repeat_rel_diff <= 10 %"]
     return StepResult(tables={"latency_predictor_validation": summary, "latency_predictor_configs": configs},
                       notes=notes)
 
