@@ -63,7 +63,9 @@ def test_declared_outputs_are_notebook_06s():
 def test_predictor_validation(cfg, bare):
     res = _bare(bare, cfg, "predictor_validation")
     summary = res.tables["latency_predictor_validation"]
-    assert len(summary) == 2 * len(cfg["latency"]["batch_sizes"])
+    predictors = cfg["latency"]["predictors"]
+    assert len(summary) == 2 * len(cfg["latency"]["batch_sizes"]) * len(predictors)
+    assert list(dict.fromkeys(summary["predictor"])) == predictors
     assert set(summary["batch_size"]) == set(cfg["latency"]["batch_sizes"])
     assert summary["median_abs_rel_error"].ge(0).all() and summary["spearman"].between(-1, 1).all()
     configs = res.tables["latency_predictor_configs"]
@@ -71,12 +73,23 @@ def test_predictor_validation(cfg, bare):
     assert configs["measured_repeat_s"].gt(0).all()  # the noise ceiling: a second, independent measurement
     assert summary["spearman_repeat"].between(-1, 1).all() and summary["repeat_rel_diff"].ge(0).all()
     for (model, b), group in configs.groupby(["model", "batch_size"]):
-        row = summary[(summary["model"] == model) & (summary["batch_size"] == b)].iloc[0]
-        assert row["spearman_repeat"] == pytest.approx(L.spearman(group["measured_s"], group["measured_repeat_s"]))
+        rows = summary[(summary["model"] == model) & (summary["batch_size"] == b)]
+        for predictor, one in group.groupby("predictor"):
+            row = rows[rows["predictor"] == predictor].iloc[0]
+            assert row["spearman_repeat"] == pytest.approx(L.spearman(one["measured_s"], one["measured_repeat_s"]))
+            assert row["median_abs_rel_error"] == pytest.approx(one["rel_error"].abs().median())
+        # every predictor is scored on the same validation configurations and measurements
+        assert group.groupby("predictor")["config"].apply(tuple).nunique() == 1
+        assert group.groupby("predictor")["measured_s"].apply(tuple).nunique() == 1
+    fitted = summary[summary["predictor"] != "additive"]
+    assert fitted["n_fit"].gt(0).all() and fitted["fixed_s"].isna().all()
+    assert summary["holds"].isin(["yes", "no"]).sum() + summary["holds"].str.startswith("not applicable").sum() \
+        == len(summary)
     text = (paths.results_dir("smoke") / "latency_predictor_validation.md").read_text()
     assert "load average" in text and "noise ceiling" in text and "round-robin" in text
     reads = set(_meta("latency_predictor_validation")["settings_read"])
-    assert {"latency.n_validation", "latency.validation_models", "latency.vgg16_width_mult", "latency.rounds"} <= reads
+    assert {"latency.n_validation", "latency.validation_models", "latency.vgg16_width_mult", "latency.rounds",
+            "latency.predictors", "latency.n_fit"} <= reads
     assert not {"latency.scatter_configs", "latency.baselines"} & reads
 
 
@@ -180,19 +193,42 @@ def test_validation_verbs_and_step_with_their_results(cfg, bare):
     models = study.validation_models(cfg)
     assert list(models) == ["four_layer", f"vgg16 x{cfg['latency']['vgg16_width_mult']:g}"]
     configs = study.validation_configs(cfg, models)
-    assert len(configs) == 3 * len(models) * len(cfg["latency"]["batch_sizes"])
-    assert {"config", "macs", "predicted_s", "measured_s", "measured_repeat_s", "model", "batch_size"} <= set(configs)
+    predictors = cfg["latency"]["predictors"]
+    assert len(configs) == 3 * len(models) * len(cfg["latency"]["batch_sizes"]) * len(predictors)
+    assert {"predictor", "n_fit", "config", "macs", "predicted_s", "measured_s", "measured_repeat_s", "model",
+            "batch_size"} <= set(configs)
     summary = study.validation_summary(cfg, configs, models)
-    assert list(zip(summary["model"], summary["batch_size"])) == [
-        (m, b) for m in models for b in cfg["latency"]["batch_sizes"]]
-    assert summary["fixed_s"].tolist() == [study.tables(cfg, m)[b].fixed for m in models.values()
-                                           for b in cfg["latency"]["batch_sizes"]]
+    assert list(zip(summary["model"], summary["batch_size"], summary["predictor"])) == [
+        (m, b, p) for m in models for b in cfg["latency"]["batch_sizes"] for p in predictors]
+    additive = summary[summary["predictor"] == "additive"]
+    assert additive["fixed_s"].tolist() == [study.tables(cfg, m)[b].fixed for m in models.values()
+                                            for b in cfg["latency"]["batch_sizes"]]
+    wide = study.predictors_side_by_side(summary)
+    assert list(wide.index) == [(m, b) for m in models for b in cfg["latency"]["batch_sizes"]]
+    assert list(dict.fromkeys(wide.columns.get_level_values(0))) == ["repeat ceiling"] + predictors
+    for (m, b), row in wide.iterrows():
+        for p in predictors:
+            match = summary[(summary["model"] == m) & (summary["batch_size"] == b) & (summary["predictor"] == p)]
+            assert row[(p, "median_abs_rel_error")] == match["median_abs_rel_error"].item()
+            assert row[(p, "holds")] == match["holds"].item()
     res = study.predictor_validation(cfg, configs=configs, summary=summary)
     assert res.tables["latency_predictor_configs"] is configs and res.tables["latency_predictor_validation"] is summary
     plain = _bare(bare, cfg, "predictor_validation")
     assert set(res.reads) == set(plain.reads)
-    for col in ("model", "batch_size", "config", "macs", "predicted_s"):  # all but the timings
+    for col in ("predictor", "model", "batch_size", "config", "macs"):  # all but the timings
         assert plain.tables["latency_predictor_configs"][col].tolist() == configs[col].tolist()
+    table_rows = configs["predictor"] == "additive"  # the fitted predictors' predictions come from timings
+    assert plain.tables["latency_predictor_configs"]["predicted_s"][table_rows].tolist() == \
+        configs["predicted_s"][table_rows].tolist()
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("predictors", ["additive", "ridge"], "latency.predictors"), ("predictors", [], "latency.predictors"),
+    ("predictors", ["additive", "additive"], "latency.predictors"), ("n_fit", -1, "latency.n_fit")])
+def test_bad_predictor_settings(cfg, key, value, match):
+    bad = {**cfg, "latency": {**cfg["latency"], key: value}}
+    with pytest.raises(ValueError, match=match):
+        study.validation_configs(bad, {})
 
 
 def test_scatter_configs(cfg):

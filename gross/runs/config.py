@@ -82,6 +82,7 @@ _NON_NEGATIVE = {
     ("four_layer", "augment_padding"), ("four_layer", "base_weight_decay"), ("four_layer", "finetune_weight_decay"),
     ("vgg16", "augment_padding"), ("vgg16", "base_weight_decay"), ("vgg16", "finetune_weight_decay"),
     ("pareto", "n_val"), ("pareto", "bfs_seeded_runs"),
+    ("latency", "n_fit"),
 }
 
 
