@@ -59,9 +59,11 @@ def test_without_cuda_it_stops_with_a_clear_error(tmp_path):
 
 def test_dry_run_both_calls(tmp_path):
     """Call 1 (CUDA tests skipped: they skip on CPU anyway) and call 2 on the CPU with tiny sizes."""
-    env = _env(tmp_path, DRY_RUN="1", SKIP_STAGES="tests", TOTAL_S="900")
+    # the stage caps are the GPU's (45-230 s); a loaded shared CPU needs longer just to import torch
+    caps = {f"BUDGET_{s}": "420" for s in ("PREFLIGHT", "KSWEEP", "INDIVIDUAL", "PAPER", "ESTIMATE")}
+    env = _env(tmp_path, DRY_RUN="1", SKIP_STAGES="tests", TOTAL_S="1800", **caps)
     one = subprocess.run(["bash", str(SCRIPT), "1", "--networks", "1,2"], env=env, capture_output=True, text=True,
-                         timeout=900)
+                         timeout=1800)
     out = tmp_path / "out"
     assert "[row] ksweep | four_layer base training, 2 at once" in one.stdout, one.stdout + one.stderr
     summary = pd.read_csv(out / "summary.csv")
@@ -81,7 +83,7 @@ def test_dry_run_both_calls(tmp_path):
     assert (out / "env.txt").exists()
 
     two = subprocess.run(["bash", str(SCRIPT), "2", "--epochs", "2"], env=env, capture_output=True, text=True,
-                         timeout=900)
+                         timeout=1800)
     assert two.returncode == 0, two.stdout + two.stderr
     rows = pd.read_csv(out / "device_rows.csv")  # a fresh file per call
     assert list(rows["stage"]) == ["paper"] * 3
