@@ -199,8 +199,11 @@ def test_btd_error_figure(chain):
 
     errors = own.btd_errors(chain["init"])
     fig = own.btd_error_figure(errors)
-    assert isinstance(fig, Figure) and len(fig.axes) == 1
-    assert len(fig.axes[0].get_legend().get_texts()) == 16  # one entry per decomposed layer
+    assert isinstance(fig, Figure) and len(fig.axes) == 2  # the plot and its colour bar
+    layers = list(dict.fromkeys(errors["layer"]))
+    assert len(layers) == 16 and fig.axes[0].get_legend() is None  # too many layers for category colours:
+    bar_labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]  # coloured by depth, named on the bar
+    assert bar_labels == layers[::2]
     fig2, ax = plt.subplots()
     assert own.btd_error_figure(errors, ax=ax) is fig2
     plt.close(fig2)
