@@ -141,7 +141,7 @@ def summarise(roots: list[Path], to: Path) -> None:
                                    "threads 2: one worker of 2 threads"])
     utils.save_table(long.round(4), "seed_spread", meta, directory=to)
     utils.save_table(summary.round(4), "seed_spread_summary", meta, directory=to)
-    utils.save_table(found, "seed_spread_configs", meta, directory=to)
+    utils.save_table(found.round(4), "seed_spread_configs", meta, directory=to)
 
 
 def main(argv=None) -> None:

@@ -334,7 +334,7 @@ def claims_table(cfg: Mapping) -> StepResult:
     rows += found_configs(read_table(cfg, "table3_bfs_vgg16"), "vgg16", n_test, acc.get("vgg16", 50.0))
     rows += ranking(read_table(cfg, "ap_configs"), cfg["ap"]["drops"], int(cfg["ap"]["k"]))
     rows += switching(read_table(cfg, "inference_timing"), read_table(cfg, "latency_predictor_validation"))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).round({"effect": 3, "noise": 3})
     notes = [f"verdicts at Z = {Z:g} noise units; noise source per row; seed spread "
              + ("from seed_spread_summary" if spread is not None else "not available (binomial lower bounds)")]
     return StepResult(tables={"claims": table, "claims_summary": summarise(table)}, notes=notes)
