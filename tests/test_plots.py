@@ -428,3 +428,17 @@ def test_latency_vs_macs_figure_titles_hold_the_rank_correlation():
     assert fig.axes[0].get_title() == "batch 1: Spearman(MACs, latency) = -1.00"
     with pytest.raises(ValueError, match="missing columns .'measured_s'."):
         plots.latency_vs_macs_figure(df.drop(columns="measured_s"))
+
+
+def test_pareto_figure_draws_fronts_as_running_best_staircases():
+    every = pd.DataFrame({"macs": [1e6, 2e6, 3e6, 4e6], "accuracy": [50.0, 40.0, 70.0, 60.0]})
+    front = every.iloc[[0, 2]]
+    fig = plots.pareto_figure({"p": {"x": "macs", "all": every, "fronts": {"exact": front}}})
+    line = fig.axes[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), [1.0, 3.0])  # MACs in millions
+    np.testing.assert_allclose(line.get_ydata(), [50.0, 70.0])
+    assert fig.axes[0].get_title() == "p"
+    with pytest.raises(ValueError, match=r"missing columns \['accuracy'\]"):
+        plots.pareto_figure({"p": {"x": "macs", "all": every.drop(columns="accuracy"), "fronts": {}}})
+    with pytest.raises(ValueError, match="at least one panel"):
+        plots.pareto_figure({})
