@@ -532,3 +532,15 @@ def test_many_layers_are_coloured_by_depth_with_a_colour_bar():
     few = plots.btd_error_figure(df[df["layer"].isin(layers[:3])])
     assert [t.get_text() for t in few.axes[0].get_legend().get_texts()] == layers[:3]
     assert palette.check_colors(palette.figure_category_colors(few)) >= palette.MIN_DELTA_E
+def test_pareto_figure_draws_fronts_as_running_best_staircases():
+    every = pd.DataFrame({"macs": [1e6, 2e6, 3e6, 4e6], "accuracy": [50.0, 40.0, 70.0, 60.0]})
+    front = every.iloc[[0, 2]]
+    fig = plots.pareto_figure({"p": {"x": "macs", "all": every, "fronts": {"exact": front}}})
+    line = fig.axes[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), [1.0, 3.0])  # MACs in millions
+    np.testing.assert_allclose(line.get_ydata(), [50.0, 70.0])
+    assert fig.axes[0].get_title() == "p"
+    with pytest.raises(ValueError, match=r"missing columns \['accuracy'\]"):
+        plots.pareto_figure({"p": {"x": "macs", "all": every.drop(columns="accuracy"), "fronts": {}}})
+    with pytest.raises(ValueError, match="at least one panel"):
+        plots.pareto_figure({})

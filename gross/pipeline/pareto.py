@@ -269,8 +269,8 @@ def four_layer_figure(table: pd.DataFrame, searches: pd.DataFrame | None = None,
         first = searches[searches["method"] == "nsga2"]
         first = first[first["seed"] == first["seed"].min()]
         fronts[f"NSGA-II, {len(first)} evaluations"] = pareto_front(first, PAIR)
-    panels = {"4-layer: accuracy vs MACs": {"x": "macs", "all": table, "fronts": fronts},
-              "4-layer: accuracy vs predicted latency": {"x": "predicted_ms", "all": table,
+    panels = {"4-layer net: MACs": {"x": "macs", "all": table, "fronts": fronts},
+              "4-layer net: predicted latency": {"x": "predicted_ms", "all": table,
                                                          "fronts": {"exact": pareto_front(table, LATENCY_PAIR)}}}
     return plots.pareto_figure(panels, ax=ax)
 
@@ -405,8 +405,8 @@ def vgg16_figure(evaluated: pd.DataFrame, distinct: pd.DataFrame, ax=None):
     first = evaluated[evaluated["seed"] == seed]
     names = {"bfs": "BFS ladder", "nsga2": "NSGA-II", "random": "random"}
     fronts = {names.get(m, m): pareto_front(g, PAIR) for m, g in first.groupby("method", sort=False)}
-    panels = {f"VGG-16, seed {seed}: accuracy vs MACs": {"x": "macs", "all": first, "fronts": fronts},
-              "VGG-16, all searches: accuracy vs predicted latency": {
+    panels = {f"VGG-16, seed {seed}: MACs": {"x": "macs", "all": first, "fronts": fronts},
+              "VGG-16, all searches: predicted latency": {
                   "x": "predicted_ms", "all": distinct, "fronts": {"front": pareto_front(distinct, LATENCY_PAIR)}}}
     return plots.pareto_figure(panels, ax=ax)
 
