@@ -35,7 +35,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from gross.method.decomposition import search_space
+from gross.method.macs import count_macs
 from gross.method.space import SearchSpace
+from gross.search import latency as L
 
 __all__ = [
     "PREDICTORS",
@@ -331,10 +334,6 @@ def validate_predictors(model, table, predictors: Sequence[str] = PREDICTORS, n_
         config, macs, predicted_s, measured_s, rel_error, measured_repeat_s``
         (summarise a predictor's rows with :func:`gross.search.latency.predictor_summary`).
     """
-    from gross.method.decomposition import search_space
-    from gross.method.macs import count_macs
-    from gross.search import latency as L
-
     names = _check_predictors(predictors)
     space = search_space(model)
     n_fit = default_n_fit(space, names, n_validation) if n_fit is None else n_fit
