@@ -1,5 +1,6 @@
 """Tests for gross.search.evaluation: one accuracy path, the prefix tree equal to the plain path."""
 
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -293,7 +294,8 @@ def test_tree_with_asymmetric_bottlenecks_equals_the_forward_float64():
             h.remove()
     flat = evaluate_configs(model, configs, data, batch_size=64, tree=False)
     assert tree["accuracy"].tolist() == flat["accuracy"].tolist()
-    assert len(inputs) == 1 and len(logits) == len(configs) == 2 * 3
+    others = math.prod(len(sizes) for name, sizes in search_space(model).items() if name not in ("conv2", "conv3"))
+    assert len(inputs) == 1 and len(logits) == len(configs) == 2 * 3 * others  # the asymmetric layers: 2 x 3 sizes
     model.eval()
     for c, out in zip(sorted(configs), logits):
         set_config(model, c)
