@@ -156,3 +156,12 @@ def test_command_line_writes_the_tables(tmp_path, monkeypatch):
     claims.main(["--profile", "smoke"])
     summary = pd.read_csv(tmp_path / "results" / "claims_summary.csv")
     assert list(summary.columns[:2]) == ["claim", "verdict"] and len(summary) == 5
+
+
+def test_zero_or_missing_noise_is_not_an_error():
+    rows = [claims._row("c", "i", e, n, "src", "rule") for e, n in [(0.0, 0.0), (1.0, 0.0), (-1.0, 0.0),
+                                                                    (1.0, float("nan")), (float("nan"), 1.0)]]
+    assert [r["verdict"] for r in rows] == ["cannot tell", "supports", "contradicts", "not measured", "not measured"]
+    assert "zero: judged by the sign" in rows[0]["noise_source"]
+    same = pd.DataFrame({"true_acc": [50.0] * 12, "none": [50.0] * 12, "partial": [50.0] * 12, "gross": [50.0] * 12})
+    assert {r["verdict"] for r in claims.ranking(same, drops=[0], k=5, n_bootstrap=20)} == {"cannot tell"}

@@ -99,11 +99,15 @@ def _spread_std(spread: pd.DataFrame | None, quantity: str) -> float | None:
 
 
 def _row(claim: str, instance: str, effect: float, noise: float | None, source: str, rule: str) -> dict:
-    if noise is None:
-        return {"claim": claim, "instance": instance, "effect": effect, "noise": float("nan"), "noise_source": source,
-                "rule": rule, "verdict": "not measured"}
-    return {"claim": claim, "instance": instance, "effect": effect, "noise": noise, "noise_source": source,
-            "rule": rule, "verdict": verdict(effect, noise)}
+    """One claim instance; no noise or a non-finite effect is "not measured", a zero noise judges the sign."""
+    row = {"claim": claim, "instance": instance, "effect": effect, "noise": float("nan") if noise is None else noise,
+           "noise_source": source, "rule": rule}
+    if noise is None or not math.isfinite(noise) or not math.isfinite(effect):
+        return {**row, "verdict": "not measured"}
+    if noise == 0:  # e.g. a bootstrap whose resamples all agree: the effect is what it is
+        row["noise_source"] = f"{source} (zero: judged by the sign)"
+        return {**row, "verdict": "supports" if effect > 0 else "contradicts" if effect < 0 else "cannot tell"}
+    return {**row, "verdict": verdict(effect, noise)}
 
 
 def _missing(claim: str, table: str) -> list[dict]:
