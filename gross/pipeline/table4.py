@@ -348,7 +348,7 @@ def wang_rows(cfg: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = _work_dir(cfg, f"vgg16_{_WANG}_gross_model.pt")
     model = _cached(cfg, path, lambda: _train(cfg, decomposed(cfg, "vgg16", nc, _WANG), "vgg16", f"{_WANG}_gross",
                                               f"vgg16_{_WANG}_gross", arch_kw), arch_kw, collective=True)
-    original = tuple(wang_layout(cfg, model)["configs"]["original"])
+    original = tuple(wang_layout(cfg, pretrained(cfg, "vgg16", nc))["configs"]["original"])  # the plain network's layers
     best, trace, baselines = search(cfg, "vgg16", model, data, baselines=[original])
     found = tuple(int(x) for x in best["config"][0])
     gross = dict(zip([original, found], ddp.evaluate(model, [original, found], data.test,
