@@ -116,6 +116,13 @@ def test_steps_with_the_verbs_results_equal_the_bare_steps(cfg, four_layer, vgg1
         for name in bare.tables:
             pd.testing.assert_frame_equal(_drop_timing(bare.tables[name]), _drop_timing(verbs.tables[name]),
                                           obj=name)
+
+
+@pytest.mark.xfail(strict=True, reason="known bug (issue #27, open): a bare step that loads the cached Pareto "
+                   "accuracies does not record the settings they were computed with (pareto.seeds, "
+                   "data.eval_batch_size), so its reductions line lists fewer keys than the notebook's")
+def test_steps_with_the_verbs_read_what_the_bare_steps_read(cfg, four_layer, vgg16):
+    for bare, verbs in ((pareto.four_layer_fronts(cfg), four_layer["step"]), (pareto.vgg16_fronts(cfg), vgg16["step"])):
         assert bare.reads == verbs.reads
 
 
