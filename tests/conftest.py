@@ -95,3 +95,17 @@ def code_in_a_pickle(tmp_path):
     """``(obj, marker)``: pickling ``obj`` and loading it unsafely would write the file ``marker``."""
     marker = tmp_path / "marker"
     return _RunsCode(marker), marker
+
+
+@pytest.fixture
+def load_script():
+    """``load_script("name")``: the module ``scripts/<name>.py`` (scripts are not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,21 +1,12 @@
 """scripts/compare_recipes.py: the summary of the recipe comparison (issue #25), on hand-made runs."""
 
-import importlib.util
 
 import pandas as pd
 import pytest
 
-from gross.utils import paths
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("compare_recipes", paths.ROOT / "scripts" / "compare_recipes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_summary_gives_mean_sample_std_and_paired_differences():
+def test_summary_gives_mean_sample_std_and_paired_differences(load_script):
     runs = pd.DataFrame([
         # seed, stage, recipe, val, test
         (0, "base", "paper", 60.0, 59.0), (1, "base", "paper", 62.0, 61.0), (2, "base", "paper", 64.0, 60.0),
@@ -23,7 +14,7 @@ def test_summary_gives_mean_sample_std_and_paired_differences():
         (0, "config", "paper", 50.0, 49.0), (1, "config", "paper", 52.0, 51.0),
         (1, "config", "code", 53.0, 50.0), (0, "config", "code", 50.5, 49.0),  # seed order differs: pairing by seed
     ], columns=["seed", "stage", "recipe", "val_acc", "test_acc"])
-    table = _script().summary(runs).set_index(["stage", "recipe"])
+    table = load_script("compare_recipes").summary(runs).set_index(["stage", "recipe"])
     base_code, base_paper = table.loc[("base", "code")], table.loc[("base", "paper")]
     assert base_paper["val_acc_mean"] == pytest.approx(62.0) and base_paper["val_acc_std"] == pytest.approx(2.0)
     assert base_paper["n_seeds"] == 3 and pd.isna(base_paper["val_acc_diff_mean"])

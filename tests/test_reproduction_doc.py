@@ -1,20 +1,12 @@
 """REPRODUCTION.md quotes the committed tables exactly (scripts/sync_reproduction.py)."""
 
-import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sync_module():
-    spec = importlib.util.spec_from_file_location("sync_reproduction", ROOT / "scripts" / "sync_reproduction.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_quoted_tables_equal_the_results():
-    sync = _sync_module()
+def test_quoted_tables_equal_the_results(load_script):
+    sync = load_script("sync_reproduction")
     text = (ROOT / "REPRODUCTION.md").read_text()
     blocks = sync.BLOCK.findall(text)
     assert len(blocks) >= 5, "REPRODUCTION.md marks its quoted tables with <!-- results/<name>.md -->"
@@ -22,8 +14,8 @@ def test_quoted_tables_equal_the_results():
     assert changed == [], f"out of date: {changed}; run python scripts/sync_reproduction.py"
 
 
-def test_a_stale_block_is_found_and_replaced(tmp_path):
-    sync = _sync_module()
+def test_a_stale_block_is_found_and_replaced(tmp_path, load_script):
+    sync = load_script("sync_reproduction")
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "t.md").write_text("Profile `cpu`: reduced.\n\n| a |\n|---|\n| 2 |\n")
     text = "x\n<!-- results/t.md -->\n| a |\n|---|\n| 1 |\n<!-- end -->\ny\n"

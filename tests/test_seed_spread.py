@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,14 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("seed_spread", ROOT / "scripts" / "seed_spread.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fake_run(root: Path, seed: int, threads: int, base_test: float, found_acc: float) -> Path:
@@ -39,8 +30,8 @@ def _fake_run(root: Path, seed: int, threads: int, base_test: float, found_acc: 
     return d.parent
 
 
-def test_headline_numbers_of_one_run(tmp_path):
-    rows, configs = _script().headline(_fake_run(tmp_path, 0, 1, 68.0, 65.4))
+def test_headline_numbers_of_one_run(tmp_path, load_script):
+    rows, configs = load_script("seed_spread").headline(_fake_run(tmp_path, 0, 1, 68.0, 65.4))
     values = {r["quantity"]: r["value"] for r in rows}
     assert values["base test acc"] == 68.0
     assert values["GroSS change, worst uniform config"] == pytest.approx(-0.1)
@@ -52,12 +43,12 @@ def test_headline_numbers_of_one_run(tmp_path):
                         "delta_acc": pytest.approx(0.4), "delta_macs": -10}]
 
 
-def test_summary_is_the_spread_over_runs(tmp_path):
+def test_summary_is_the_spread_over_runs(tmp_path, load_script):
     found = [65.4, 64.8, 65.9]
     roots = [_fake_run(tmp_path, s, t, 68.0 + s, a) for (s, t), a in zip([(0, 1), (1, 1), (2, 2)], found)]
     (tmp_path / "unfinished").mkdir()
     out = tmp_path / "out"
-    _script().summarise(roots + [tmp_path / "unfinished"], out)
+    load_script("seed_spread").summarise(roots + [tmp_path / "unfinished"], out)
     summary = pd.read_csv(out / "seed_spread_summary.csv").set_index("quantity")
     delta = np.array(found) - 65.0
     row = summary.loc["ΔAcc found vs 2 2"]
