@@ -38,6 +38,26 @@ def test_make_records_settings_read_and_reuses_fresh_artefacts(cfg):
     assert env["fingerprint"] == st.fingerprint(env["settings"]) and env["version"] == st.FORMAT
 
 
+@pytest.mark.parametrize("name", ["b.pt", "b.json"])
+def test_a_loaded_artefact_records_the_same_reads_as_a_computed_one(cfg, name):
+    # keys without effect on the result (data.eval_batch_size) are not fingerprinted, but a step that
+    # loads the artefact must still list them among its settings_read, as one that computed it does
+    def compute():
+        return {"value": cfg["seed"] + cfg["data"]["eval_batch_size"]}
+
+    s = st.Store(cfg)
+    with config.recording() as computed:
+        s.make(name, compute, "01_decomposition")
+    with config.recording() as loaded:
+        s.make(name, compute, "01_decomposition")
+    assert computed == loaded == {"seed", "data.eval_batch_size"}
+    env = s.read(name)
+    assert env["settings"] == {"seed": cfg["seed"]} and env["also_read"] == ["data.eval_batch_size"]
+    with config.recording() as by_load:
+        s.load(name, "01_decomposition")
+    assert by_load == computed
+
+
 def test_changed_setting_makes_artefact_stale(cfg, gross_runs):
     calls = []
     st.Store(cfg).make("a.pt", _compute(cfg, calls), "01_decomposition")

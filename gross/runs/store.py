@@ -110,6 +110,23 @@ def _settings(cfg: Mapping, keys) -> dict:
     return {k: _config.lookup(cfg, k) for k in sorted(keys) if k not in _config.NO_EFFECT and k != "profile"}
 
 
+def _also_read(keys) -> list[str]:
+    """The dotted ``keys`` of :data:`gross.runs.config.NO_EFFECT` among ``keys``: read, but not fingerprinted.
+
+    Stored by name beside the settings and read again on every load, so that a step that loads an
+    artefact records the same keys (``settings_read``) as one that computed it.
+    """
+    return sorted(k for k in keys if k in _config.NO_EFFECT)
+
+
+def _reread(cfg: Mapping, keys) -> None:
+    for key in keys:
+        try:
+            _config.lookup(cfg, key)
+        except KeyError:  # a key of another profile's sections (e.g. imagenet.root): nothing to record
+            pass
+
+
 class Store:
     """Artefacts of one profile under ``runs/<profile>/`` (or ``$GROSS_RUNS/<profile>``).
 
@@ -166,6 +183,7 @@ class Store:
         return env
 
     def _stale_keys(self, env: dict) -> list[str]:
+        _reread(self.cfg, env.get("also_read", ()))
         stored = env["settings"]
         current = _settings(self.cfg, stored)
         return sorted(k for k in stored if json.dumps(stored[k], default=str) != json.dumps(current[k], default=str))
@@ -196,8 +214,11 @@ class Store:
 
     # ------------------------------------------------------------------ writing
 
-    def save(self, name: str, payload: dict, settings: Mapping) -> Path:
+    def save(self, name: str, payload: dict, settings: Mapping, also_read=()) -> Path:
         """Write ``payload`` with ``settings`` and their fingerprint, atomically (``.json`` or torch file).
+
+        ``also_read`` names the :data:`gross.runs.config.NO_EFFECT` keys the computation read
+        (:func:`_also_read`): stored by name, outside the fingerprint, and read again on load.
 
         Under the run lock of the folder (:func:`write_guard`): taken for the write unless
         this process or the run that started it holds it already.
@@ -207,10 +228,10 @@ class Store:
             if path.suffix == ".json":
                 payload = json.loads(json.dumps(payload, default=float))  # as it will read back
                 env = {"format": FORMAT, "fingerprint": fingerprint(settings), "settings": dict(settings),
-                       "sha256": _checksum(payload), "payload": payload}
+                       "also_read": list(also_read), "sha256": _checksum(payload), "payload": payload}
                 return utils.atomic_write_text(json.dumps(env, indent=1) + "\n", path)
             return utils.atomic_save(seal(payload, _KIND, version=FORMAT, fingerprint=fingerprint(settings),
-                                          settings=dict(settings)), path)
+                                          settings=dict(settings), also_read=list(also_read)), path)
 
     def read(self, name: str) -> dict:
         """The whole stored envelope of artefact ``name``: ``settings``, ``fingerprint`` and ``payload`` (checked)."""
@@ -238,7 +259,7 @@ class Store:
             finally:
                 self._making.pop()
         payload.setdefault("wall_time_s", time.perf_counter() - t0)
-        self.save(name, payload, _settings(self.cfg, reads))
+        self.save(name, payload, _settings(self.cfg, reads), _also_read(reads))
         for made in _WATCHERS:
             made.append(name)
         return payload
@@ -283,7 +304,7 @@ class Store:
         for name in missing:
             if name in payloads:
                 payloads[name].setdefault("wall_time_s", share)
-                self.save(name, payloads[name], settings)
+                self.save(name, payloads[name], settings, _also_read(reads))
                 for made in _WATCHERS:
                     made.append(name)
         if error is not None:
