@@ -257,3 +257,35 @@ def test_trainable_modes():
     assert all(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError, match="trainable must be 'gross', 'gross_all' or 'all', got 'some'"):
         D._trainable(model, "some")
+
+
+def test_keep_best_selects_the_best_held_out_epoch_without_changing_training(tmp_path):
+    root = inet.generate_folder(tmp_path / "data", classes=5, train_per_class=16, val_per_class=3, size=40)
+    data = inet.imagenet(root=str(root), resize=40, crop=32, held_out=16)
+    torch.manual_seed(0)
+    net = inet.build("vgg16", num_classes=5, width_mult=1 / 16).double()
+    recipe = RECIPES["vgg16_imagenet_wang_config"].replace(batch_size=16, lr=0.05).scaled(4)
+    plain, kept = copy.deepcopy(net), copy.deepcopy(net)
+    D.finetune(plain, data.train, recipe, run_dir=tmp_path / "plain", trainable="all", workers=0)
+    history = D.finetune(kept, data.train, recipe, run_dir=tmp_path / "kept", trainable="all", workers=0,
+                         select=data.val, select_batch_size=8)
+    last = D.read_checkpoint(tmp_path / "plain" / f"{recipe.name}.pt")["model"]
+    state = D.read_checkpoint(tmp_path / "kept" / f"{recipe.name}.pt")
+    # measuring the held-out accuracy between epochs leaves training as it was
+    assert _max_diff(state["model"], last) < TOL
+    accs = history["select_accuracy"].tolist()
+    best = accs.index(max(accs)) + 1  # first best epoch
+    assert len(accs) == 4 and state["best"]["epoch"] == best == history["kept"].iloc[-1]
+    assert list(history["kept"]) == [accs.index(max(accs[:e])) + 1 for e in range(1, 5)]
+    # each recorded accuracy is the network's: the last epoch's weights, and the kept ones, measured again
+    plain_last = copy.deepcopy(net)
+    plain_last.load_state_dict(last)
+    assert D.evaluate_plain(plain_last, data.val, batch_size=5, workers=0) == pytest.approx(accs[-1], abs=1e-9)
+    assert D.evaluate_plain(kept, data.val, batch_size=5, workers=0) == pytest.approx(max(accs), abs=1e-9)
+    assert _max_diff(kept.state_dict(), D.kept_weights(state)) == 0
+    # a finished run resumed ends with the same kept weights
+    again = copy.deepcopy(net)
+    D.finetune(again, data.train, recipe, run_dir=tmp_path / "kept", trainable="all", workers=0, select=data.val)
+    assert _max_diff(again.state_dict(), kept.state_dict()) == 0
+    with pytest.raises(ValueError, match="needs a plain network, trainable='all'"):
+        D.finetune(copy.deepcopy(net), data.train, recipe, run_dir=tmp_path / "g", trainable="gross", select=data.val)

@@ -88,7 +88,12 @@ def test_wang_et_al_rows(run):
     # the individual fine-tunes ran the [26] schedule (their own checkpoints) on the exported networks
     for c in (WANG_ET_AL.configs["original"], found):
         label = "-".join(map(str, c))
-        assert list((runs / "smoke").glob(f"imagenet-*/vgg16_wang_config_{label}.pt"))
+        ckpt = list((runs / "smoke").glob(f"imagenet-*/vgg16_wang_config_{label}.pt"))
+        assert ckpt
+        # ... keeping the best epoch by held-out accuracy (imagenet.wang_keep_best), the authors' early stopping
+        done = table4.ddp.read_checkpoint(ckpt[0])
+        assert done["best"]["epoch"] >= 1 and "select_accuracy" in done["run"]["history"][-1]
+        assert done["best"]["accuracy"] == max(h["select_accuracy"] for h in done["run"]["history"])
     # the GroSS fine-tune trained every weight and drew configurations of the structure (the authors' schedule)
     state = table4.ddp.read_checkpoint(next((runs / "smoke").glob("imagenet-*/vgg16_wang_gross.pt")))
     assert state["trainable"] == "gross_all" and len(state["run"]["configs"]) > 0

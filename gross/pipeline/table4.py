@@ -68,8 +68,8 @@ _NOTE_26 = ("[26] rows: VGG-16 with the decomposition structure of Wang et al. [
             "from the authors' public configuration; gross.method.structures.WANG_ET_AL), the authors' schedules; "
             "MACs counted correctly (groups = bottleneck width / group size): the paper's 1.16B comes from the "
             "authors' counter (groups = input channels / group size), see results/table_macs; the search budget is "
-            "the correctly counted MACs of the original configuration. Individual fine-tunes run the whole schedule "
-            "(the authors keep the best epoch: not done here)")
+            "the correctly counted MACs of the original configuration. Individual fine-tunes keep their best epoch "
+            "by accuracy on the held-out training images (imagenet.wang_keep_best), as the authors' early stopping")
 _NOTE_26_OFF = "the [26] rows are left out (imagenet.wang_et_al = false)"
 #: Group label of the [26] block and the structure's name in its artefacts.
 _WANG = "wang"
@@ -229,16 +229,19 @@ def _train(cfg, model: nn.Module, name: str, kind: str, run_name: str, arch_kw: 
                    workers=s["workers"], pin_memory=s["pin_memory"], persistent_workers=s["persistent_workers"])
     # [26]: every weight trains, also in the GroSS fine-tune (configurations still sampled per step)
     trainable = {"gross": "gross", f"{_WANG}_gross": "gross_all"}.get(kind, "all")
+    # [26] individual fine-tunes keep their best epoch on the held-out images (the authors' early stopping)
+    keep_best = kind == f"{_WANG}_config" and bool(s["wang_keep_best"])
     ctx = _ctx(cfg)
     if s["nproc"] > 1 and not ctx.distributed:
         job = ddp.write_job(run_dir / f"{run_name}.job", model, _data_kwargs(cfg), recipe, run_dir, arch=arch_kw,
-                            space=space, config=config, name=run_name, trainable=trainable, **options)
+                            space=space, config=config, name=run_name, trainable=trainable, keep_best=keep_best,
+                            select_batch_size=s["eval_batch_size"], **options)
         ddp.launch(job, s["nproc"], device=str(cfg["device"]).split(":")[0])
     else:
         ddp.finetune(model, data.train, recipe, run_dir=run_dir, name=run_name, trainable=trainable, ctx=ctx,
-                     **options)
+                     select=data.val if keep_best else None, select_batch_size=s["eval_batch_size"], **options)
     state = ddp.read_checkpoint(run_dir / f"{run_name}.pt")
-    model.load_state_dict(state["model"])
+    model.load_state_dict(ddp.kept_weights(state))
     return model.eval()
 
 

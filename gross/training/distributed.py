@@ -53,7 +53,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -84,6 +84,7 @@ __all__ = [
     "build_described",
     "read_job",
     "read_checkpoint",
+    "kept_weights",
     "write_job",
     "launch",
     "main",
@@ -262,12 +263,15 @@ class _Run:
     seen: float = 0.0
     history: list = dataclasses.field(default_factory=list)
     configs: list = dataclasses.field(default_factory=list)
+    best_epoch: int = 0     # keep_best: the epoch kept so far (1-based; 0 = none yet) and its accuracy
+    best_accuracy: float = -1.0
 
 
 def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | None = None,
              trainable: str = "gross", ctx: Context | None = None, resume: bool = True,
              checkpoint_every_steps: int = 0, max_steps_per_epoch: int | None = None, workers: int = 8,
-             pin_memory: bool = True, persistent_workers: bool = True) -> pd.DataFrame:
+             pin_memory: bool = True, persistent_workers: bool = True, select=None,
+             select_batch_size: int = 256) -> pd.DataFrame:
     """Fine-tune ``model`` on ``split`` with the recipe's schedule, on every rank of ``ctx``.
 
     Parameters
@@ -294,15 +298,28 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
         Shorter epochs (reduced profiles).
     workers, pin_memory, persistent_workers
         DataLoader settings (:func:`gross.data.imagenet.loader`).
+    select : gross.data.imagenet.ImageFolderSplit, optional
+        Keep the best epoch (early stopping, as the authors' [26] individual fine-tunes):
+        after each epoch the network's top-1 accuracy on ``select`` (images held out from
+        training, never the test split) is measured, the weights of the best epoch so far
+        (the first, on ties) are kept in the checkpoint (``best``), and ``model`` ends with
+        them. Plain networks only (``trainable="all"``). Training itself is unchanged: the
+        evaluation runs with the random number generators' state saved and restored.
+    select_batch_size : int, default 256
+        Evaluation batch per rank for ``select``.
 
     Returns
     -------
     pandas.DataFrame
-        One row per epoch: ``epoch, lr, train_loss, images, seconds, images_per_s``; the
+        One row per epoch: ``epoch, lr, train_loss, images, seconds, images_per_s`` (with
+        ``select``: also ``select_accuracy`` and ``kept``, the epoch the model ends with); the
         configurations drawn are in the checkpoint (``configs``).
     """
     ctx = ctx or init()
     check_batch(recipe.batch_size, ctx.world)
+    if select is not None and trainable != "all":
+        raise ValueError(f"select (keep the best epoch) needs a plain network, trainable='all'; got {trainable!r}: "
+                         "a GroSS model has no single accuracy to select by")
     name = name or recipe.name
     ckpt = Path(run_dir) / f"{name}.pt"
     params = _trainable(model, trainable)
@@ -310,7 +327,7 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
     dtype = next(model.parameters()).dtype
     layers = list(gross_layers(model).values()) if trainable in ("gross", "gross_all") else []
     space = [tuple(s) for s in search_space(model).values()] if layers else []
-    run = _Run()
+    run, best = _Run(), None
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma)
     sampler = group_size_sampler(recipe)
@@ -319,7 +336,7 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.set_state(state["sampler_rng"])
-        run = _Run(**state["run"])
+        run, best = _Run(**state["run"]), state.get("best")
     net = model
     if ctx.distributed:
         net = nn.parallel.DistributedDataParallel(
@@ -331,7 +348,8 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
             atomic_save(seal({"recipe": _recipe_dict(recipe), "trainable": trainable,
                               "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scheduler": scheduler.state_dict(), "sampler_rng": sampler.get_state(),
-                              "run": dataclasses.asdict(run), "world": ctx.world}, _FORMAT), ckpt)
+                              "run": dataclasses.asdict(run), "world": ctx.world,
+                              **({"best": best} if best is not None else {})}, _FORMAT), ckpt)
 
     while run.epoch < recipe.epochs:
         t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
@@ -361,9 +379,17 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
             if checkpoint_every_steps and run.global_step % int(checkpoint_every_steps) == 0:
                 save()
         seconds = time.perf_counter() - t0
-        run.history.append({"epoch": run.epoch + 1, "lr": lr, "train_loss": run.loss_sum / max(run.seen, 1),
-                            "images": run.seen, "seconds": seconds,
-                            "images_per_s": (run.seen - seen0) / seconds if seconds > 0 else float("nan")})
+        row = {"epoch": run.epoch + 1, "lr": lr, "train_loss": run.loss_sum / max(run.seen, 1),
+               "images": run.seen, "seconds": seconds,
+               "images_per_s": (run.seen - seen0) / seconds if seconds > 0 else float("nan")}
+        if select is not None:
+            acc = _select_accuracy(model, select, ctx, select_batch_size, workers, pin_memory, recipe)
+            if acc > run.best_accuracy:
+                run.best_epoch, run.best_accuracy = run.epoch + 1, acc
+                best = {"epoch": run.epoch + 1, "accuracy": acc,
+                        "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+            row.update(select_accuracy=acc, kept=run.best_epoch)
+        run.history.append(row)
         scheduler.step()
         run.epoch, run.step, run.loss_sum, run.seen = run.epoch + 1, 0, 0.0, 0.0
         save()
@@ -371,8 +397,25 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
         dist.barrier()
     if layers:
         set_config(model, tuple(max(s) for s in space))
+    if select is not None:
+        model.load_state_dict(kept_weights({"model": model.state_dict(), **({"best": best} if best else {})}))
     model.eval()
     return pd.DataFrame(run.history)
+
+
+def _select_accuracy(model: nn.Module, split, ctx: Context, batch_size: int, workers: int, pin_memory: bool,
+                     recipe: Recipe) -> float:
+    """Top-1 accuracy on ``split`` between epochs, leaving every random number generator as it was."""
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        acc = evaluate_plain(model, split, ctx=ctx, batch_size=batch_size, workers=workers, pin_memory=pin_memory,
+                             mean=recipe.mean, std=recipe.std)
+    return acc
+
+
+def kept_weights(state: Mapping) -> dict:
+    """The weights a :func:`finetune` checkpoint ends with: the best epoch's (``select``) or else the last."""
+    return state["best"]["model"] if state.get("best") else state["model"]
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -514,7 +557,8 @@ def write_job(path, model: nn.Module, data: dict, recipe: Recipe, run_dir, *, ar
     holds the keyword arguments of :func:`gross.data.imagenet.imagenet` (``root``,
     ``resize``, ``crop``, ``held_out``, ``split_seed``); ``options`` those of :func:`finetune`
     (``checkpoint_every_steps``, ``max_steps_per_epoch``, ``workers``, ``pin_memory``,
-    ``persistent_workers``, and ``device``).
+    ``persistent_workers``, ``select_batch_size`` and ``device``), plus ``keep_best`` (select by
+    the dataset's held-out ``val`` split).
     """
     job = {"model": describe_model(model, arch, space, config), "data": dict(data),
            "recipe": dataclasses.asdict(recipe), "run_dir": str(run_dir), "name": name or recipe.name,
@@ -562,9 +606,10 @@ def _finetune_job(args) -> None:
     options = dict(job["options"])
     device = options.pop("device", args.device)
     ctx = init(args.device if args.device != "auto" else device)
-    split = inet.imagenet(**job["data"]).train
-    finetune(build_described(job["model"]), split, Recipe(**job["recipe"]), run_dir=job["run_dir"], name=job["name"],
-             trainable=job["trainable"], ctx=ctx, **options)
+    data = inet.imagenet(**job["data"])
+    select = data.val if options.pop("keep_best", False) else None  # the held-out images, never the test split
+    finetune(build_described(job["model"]), data.train, Recipe(**job["recipe"]), run_dir=job["run_dir"],
+             name=job["name"], trainable=job["trainable"], ctx=ctx, select=select, **options)
     if ctx.distributed:
         dist.destroy_process_group()
 
