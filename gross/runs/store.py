@@ -5,13 +5,18 @@ decomposition, one individual fine-tune). :meth:`Store.make` computes it inside 
 :func:`gross.runs.config.recording`, so it knows which settings the computation read
 (including those of the artefacts it loaded) and stores them next to the payload::
 
-    {"format": 2, "fingerprint": "<sha256 of settings>", "settings": {"seed": 0, ...}, "sha256": ..., "payload": {...}}
+    {"format": 2, "fingerprint": "<sha256 of settings>", "settings": {"seed": 0, ...},
+     "also_read": ["data.eval_batch_size", ...], "sha256": ..., "payload": {...}}
 
 (JSON artefacts exactly so; torch artefacts as a sealed file, :mod:`gross.utils.sealed`, whose
 header holds the fingerprint and settings and whose checksummed blob holds the payload).
 Every load verifies the content checksum, so an edited number is an error, never a result.
 
-Loading re-reads exactly those keys from the current config: a different value
+``also_read`` names the keys of :data:`gross.runs.config.NO_EFFECT` the computation read: they
+cannot change the result, so they are not fingerprinted, but loading reads them again, so that a
+step that loads an artefact records the same settings as one that computed it.
+
+Loading re-reads exactly the stored settings' keys from the current config: a different value
 makes the artefact *stale* (re-made by :meth:`Store.make`, an error naming the
 notebook to re-run from :meth:`Store.load`). A file that cannot be read, lacks
 the envelope, or whose fingerprint does not match its settings raises
