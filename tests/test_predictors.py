@@ -140,7 +140,7 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"9 coefficients .* at least 9 fit configurations .* got 8"):
         P.fit_predictor("context", configs[:8], seconds[:8], SPACE)
     same_c = [c for c in configs if c[2] == 1] * 2  # layer c never at size 4: its coefficient is undetermined
-    with pytest.raises(ValueError, match="determine only"):
+    with pytest.raises(ValueError, match="determine only|needs at least"):
         P.fit_predictor("regression", same_c, [additive_fn(c) for c in same_c], SPACE)
     with pytest.raises(ValueError, match="one measured time per configuration"):
         P.fit_predictor("regression", configs, seconds[:-1], SPACE)
@@ -174,3 +174,27 @@ def test_cover_pairs_adds_every_missing_neighbour_pair_and_never_a_validation_co
     for l in range(1, len(sizes)):
         assert {(c[l - 1], c[l]) for c in covered} == set(itertools.product(sizes[l - 1], sizes[l]))
     assert P.cover_pairs(space, covered, exclude=val, seed=1) == covered  # nothing missing: nothing added
+
+
+def test_complete_fit_makes_a_rank_deficient_draw_determine_every_coefficient():
+    space = search_space(random_gross(four_layer_net(), seed=0))
+    sizes = list(space.values())
+    val, _ = P.split_configs(space, 30, 0, seed=0)
+    # a fit set in which the last layer never takes its largest size and layer 1 only two sizes: rank-deficient
+    deficient = [c for c in P.split_configs(space, 30, 150, seed=2)[1]
+                 if c[2] != sizes[2][-1] and c[0] in sizes[0][:2] and c not in val]
+    for predictor in ("regression", "context"):
+        p = P.n_features(space, predictor)
+        assert np.linalg.matrix_rank(P.design_matrix(deficient, space, predictor)) < p
+        with pytest.raises(ValueError, match="determine only|needs at least"):
+            P.fit_predictor(predictor, deficient, [1.0] * len(deficient), space)
+        done = P.complete_fit(space, deficient, predictor, exclude=val, seed=0)
+        assert done[:len(deficient)] == [tuple(c) for c in deficient]  # only appended
+        added = done[len(deficient):]
+        assert len(set(done)) == len(done) and not set(added) & set(val)
+        assert np.linalg.matrix_rank(P.design_matrix(done, space, predictor)) == p
+        assert 0 < len(added) <= p  # each added configuration raised the rank
+        assert P.complete_fit(space, done, predictor, exclude=val, seed=1) == done  # full rank: nothing added
+        # the additive truth is recovered from the completed fit set
+        fitted = P.fit_predictor(predictor, done, [additive_fn(c) for c in done], space)
+        assert np.allclose(fitted.predict_many(val), [additive_fn(c) for c in val], rtol=1e-12, atol=0)

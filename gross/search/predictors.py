@@ -17,7 +17,8 @@ the measured latencies of whole exported networks at random configurations:
 Features are treatment-coded one-hots (:func:`design_matrix`): the smallest size of
 every layer is the reference, so the columns are linearly independent and a fit needs
 at least as many configurations as columns (:func:`n_features`); fewer, or
-configurations that never vary some feature, raise ``ValueError``. Fit and validation
+configurations that never vary some feature, raise ``ValueError`` (:func:`validate_predictors`
+adds configurations until they do: :func:`complete_fit`). Fit and validation
 configurations are disjoint (:func:`split_configs`): a predictor is never scored on a
 configuration it was fitted to.
 
@@ -51,6 +52,7 @@ __all__ = [
     "fit_predictor",
     "split_configs",
     "cover_pairs",
+    "complete_fit",
     "holds",
     "default_n_fit",
     "validate_predictors",
@@ -256,6 +258,42 @@ def cover_pairs(space: Mapping, configs: Sequence, exclude: Sequence = (), seed=
     return out
 
 
+def complete_fit(space: Mapping, configs: Sequence, predictor: str, exclude: Sequence = (), seed=0,
+                 tries: int = 10_000) -> list:
+    """``configs`` plus random configurations until they determine every coefficient of ``predictor``.
+
+    A random draw of as many configurations as a fitted predictor has coefficients can
+    leave some undetermined: a group size that never occurs, or two features that always
+    occur together (the design matrix is rank-deficient, and :func:`fit_predictor`
+    refuses it). Seeded random configurations, never one of ``configs`` or ``exclude``
+    (the validation configurations), are appended one at a time where they raise the rank
+    of :func:`design_matrix`, until it is full (or ``tries`` draws are spent: then
+    :func:`fit_predictor` names what is missing). Full rank for ``"context"`` implies
+    full rank for ``"regression"`` (its features are a subset).
+    """
+    _fitted(predictor)
+    p = n_features(space, predictor)
+    sizes = _sizes(space)
+    out = [tuple(c) for c in configs]
+    taken = set(out) | {tuple(c) for c in exclude}
+    x = design_matrix(out, space, predictor) if out else np.zeros((0, p))
+    rank = int(np.linalg.matrix_rank(x)) if out else 0
+    rng = np.random.default_rng(seed)
+    for _ in range(int(tries)):
+        if rank >= p:
+            break
+        c = tuple(int(rng.choice(v)) for v in sizes)
+        if c in taken:
+            continue
+        taken.add(c)
+        grown = np.vstack([x, design_matrix([c], space, predictor)])
+        r = int(np.linalg.matrix_rank(grown))
+        if r > rank:
+            out.append(c)
+            x, rank = grown, r
+    return out
+
+
 def holds(row: Mapping, agreement: float = 0.10, target_error: float = 0.10, margin: float = 0.05) -> str:
     """Whether a validation row meets issue #28's target: ``"yes"``, ``"no"`` or ``"not applicable: ..."``.
 
@@ -301,7 +339,8 @@ def validate_predictors(model, table, predictors: Sequence[str] = PREDICTORS, n_
 
     ``n_validation`` random validation configurations and ``n_fit`` disjoint fit
     configurations (:func:`split_configs`, seeded by ``seed``; with ``"context"``, plus
-    :func:`cover_pairs`, so every pair of neighbouring sizes is fitted) are exported and timed
+    :func:`cover_pairs`, so every pair of neighbouring sizes is fitted; then plus
+    :func:`complete_fit`, so the fit determines every coefficient) are exported and timed
     in **one** round-robin (:func:`gross.search.latency.measure_configs`, ``kwargs``),
     so no drift between passes separates the fit from the validation; the validation
     configurations are then timed a second time, independently (the repeat ceiling).
@@ -342,6 +381,9 @@ def validate_predictors(model, table, predictors: Sequence[str] = PREDICTORS, n_
     val, fit = split_configs(space, n_validation, n_fit, seed)
     if "context" in names:
         fit = cover_pairs(space, fit, exclude=val, seed=seed)
+    fitted = [p for p in names if p in FITTED]
+    if fitted and n_fit:  # every coefficient determined (a random draw can miss a size): see complete_fit
+        fit = complete_fit(space, fit, max(fitted, key=lambda p: n_features(space, p)), exclude=val, seed=seed)
     input_size = tuple(table.settings.get("input_size", (3, 32, 32))) if input_size is None else tuple(input_size)
     batch = table.fingerprint["batch_size"]
     table.check(L.device_fingerprint(device, batch, kwargs.get("num_threads")),
