@@ -16,6 +16,11 @@ seed and one thread setting, in its own ``runs/`` and output folders (``<root>/r
 
     GROSS_DATA=/path/cifar10-jpeg.tar.gz python scripts/seed_spread.py run --seed 1 --threads 2 --root /tmp/spread/s1t2
     python scripts/seed_spread.py summarise /tmp/spread/s* --to results/
+
+``summarise --keep results/`` also keeps the runs already summarised there (their rows in
+``seed_spread.csv`` / ``seed_spread_configs.csv`` and their settings in the ``.meta.json``),
+so runs made at different times need not keep their folders; a run given again (same seed and
+threads) replaces the kept one.
 """
 
 from __future__ import annotations
@@ -116,26 +121,47 @@ def headline(root: Path) -> tuple[list[dict], list[dict]]:
     return rows, configs
 
 
-def summarise(roots: list[Path], to: Path) -> None:
-    """Join runs into the ``seed_spread*`` tables under ``to``."""
+def kept_runs(folder: Path) -> tuple[list[dict], list[dict], dict]:
+    """The runs summarised earlier in ``folder``: long rows, found configurations, settings per run."""
+    long, found = folder / "seed_spread.csv", folder / "seed_spread_configs.csv"
+    meta = folder / "seed_spread.meta.json"
+    missing = [p.name for p in (long, found, meta) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"--keep {folder}: no earlier summary there (missing {', '.join(missing)}); "
+                                "give the folder that holds seed_spread.csv, seed_spread_configs.csv and "
+                                "seed_spread.meta.json")
+    settings = json.loads(meta.read_text()).get("settings") or {}
+    return (pd.read_csv(long).to_dict("records"), pd.read_csv(found).to_dict("records"), dict(settings))
+
+
+def summarise(roots: list[Path], to: Path, keep: Path | None = None) -> None:
+    """Join runs into the ``seed_spread*`` tables under ``to`` (plus the runs kept in ``keep``)."""
     from gross import utils
 
     rows, configs, infos = [], [], []
+    inputs = [str(r) for r in roots]
+    kept_settings: dict = {}
+    if keep is not None:
+        rows, configs, kept_settings = kept_runs(keep)
+        inputs = [f"{keep / 'seed_spread.csv'} (kept runs {', '.join(kept_settings) or 'none'})"] + inputs
     for root in roots:
         if not (root / "spread" / "run.json").exists():
             print(f"skipping {root}: no finished run", file=sys.stderr)
             continue
         r, c = headline(root)
-        infos.append(json.loads((root / "spread" / "run.json").read_text()))
-        rows += r
-        configs += c
+        info = json.loads((root / "spread" / "run.json").read_text())
+        same = (info["seed"], info["threads"])  # a run given again replaces the kept one
+        rows = [x for x in rows if (x["seed"], x["threads"]) != same] + r
+        configs = [x for x in configs if (x["seed"], x["threads"]) != same] + c
+        kept_settings.pop(f"s{info['seed']}t{info['threads']}", None)
+        infos.append(info)
     long = pd.DataFrame(rows)
     summary = (long.groupby("quantity", sort=False)["value"]
                .agg(runs="count", mean="mean", std="std", min="min", max="max").reset_index())
     summary["range"] = summary["max"] - summary["min"]
     found = pd.DataFrame(configs)
-    meta = utils.provenance("cpu", command=" ".join(sys.argv), inputs=[str(r) for r in roots],
-                            settings={f"s{r['seed']}t{r['threads']}": r for r in infos},
+    meta = utils.provenance("cpu", command=" ".join(sys.argv), inputs=inputs,
+                            settings={**kept_settings, **{f"s{r['seed']}t{r['threads']}": r for r in infos}},
                             notes=["4-layer part of notebooks 01-03 of the cpu profile per seed and thread setting "
                                    "(scripts/seed_spread.py); threads 1: jobs in workers of 1 thread (the profile), "
                                    "threads 2: one worker of 2 threads"])
@@ -154,11 +180,13 @@ def main(argv=None) -> None:
     s = sub.add_parser("summarise")
     s.add_argument("roots", type=Path, nargs="+")
     s.add_argument("--to", type=Path, required=True)
+    s.add_argument("--keep", type=Path, default=None,
+                   help="folder with an earlier seed_spread summary whose runs are kept (e.g. results/)")
     a = p.parse_args(argv)
     if a.cmd == "run":
         print(json.dumps(run(a.seed, a.threads, a.root)))
     else:
-        summarise(a.roots, a.to)
+        summarise(a.roots, a.to, a.keep)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,23 @@ def test_summary_is_the_spread_over_runs(tmp_path, load_script):
     assert summary.loc["base test acc", "std"] == pytest.approx(1.0)
     meta = json.loads((out / "seed_spread_summary.meta.json").read_text())
     assert len(meta["inputs"]) == 4 and (out / "seed_spread_configs.md").exists()
+
+
+def test_summarise_keeps_the_runs_of_an_earlier_summary(tmp_path, load_script):
+    script = load_script("seed_spread")
+    first = tmp_path / "first"
+    script.summarise([_fake_run(tmp_path, 0, 1, 68.0, 65.4), _fake_run(tmp_path, 1, 1, 69.0, 64.8)], first)
+    later = tmp_path / "later"
+    # a new run (seed 2) and seed 1 again with other numbers: seed 1 is replaced, seed 0 kept
+    again = _fake_run(tmp_path / "again", 1, 1, 70.0, 65.0)
+    script.summarise([_fake_run(tmp_path, 2, 2, 71.0, 65.9), again], later, keep=first)
+    long = pd.read_csv(later / "seed_spread.csv")
+    base = long[long["quantity"] == "base test acc"].set_index(["seed", "threads"])["value"]
+    assert base.to_dict() == {(0, 1): 68.0, (2, 2): 71.0, (1, 1): 70.0}
+    found = pd.read_csv(later / "seed_spread_configs.csv")
+    assert sorted(zip(found["seed"], found["delta_acc"].round(4))) == [(0, 0.4), (1, 0.0), (2, 0.9)]
+    summary = pd.read_csv(later / "seed_spread_summary.csv").set_index("quantity")
+    assert summary.loc["base test acc", "runs"] == 3 and summary.loc["base test acc", "mean"] == pytest.approx(69.6667, abs=1e-4)
+    assert set(json.loads((later / "seed_spread.meta.json").read_text())["settings"]) == {"s0t1", "s1t1", "s2t2"}
+    with pytest.raises(FileNotFoundError, match="no earlier summary"):
+        script.summarise([again], tmp_path / "x", keep=tmp_path / "nowhere")
