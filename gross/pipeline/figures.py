@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from gross import utils
-from gross.pipeline import finetune, own_network, table5
+from gross.pipeline import finetune, own_network, pareto, table5
 from gross.pipeline.outputs import save_figure_styled
 from gross.report import plots
 from gross.utils import paths
@@ -127,6 +127,11 @@ FIGURES: dict[str, tuple[tuple[str, ...], Callable]] = {
         t["own_network_finetune_history"])),
     "fig_own_network_search": (("own_network_search", "own_network_evaluated"), lambda t, m: own_network.search_figure(
         t["own_network_search"], t["own_network_evaluated"])),
+    "fig_pareto_four_layer": (("pareto_four_layer_all", "pareto_four_layer_evaluations"),
+                              lambda t, m: pareto.four_layer_figure(t["pareto_four_layer_all"],
+                                                                    t["pareto_four_layer_evaluations"])),
+    "fig_pareto_vgg16": (("pareto_vgg16_evaluations", "pareto_vgg16_distinct"), lambda t, m: pareto.vgg16_figure(
+        t["pareto_vgg16_evaluations"], t["pareto_vgg16_distinct"])),
 }
 
 

@@ -11,13 +11,17 @@ public verbs, one per notebook cell, and takes their results as optional keyword
   (:func:`fronts_table`, :func:`measure_front`), and NSGA-II / random search with
   ``pareto.four_layer_evaluations`` evaluations against the exact hypervolume
   (:func:`four_layer_searches`, :func:`four_layer_summary`). Tables
-  ``pareto_four_layer_front``, ``pareto_four_layer_search``; figure ``fig_pareto_four_layer``.
+  ``pareto_four_layer_front``, ``pareto_four_layer_search``, and the two the figure is drawn
+  from, ``pareto_four_layer_all`` (every configuration) and ``pareto_four_layer_evaluations``
+  (every search evaluation); figure ``fig_pareto_four_layer``.
 * :func:`vgg16_fronts` -- on the CIFAR VGG-16 GroSS model: the paper's breadth-first search
   over the budget ladder, NSGA-II and random search per seed at equal evaluations
   (:func:`vgg16_searches`), their hypervolumes (:func:`hypervolume_table`,
   :func:`hypervolume_summary`) and the front of everything evaluated with predicted and
   measured latency. Tables ``pareto_vgg16_hypervolume``, ``pareto_vgg16_seeds``,
-  ``pareto_vgg16_front``, ``pareto_vgg16_evaluations``; figure ``fig_pareto_vgg16``.
+  ``pareto_vgg16_front``, ``pareto_vgg16_evaluations``, ``pareto_vgg16_distinct`` (every
+  distinct configuration evaluated, with predicted latency: the figure's right panel); figure
+  ``fig_pareto_vgg16``.
 
 Hypervolumes are on normalised objectives (:func:`gross.search.pareto.hypervolume`): MACs from
 the space's cheapest to its dearest configuration, accuracy from 0 to the best accuracy any
@@ -276,10 +280,11 @@ def four_layer_figure(table: pd.DataFrame, searches: pd.DataFrame | None = None,
 
 
 def _front_out(front: pd.DataFrame) -> pd.DataFrame:
-    return front.assign(config=[config_str(c) for c in front["config"]])
+    return front.assign(config=[c if isinstance(c, str) else config_str(c) for c in front["config"]])
 
 
-@step(NOTEBOOK, tables=("pareto_four_layer_front", "pareto_four_layer_search"), figures=("fig_pareto_four_layer",))
+@step(NOTEBOOK, tables=("pareto_four_layer_front", "pareto_four_layer_search", "pareto_four_layer_all",
+                        "pareto_four_layer_evaluations"), figures=("fig_pareto_four_layer",))
 def four_layer_fronts(cfg: Mapping, table: pd.DataFrame | None = None, front: pd.DataFrame | None = None,
                       searches: pd.DataFrame | None = None, summary: pd.DataFrame | None = None,
                       figure=None) -> StepResult:
@@ -290,12 +295,12 @@ def four_layer_fronts(cfg: Mapping, table: pd.DataFrame | None = None, front: pd
     ``searches`` (:func:`four_layer_searches`), ``summary`` (:func:`four_layer_summary`) and
     ``figure`` (:func:`four_layer_figure`). Needs notebook 02 (the fine-tuned GroSS models).
     """
-    model = load_gross(cfg, "four_layer", 0) if table is None or front is None or summary is None else None
+    needs_model = table is None or front is None or searches is None or summary is None
+    model = load_gross(cfg, "four_layer", 0) if needs_model else None
     table = four_layer_table(cfg, model=model) if table is None else table
     front = measure_front(cfg, model, fronts_table(table)) if front is None else front
-    if summary is None:
-        searches = four_layer_searches(cfg, table, model) if searches is None else searches
-        summary = four_layer_summary(cfg, table, searches, model)
+    searches = four_layer_searches(cfg, table, model) if searches is None else searches
+    summary = four_layer_summary(cfg, table, searches, model) if summary is None else summary
     figure = four_layer_figure(table, searches) if figure is None else figure
     lat = _lat(cfg)
     notes = latency._notes(lat) + [
@@ -304,8 +309,9 @@ def four_layer_fronts(cfg: Mapping, table: pd.DataFrame | None = None, front: pd
         "hypervolume on normalised objectives: MACs cheapest..dearest configuration -> 0..1, accuracy 0..best "
         "configuration -> 0..1, reference point (accuracy 0, dearest MACs); target: ratio >= 0.9 within "
         f"{cfg['pareto']['four_layer_evaluations']} evaluations"]
-    return StepResult(tables={"pareto_four_layer_front": _front_out(front), "pareto_four_layer_search": summary},
-                      figures={"fig_pareto_four_layer": figure}, notes=notes)
+    tables = {"pareto_four_layer_front": _front_out(front), "pareto_four_layer_search": summary,
+              "pareto_four_layer_all": _front_out(table), "pareto_four_layer_evaluations": _front_out(searches)}
+    return StepResult(tables=tables, figures={"fig_pareto_four_layer": figure}, notes=notes)
 
 
 # ----------------------------------------------------------------------------- VGG-16
@@ -412,7 +418,7 @@ def vgg16_figure(evaluated: pd.DataFrame, distinct: pd.DataFrame, ax=None):
 
 
 @step(NOTEBOOK, tables=("pareto_vgg16_hypervolume", "pareto_vgg16_seeds", "pareto_vgg16_front",
-                        "pareto_vgg16_evaluations"), figures=("fig_pareto_vgg16",))
+                        "pareto_vgg16_evaluations", "pareto_vgg16_distinct"), figures=("fig_pareto_vgg16",))
 def vgg16_fronts(cfg: Mapping, model: nn.Module | None = None, evaluated: pd.DataFrame | None = None,
                  seeds: pd.DataFrame | None = None, summary: pd.DataFrame | None = None,
                  front: pd.DataFrame | None = None, figure=None) -> StepResult:
@@ -444,5 +450,6 @@ def vgg16_fronts(cfg: Mapping, model: nn.Module | None = None, evaluated: pd.Dat
         "reference point (accuracy 0, dearest MACs); target: NSGA-II mean >= BFS mean and >= random mean (nsga2_ge)"]
     out_eval = evaluated.assign(config=[config_str(c) for c in evaluated["config"]])
     return StepResult(tables={"pareto_vgg16_hypervolume": summary, "pareto_vgg16_seeds": seeds,
-                              "pareto_vgg16_front": _front_out(front), "pareto_vgg16_evaluations": out_eval},
+                              "pareto_vgg16_front": _front_out(front), "pareto_vgg16_evaluations": out_eval,
+                              "pareto_vgg16_distinct": _front_out(distinct)},
                       figures={"fig_pareto_vgg16": figure}, notes=notes)
