@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from gross.report.plots.style import PALETTE, _GREY, _axes
+from gross.report.plots.style import PALETTE, _GREY, _axes, _styled
 
 __all__ = ["pareto_figure"]
 
@@ -20,6 +20,7 @@ def _front_steps(front: pd.DataFrame, x: str) -> tuple[np.ndarray, np.ndarray]:
     return f[x].to_numpy(dtype=float), np.maximum.accumulate(f["accuracy"].to_numpy(dtype=float))
 
 
+@_styled
 def pareto_figure(panels: Mapping[str, Mapping], ax=None):
     """Accuracy against cost, one panel per entry: every configuration in grey, fronts as steps.
 
