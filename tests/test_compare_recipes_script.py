@@ -1,9 +1,7 @@
 """scripts/compare_recipes.py: the summary of the recipe comparison (issue #25), on hand-made runs."""
 
-
 import pandas as pd
 import pytest
-
 
 
 def test_summary_gives_mean_sample_std_and_paired_differences(load_script):

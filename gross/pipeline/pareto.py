@@ -280,7 +280,7 @@ def four_layer_figure(table: pd.DataFrame, searches: pd.DataFrame | None = None,
 
 
 def _front_out(front: pd.DataFrame) -> pd.DataFrame:
-    return front.assign(config=[c if isinstance(c, str) else config_str(c) for c in front["config"]])
+    return front.assign(config=[config_str(c) for c in front["config"]])
 
 
 @step(NOTEBOOK, tables=("pareto_four_layer_front", "pareto_four_layer_search", "pareto_four_layer_all",
@@ -448,8 +448,7 @@ def vgg16_fronts(cfg: Mapping, model: nn.Module | None = None, evaluated: pd.Dat
         f"hypervolume on normalised objectives: MACs {ranges['macs'][0]}..{ranges['macs'][1]} (cheapest..dearest "
         f"configuration) -> 0..1, accuracy 0..{ranges['accuracy'][1]:.2f} (best found by any search) -> 0..1, "
         "reference point (accuracy 0, dearest MACs); target: NSGA-II mean >= BFS mean and >= random mean (nsga2_ge)"]
-    out_eval = evaluated.assign(config=[config_str(c) for c in evaluated["config"]])
     return StepResult(tables={"pareto_vgg16_hypervolume": summary, "pareto_vgg16_seeds": seeds,
-                              "pareto_vgg16_front": _front_out(front), "pareto_vgg16_evaluations": out_eval,
+                              "pareto_vgg16_front": _front_out(front), "pareto_vgg16_evaluations": _front_out(evaluated),
                               "pareto_vgg16_distinct": _front_out(distinct)},
                       figures={"fig_pareto_vgg16": figure}, notes=notes)

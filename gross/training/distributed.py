@@ -263,8 +263,6 @@ class _Run:
     seen: float = 0.0
     history: list = dataclasses.field(default_factory=list)
     configs: list = dataclasses.field(default_factory=list)
-    best_epoch: int = 0     # keep_best: the epoch kept so far (1-based; 0 = none yet) and its accuracy
-    best_accuracy: float = -1.0
 
 
 def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | None = None,
@@ -384,11 +382,10 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
                "images_per_s": (run.seen - seen0) / seconds if seconds > 0 else float("nan")}
         if select is not None:
             acc = _select_accuracy(model, select, ctx, select_batch_size, workers, pin_memory, recipe)
-            if acc > run.best_accuracy:
-                run.best_epoch, run.best_accuracy = run.epoch + 1, acc
+            if best is None or acc > best["accuracy"]:
                 best = {"epoch": run.epoch + 1, "accuracy": acc,
                         "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
-            row.update(select_accuracy=acc, kept=run.best_epoch)
+            row.update(select_accuracy=acc, kept=best["epoch"])
         run.history.append(row)
         scheduler.step()
         run.epoch, run.step, run.loss_sum, run.seen = run.epoch + 1, 0, 0.0, 0.0
@@ -397,8 +394,8 @@ def finetune(model: nn.Module, split, recipe: Recipe, *, run_dir, name: str | No
         dist.barrier()
     if layers:
         set_config(model, tuple(max(s) for s in space))
-    if select is not None:
-        model.load_state_dict(kept_weights({"model": model.state_dict(), **({"best": best} if best else {})}))
+    if select is not None and best is not None:  # end with the kept epoch's weights
+        model.load_state_dict(best["model"])
     model.eval()
     return pd.DataFrame(run.history)
 
@@ -408,9 +405,8 @@ def _select_accuracy(model: nn.Module, split, ctx: Context, batch_size: int, wor
     """Top-1 accuracy on ``split`` between epochs, leaving every random number generator as it was."""
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        acc = evaluate_plain(model, split, ctx=ctx, batch_size=batch_size, workers=workers, pin_memory=pin_memory,
-                             mean=recipe.mean, std=recipe.std)
-    return acc
+        return evaluate_plain(model, split, ctx=ctx, batch_size=batch_size, workers=workers, pin_memory=pin_memory,
+                              mean=recipe.mean, std=recipe.std)
 
 
 def kept_weights(state: Mapping) -> dict:
