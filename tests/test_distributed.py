@@ -16,6 +16,7 @@ import torch
 
 from gross.training import distributed as D
 from gross.data import imagenet as inet
+from gross.training.described import build_described, describe_model
 from gross.training.loop import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,8 @@ import sys, torch
 from gross.training import distributed as D
 from gross.data import imagenet as inet
 ctx = D.init("cpu")
-model = D.build_described(torch.load(sys.argv[1], weights_only=True))
+from gross.training.described import build_described
+model = build_described(torch.load(sys.argv[1], weights_only=True))
 configs = torch.load(sys.argv[2], weights_only=True)
 ds = inet.imagenet(sys.argv[3], resize=40, crop=32, held_out=16)
 df = D.evaluate(model, configs, ds.test, ctx=ctx, batch_size=3, workers=1)
@@ -84,13 +86,13 @@ def setup(tmp_path_factory):
     arch = dict(name="resnet18", num_classes=5, width_mult=1 / 16)
     job = D.write_job(tmp / "job.pt", model, data_kw, recipe, tmp / "ddp", arch=arch, **options)
     kill_job = D.write_job(tmp / "kill.pt", model, data_kw, recipe, tmp / "kill", arch=arch, **options)
-    ref = D.build_described(D.read_job(job)["model"])
+    ref = build_described(D.read_job(job)["model"])
     D.finetune(ref, inet.imagenet(**data_kw).train, recipe, run_dir=tmp / "one", checkpoint_every_steps=3, workers=0)
     ref_state = D.read_checkpoint(tmp / "one" / f"{recipe.name}.pt")
     configs = [tuple(c) for c in ref_state["run"]["configs"][:6]] + [(1,) * 16, (4,) * 16]
     tuned = copy.deepcopy(model)
     tuned.load_state_dict(ref_state["model"])
-    torch.save(D.describe_model(tuned, arch), tmp / "model.pt")
+    torch.save(describe_model(tuned, arch), tmp / "model.pt")
     torch.save(configs, tmp / "configs.pt")
     (tmp / "ddp.py").write_text(_DDP_SCRIPT)
     out = _torchrun(2, str(tmp / "ddp.py"), str(tmp / "model.pt"), str(tmp / "configs.pt"), data_kw["root"],
@@ -149,7 +151,7 @@ def test_killed_rank_resumes_from_checkpoint_with_same_or_other_world(setup):
     assert got["run"]["configs"] == ref["run"]["configs"] and _max_diff(got["model"], ref["model"]) < TOL
     # the same checkpoint resumed by one process (N changed from 2 to 1)
     jobd = D.read_job(job)
-    D.finetune(D.build_described(jobd["model"]), inet.imagenet(**data_kw).train, D.Recipe(**jobd["recipe"]), run_dir=tmp / "kill_one",
+    D.finetune(build_described(jobd["model"]), inet.imagenet(**data_kw).train, D.Recipe(**jobd["recipe"]), run_dir=tmp / "kill_one",
                name=jobd["name"], checkpoint_every_steps=3, workers=0)
     one = D.read_checkpoint(tmp / "kill_one" / "resnet18_imagenet_gross.pt")
     assert one["run"]["configs"] == ref["run"]["configs"] and _max_diff(one["model"], ref["model"]) < TOL
@@ -200,49 +202,6 @@ def test_a_crafted_job_file_is_refused_without_running_code(tmp_path, code_in_a_
     torch.save({"model": 1}, tmp_path / "other.job")
     with pytest.raises(ValueError, match="is not a sealed 'gross-ddp-job' file"):
         D.read_job(tmp_path / "other.job")
-
-
-@pytest.mark.parametrize("config", [None, (1, 2) * 8])
-def test_a_described_model_rebuilds_equal(tmp_path, config):
-    """describe_model -> torch.save -> torch.load(weights_only=True) -> build_described gives the same function (float64)."""
-    from gross.method.decomposition import export, search_space
-
-    torch.manual_seed(0)
-    arch = dict(name="resnet18", num_classes=5, width_mult=1 / 16)
-    model = inet.build(**arch)
-    inet.decompose_imagenet(model, (1, 2), tol=1e-2, max_iter=1)
-    model = model.double().eval()
-    space = search_space(model)
-    net = model if config is None else export(model, config).eval()
-    torch.save(D.describe_model(net, arch, space, config), tmp_path / "m.pt")
-    back = D.build_described(torch.load(tmp_path / "m.pt", weights_only=True)).eval()
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    with torch.no_grad():
-        assert torch.equal(back(x), net(x))
-    assert type(back) is type(net) and next(back.parameters()).dtype == torch.float64
-
-
-@pytest.mark.parametrize("config", [None, (11, 10, 14, 9, 15, 32, 64, 58, 3, 56, 7, 7)])
-def test_a_described_asymmetric_model_rebuilds_equal(tmp_path, config):
-    """The [26] structure (asymmetric widths) survives describe_model -> build_described, GroSS and exported (float64)."""
-    from gross.method.decomposition import decompose, export, search_space
-    from gross.method.structures import WANG_ET_AL, layout
-
-    torch.manual_seed(0)
-    arch = dict(name="vgg16", num_classes=4, width_mult=0.125, hidden=8)
-    model = inet.build(**arch).double()
-    lay = layout(model, WANG_ET_AL)
-    decompose(model, group_sizes=lay["group_sizes"], width=lay["width"], max_iter=1, progress=False)
-    model = model.eval()
-    space = search_space(model)
-    net = model if config is None else export(model, config).eval()
-    description = D.describe_model(net, arch, space, config)
-    assert description["widths"]["features.2"] == [11, 18] and len(description["widths"]) == 12
-    torch.save(description, tmp_path / "m.pt")
-    back = D.build_described(torch.load(tmp_path / "m.pt", weights_only=True)).eval()
-    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
-    with torch.no_grad():
-        assert torch.equal(back(x), net(x))
 
 
 def test_trainable_modes():

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from gross.training import described
 from gross.training import distributed as ddp
 from gross.data import imagenet as inet
 from gross.runs.config import IMAGENET_MACHINE_KEYS
@@ -142,7 +143,7 @@ def pretrained(cfg: Mapping, name: str, num_classes: int) -> nn.Module:
 def _cached(cfg, path: Path, make, arch_kw: dict, collective: bool = False) -> nn.Module:
     """Load ``path``, else make it: on rank 0 only, or on every rank (``collective``: training).
 
-    The file holds the model as plain data (:func:`gross.training.distributed.describe_model`)
+    The file holds the model as plain data (:func:`gross.training.described.describe_model`)
     in a sealed file (:mod:`gross.utils.sealed`: read with ``torch.load(weights_only=True)`` and
     checked against its SHA-256): a file in a shared run folder can neither run code nor
     change a number unnoticed.
@@ -155,9 +156,9 @@ def _cached(cfg, path: Path, make, arch_kw: dict, collective: bool = False) -> n
         if collective or ctx.rank == 0:
             model = make()
             if ctx.rank == 0:
-                atomic_save(seal(ddp.describe_model(model, arch_kw), _MODEL_FORMAT), path)
+                atomic_save(seal(described.describe_model(model, arch_kw), _MODEL_FORMAT), path)
         ddp.barrier(ctx)
-    return ddp.build_described(load_sealed(path, _MODEL_FORMAT, "cached model", "delete it to make it again"))
+    return described.build_described(load_sealed(path, _MODEL_FORMAT, "cached model", "delete it to make it again"))
 
 
 def wang_layout(cfg: Mapping, model: nn.Module) -> dict:
