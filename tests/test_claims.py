@@ -107,6 +107,32 @@ def test_gross_keeps_mean_and_worst():
     assert rows[1]["verdict"] == "contradicts"
 
 
+def test_paired_se_is_the_standard_error_of_per_image_changes():
+    rng = np.random.default_rng(0)
+    before = rng.random(5000) < 0.7
+    after = before.copy()
+    flip = rng.choice(5000, 300, replace=False)
+    after[flip] = ~after[flip]
+    d = after.astype(np.float64) - before.astype(np.float64)  # independent: the per-image changes themselves
+    expected = 100.0 * np.sqrt(np.mean(d ** 2) - np.mean(d) ** 2) / np.sqrt(len(d))
+    lost, gained = int((before & ~after).sum()), int((~before & after).sum())
+    assert claims.paired_se(lost, gained, 5000) == pytest.approx(expected, rel=1e-12)
+    assert claims.paired_se(0, 0, 5000) == 0.0
+    with pytest.raises(ValueError, match="lost"):
+        claims.paired_se(3000, 2500, 5000)
+
+
+def test_gross_keeps_worst_change_uses_the_paired_error_and_the_seed_spread():
+    uniform = _uniform([1.0] * 9 + [-0.5]).assign(lost=[10] * 9 + [60], gained=[60] * 9 + [35], n_images=5000)
+    worst = claims.gross_keeps(uniform, {"four_layer": 5000})[1]
+    paired = claims.paired_se(60, 35, 5000)
+    assert worst["noise"] == pytest.approx(paired) and "60 images lost, 35 gained" in worst["noise_source"]
+    assert worst["verdict"] == "contradicts"  # -0.5 points is more than 2 paired errors (0.19)
+    spread = pd.DataFrame({"quantity": ["GroSS change, worst uniform config"], "runs": [6], "std": [0.2]})
+    worst = claims.gross_keeps(uniform, {"four_layer": 5000}, spread)[1]
+    assert worst["noise"] == pytest.approx(math.hypot(paired, 0.2)) and worst["verdict"] == "supports"
+
+
 def test_ranking_effect_is_the_table5_difference_and_bootstrap_is_seeded():
     rng = np.random.default_rng(1)
     true = rng.normal(60, 2, 30)

@@ -1,5 +1,6 @@
 """Tests for gross.search.evaluation: one accuracy path, the prefix tree equal to the plain path."""
 
+import copy
 import math
 from collections import OrderedDict
 
@@ -12,7 +13,8 @@ from gross import utils
 from gross.training import loop as train
 from gross.data import Dataset, Split
 from gross.method.decomposition import enumerate_configs, export, get_config, search_space, set_config
-from gross.search.evaluation import ConfigEvaluator, accuracy, evaluate_configs, get_split, time_switching_vs_rebuild
+from gross.search.evaluation import (ConfigEvaluator, accuracy, correct_images, evaluate_configs, get_split,
+                                     time_switching_vs_rebuild)
 from gross.method.layers import GroSSConv2d
 from gross.method.space import SearchSpace
 
@@ -201,6 +203,26 @@ def test_accuracy_restores_mode_and_config(model, data):
     assert a == accuracy(model, data, config="1 1 1") == accuracy(export(model, (1, 1, 1)), data)
     with pytest.raises(ValueError, match="is empty"):
         accuracy(model, Split(data.val.images[:0], data.val.labels[:0]))
+
+
+def test_correct_images_are_the_forward_argmax_per_image(model, data):
+    """Per image, equal to an independent float64 forward of the exported network; the mean is accuracy()."""
+    before = get_config(model)
+    mean = torch.tensor(data.mean, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(data.std, dtype=torch.float64).view(1, 3, 1, 1)
+    x = (data.val.images.double() / 255.0 - mean) / std
+    for c in enumerate_configs(search_space(model))[:3] + [None]:
+        mask = correct_images(model, data, config=c, batch_size=7)
+        assert mask.dtype == torch.bool and mask.shape == (len(data.val.labels),)
+        assert 100.0 * mask.double().mean().item() == pytest.approx(accuracy(model, data, config=c), abs=1e-9)
+        net = copy.deepcopy(export(model, before if c is None else c)).double().eval()
+        with torch.inference_mode():
+            logits = net(x)
+        top2 = logits.topk(2, dim=1).values
+        clear = (top2[:, 0] - top2[:, 1]) > 1e-4  # float32 and float64 agree wherever the top-1 is not a near tie
+        assert clear.sum() > 0.9 * len(clear)
+        assert torch.equal(mask[clear], (logits.argmax(1) == data.val.labels)[clear])
+    assert get_config(model) == before
 
 
 def test_switching_vs_rebuild_reports_equal_accuracies(model, data):

@@ -9,13 +9,17 @@ writes, without training anything again.
 import copy
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from gross.pipeline import decomposition, finetune
+from gross.pipeline.common import prepare_data
+from gross.pipeline.decomposition import load_gross
 from gross.report import plots
 from gross.runs import config, store
+from gross.search.evaluation import accuracy
 from gross.training import loop
 
 MODEL = ["four_layer"]
@@ -110,7 +114,13 @@ def test_uniform_accuracies_and_their_step(runs):
         accuracies = finetune.uniform_accuracies(cfg, MODEL)
         bare = finetune.uniform_before_after(cfg, MODEL).tables["uniform_before_after"]
     assert made == []
-    assert list(accuracies.columns) == ["model", "repeat", "config", "before", "after", "improved"]
+    assert list(accuracies.columns) == ["model", "repeat", "config", "before", "after", "improved", "lost", "gained",
+                                        "n_images"]
+    change = 100.0 * (accuracies["gained"] - accuracies["lost"]) / accuracies["n_images"]
+    np.testing.assert_allclose(change, accuracies["after"] - accuracies["before"], atol=1e-9)
+    tuned = load_gross(cfg, "four_layer", 0)  # independent: accuracy() of the fine-tuned model, one configuration
+    assert accuracies["after"].iloc[-1] == pytest.approx(accuracy(tuned, prepare_data(cfg, "four_layer"), config="32 32 64"),
+                                                         abs=1e-9)
     assert list(accuracies["config"]) == ["1 1 1", "2 2 2", "4 4 4", "8 8 8", "16 16 16", "32 32 32", "32 32 64"]
     assert (accuracies["improved"] == (accuracies["after"] >= accuracies["before"])).all()
     given = finetune.uniform_before_after(cfg, MODEL, accuracies=accuracies).tables["uniform_before_after"]
@@ -123,6 +133,9 @@ def test_uniform_finetunes_and_their_step(runs):
     finetunes = finetune.uniform_finetunes(cfg, MODEL)  # trains the 3 missing 1-epoch fine-tunes
     assert list(finetunes["config"]) == ["32 32 32", "4 4 4", "1 1 1"]  # baselines [32, 4], then 1s
     assert set(finetunes["epochs"]) == {1} and finetunes["test_acc"].notna().all()
+    n_val = _smoke()["data"]["n_val"]
+    change = 100.0 * (finetunes["val_gained"] - finetunes["val_lost"]) / n_val
+    np.testing.assert_allclose(change, finetunes["val_acc"] - finetunes["no_finetune_val_acc"], atol=1e-9)
     with store.watch() as made:
         bare = finetune.individual_finetunes(cfg, MODEL).tables["individual_finetunes"]
         given = finetune.individual_finetunes(cfg, MODEL, finetunes=finetunes).tables["individual_finetunes"]

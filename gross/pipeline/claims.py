@@ -30,7 +30,7 @@ from gross.pipeline.outputs import StepResult, step
 from gross.search import ap
 from gross.utils import paths
 
-__all__ = ["Z", "VERDICTS", "verdict", "binomial_se", "read_table", "gross_keeps", "parse_delta", "search_pairs",
+__all__ = ["Z", "VERDICTS", "verdict", "binomial_se", "paired_se", "read_table", "gross_keeps", "parse_delta", "search_pairs",
            "found_configs",
            "ranking", "switching", "summarise", "claims_table", "main"]
 
@@ -83,6 +83,25 @@ def binomial_se(accuracy: float, n: int) -> float:
     return 100.0 * math.sqrt(max(p * (1 - p), 1e-12) / n)
 
 
+def paired_se(lost: int, gained: int, n: int) -> float:
+    """Standard error (points) of the change of an accuracy measured twice on the same ``n`` images.
+
+    A fine-tune that lost ``lost`` images (right before, wrong after) and gained ``gained``
+    changes the accuracy by ``100 (gained - lost) / n``; per image the change is -1, 0 or +1,
+    so its standard error is that of a mean of ``n`` such values. Far smaller than two
+    independent accuracies' (:func:`binomial_se`) when the two networks disagree on few images.
+
+    >>> round(paired_se(50, 50, 5000), 3)
+    0.2
+    """
+    lost, gained, n = int(lost), int(gained), int(n)
+    if n <= 0 or lost < 0 or gained < 0 or lost + gained > n:
+        raise ValueError(f"paired_se needs n > 0 images and 0 <= lost + gained <= n, got lost={lost}, "
+                         f"gained={gained}, n={n}")
+    moved, net = (lost + gained) / n, (gained - lost) / n
+    return 100.0 * math.sqrt(max(moved - net * net, 0.0) / n)
+
+
 def read_table(cfg: Mapping, name: str) -> pd.DataFrame | None:
     """Table ``name`` of this profile as written by its step (``None`` when the run did not write it)."""
     path = paths.results_dir(cfg["profile"]) / f"{name}.csv"
@@ -126,34 +145,46 @@ def gross_keeps(uniform: pd.DataFrame | None, n_val: Mapping[str, int],
     """Claim: GroSS fine-tuning does not lower any uniform configuration (``uniform_before_after``).
 
     Two instances per network: the mean change over its uniform configurations and repeats
-    (supported when measurably positive), and the worst change (contradicted when measurably
-    negative; its noise is that of one configuration's change). Noise: the spread over seeds
-    when ``spread`` has it, else the binomial error of a difference of two accuracies on
-    ``n_val[model]`` validation images.
+    (supported when measurably positive; noise: the spread over seeds when ``spread`` has it,
+    else the binomial error of a difference of two accuracies on ``n_val[model]`` images), and
+    the worst change (contradicted when measurably negative). The worst change's noise is that
+    of one configuration's change: measured on the same images before and after, so its
+    paired error (:func:`paired_se`, from the table's ``lost`` / ``gained``) combined with
+    the training noise, the spread of the worst change over seeds when ``spread`` has it.
+    Tables without ``lost`` / ``gained`` fall back to the larger of two independent
+    accuracies' binomial error and that spread.
     """
     if uniform is None:
         return _missing(CLAIM_KEEPS, "uniform_before_after")
     rows = []
     for model, df in uniform.groupby("model", sort=False):
-        change = df["after"] - df["before"]
+        change = (df["after"] - df["before"]).to_numpy()
         n = int(n_val[model])
         one = math.sqrt(2) * binomial_se(float(df["before"].mean()), n)
         src_one = f"binomial: difference of two accuracies on {n} validation images"
         mean_noise, mean_src = one / math.sqrt(len(df)), f"{src_one}, over {len(df)} configurations"
-        worst_noise, worst_src = one, src_one
-        if model == "four_layer":
-            s_mean = _spread_std(spread, "GroSS change, mean of uniform configs")
-            s_worst = _spread_std(spread, "GroSS change, worst uniform config")
-            if s_mean is not None:
-                mean_noise, mean_src = s_mean, "std over seeds x thread settings (seed_spread)"
-            if s_worst is not None and s_worst > one:
-                worst_noise, worst_src = s_worst, "std over seeds x thread settings (seed_spread)"
-            elif s_worst is not None:
-                worst_src = f"{src_one} (larger than the seed spread of the worst change, {s_worst:.2f})"
+        s_mean = _spread_std(spread, "GroSS change, mean of uniform configs") if model == "four_layer" else None
+        s_worst = _spread_std(spread, "GroSS change, worst uniform config") if model == "four_layer" else None
+        if s_mean is not None:
+            mean_noise, mean_src = s_mean, "std over seeds x thread settings (seed_spread)"
+        worst_row = df.iloc[int(np.argmin(change))]
+        if {"lost", "gained", "n_images"} <= set(df.columns) and pd.notna(worst_row["lost"]):
+            paired = paired_se(worst_row["lost"], worst_row["gained"], worst_row["n_images"])
+            worst_src = (f"paired: {int(worst_row['lost'])} images lost, {int(worst_row['gained'])} gained of "
+                         f"{int(worst_row['n_images'])} ({paired:.2f})")
+            worst_noise = math.hypot(paired, s_worst or 0.0)
+            if s_worst is not None:
+                worst_src += f", with the std of the worst change over seeds x thread settings ({s_worst:.2f})"
+        elif s_worst is not None and s_worst > one:
+            worst_noise, worst_src = s_worst, "std over seeds x thread settings (seed_spread)"
+        else:
+            worst_noise, worst_src = one, src_one
+            if s_worst is not None:
+                worst_src += f" (larger than the seed spread of the worst change, {s_worst:.2f})"
         rows.append(_row(CLAIM_KEEPS, f"{model}: mean change", float(change.mean()), mean_noise, mean_src,
                          "supports if > Z noise"))
-        worst = _row(CLAIM_KEEPS, f"{model}: worst change ({df['config'].iloc[int(np.argmin(change.values))]})",
-                     float(change.min()), worst_noise, worst_src,
+        worst = _row(CLAIM_KEEPS, f"{model}: worst change ({worst_row['config']})", float(change.min()),
+                     worst_noise, worst_src,
                      "contradicts if < -Z noise, else supports (no configuration measurably lowered)")
         if worst["verdict"] == "cannot tell":  # "keeps" is refuted only by a measurable drop
             worst["verdict"] = "supports"

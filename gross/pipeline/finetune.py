@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from gross.method.decomposition import gross_layers, search_space
-from gross.search.evaluation import accuracy
+from gross.search.evaluation import accuracy, correct_images
 from gross.method.space import config_str
 from gross.pipeline.common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats,
                                    networks_at_once, precision, prepare_data, recipe, resolve_device, true_repeats,
@@ -224,27 +224,29 @@ def finetune_gross_models(cfg: Mapping, models: Sequence[str] = MODELS, history:
 def uniform_accuracies(cfg: Mapping, models: Sequence[str] = MODELS) -> pd.DataFrame:
     """GroSS validation accuracy of every uniform configuration before and after GroSS fine-tuning.
 
-    Evaluates the stored decompositions (notebook 01) and fine-tunes (:func:`gross_histories`);
-    trains nothing.
+    Evaluates the stored decompositions (notebook 01) and fine-tunes (:func:`gross_histories`)
+    image by image (:func:`gross.search.evaluation.correct_images`), so the change is also
+    given as a paired comparison: the validation images the fine-tune lost and gained.
+    Trains nothing.
 
     Returns
     -------
     DataFrame
-        ``model, repeat, config, before, after, improved`` (``after >= before``).
+        ``model, repeat, config, before, after, improved`` (``after >= before``), ``lost``
+        (images right before and wrong after), ``gained`` (wrong before, right after) and
+        ``n_images``; ``after - before = 100 * (gained - lost) / n_images``.
     """
-    from gross.search.evaluation import evaluate_configs
-
     rows = []
     for name in check_models(models):
         data = prepare_data(cfg, name)
         for r in range(n_repeats(cfg, name)):
             init, tuned = load_gross(cfg, name, r, tuned=False), load_gross(cfg, name, r)
-            configs = uniform_configs(search_space(init))
-            before = evaluate_configs(init, configs, data, split="val", **eval_kwargs(cfg, data))
-            after = evaluate_configs(tuned, configs, data, split="val", **eval_kwargs(cfg, data))
-            for c, b, a in zip(configs, before["accuracy"], after["accuracy"]):
-                rows.append({"model": name, "repeat": r, "config": config_str(c), "before": b, "after": a,
-                             "improved": a >= b})
+            for c in uniform_configs(search_space(init)):
+                b, a = (correct_images(m, data, config=c, split="val", **eval_kwargs(cfg, data)) for m in (init, tuned))
+                before, after = 100.0 * b.double().mean().item(), 100.0 * a.double().mean().item()
+                rows.append({"model": name, "repeat": r, "config": config_str(c), "before": before, "after": after,
+                             "improved": after >= before, "lost": int((b & ~a).sum()), "gained": int((~b & a).sum()),
+                             "n_images": len(b)})
     return pd.DataFrame(rows)
 
 
@@ -254,8 +256,8 @@ def uniform_before_after(cfg: Mapping, models: Sequence[str] = MODELS,
     """GroSS validation accuracy of every uniform configuration straight after decomposition and after fine-tuning.
 
     Writes table ``uniform_before_after`` (:func:`uniform_accuracies`, or ``accuracies``
-    when given: ``model, repeat, config, before, after, improved``): the check that
-    fine-tuning does not lose accuracy.
+    when given: ``model, repeat, config, before, after, improved, lost, gained, n_images``):
+    the check that fine-tuning does not lose accuracy.
     """
     accuracies = uniform_accuracies(cfg, models) if accuracies is None else accuracies
     return StepResult(tables={"uniform_before_after": accuracies})
@@ -266,15 +268,19 @@ def _individual_inputs(cfg: Mapping, name: str, config: tuple, repeat: int, kind
     rec = recipe(cfg, name, kind, seed=int(cfg["seed"]) + int(repeat))
     init = gross_decompose(cfg, name, int(repeat) % n_repeats(cfg, name), compute=False)
     data = prepare_data(cfg, name)
-    no_ft = evaluate(cfg, init, data, "val", config=config)
+    no_ft = correct_images(init, data, config=config, split="val", **eval_kwargs(cfg, data))
     return rec, init, data, no_ft
 
 
 def _individual_payload(cfg: Mapping, name: str, config: tuple, repeat: int, kind: str, rec, data, net, history,
-                        no_ft: float) -> dict:
+                        no_ft: torch.Tensor) -> dict:
+    """The stored result of one individual fine-tune; ``no_ft``: its validation images right before training."""
+    after = correct_images(net, data, split="val", **eval_kwargs(cfg, data))
     return {"model": name, "config": list(config), "repeat": int(repeat), "kind": kind, "epochs": rec.epochs,
-            "val_acc": evaluate(cfg, net, data, "val"), "test_acc": evaluate(cfg, net, data, "test"),
-            "no_finetune_val_acc": no_ft, "history_val_acc": [float(v) for v in history["val_acc"]]}
+            "val_acc": 100.0 * after.double().mean().item(), "test_acc": evaluate(cfg, net, data, "test"),
+            "no_finetune_val_acc": 100.0 * no_ft.double().mean().item(),
+            "val_lost": int((no_ft & ~after).sum()), "val_gained": int((~no_ft & after).sum()),
+            "history_val_acc": [float(v) for v in history["val_acc"]]}
 
 
 def _individual(cfg: Mapping, store: Store, name: str, config: tuple, repeat: int, kind: str) -> dict:
@@ -497,7 +503,9 @@ def uniform_finetunes(cfg: Mapping, models: Sequence[str] = MODELS) -> pd.DataFr
     Returns
     -------
     DataFrame
-        ``model, config, repeat, epochs, no_finetune_val_acc, val_acc, test_acc, train_time_s``.
+        ``model, config, repeat, epochs, no_finetune_val_acc, val_acc, test_acc, val_lost, val_gained``
+        (validation images the fine-tune lost / gained; empty for results stored before these
+        were recorded) and ``train_time_s``.
     """
     rows = []
     for name in check_models(models):
@@ -510,7 +518,8 @@ def uniform_finetunes(cfg: Mapping, models: Sequence[str] = MODELS) -> pd.DataFr
                 res = results[(c, r)]
                 rows.append({"model": name, "config": config_str(c), "repeat": r, "epochs": res["epochs"],
                              "no_finetune_val_acc": res["no_finetune_val_acc"], "val_acc": res["val_acc"],
-                             "test_acc": res["test_acc"], "train_time_s": res["wall_time_s"]})
+                             "test_acc": res["test_acc"], "val_lost": res.get("val_lost"),
+                             "val_gained": res.get("val_gained"), "train_time_s": res["wall_time_s"]})
     return pd.DataFrame(rows)
 
 

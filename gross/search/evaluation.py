@@ -58,8 +58,8 @@ from gross.method.space import Config, SearchSpace
 from gross.utils import resolve_device
 from gross.utils.timing import timed
 
-__all__ = ["accuracy", "evaluate_configs", "count_correct", "units", "ConfigEvaluator", "get_split",
-           "time_switching_vs_rebuild"]
+__all__ = ["accuracy", "evaluate_configs", "count_correct", "correct_images", "units", "ConfigEvaluator",
+           "get_split", "time_switching_vs_rebuild"]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -316,6 +316,36 @@ def accuracy(model: nn.Module, data, config=None, split: str = "val", batch_size
     """
     configs = [None] if config is None else _gross_configs(model, [config])
     return _accuracies(model, configs, data, split, batch_size, device, mean, std, False, channels_last)[0]
+
+
+def correct_images(model: nn.Module, data, config=None, split: str = "val", batch_size: int = 1000, device=None,
+                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> torch.Tensor:
+    """Which images of one split ``model`` classifies correctly (top-1), in the split's order.
+
+    The per-image form of :func:`accuracy` (same arguments, same predictions): two such
+    masks of one split give a paired comparison of two networks, e.g. the images a
+    fine-tune lost and gained (:func:`gross.pipeline.claims.paired_se`).
+
+    Returns
+    -------
+    torch.Tensor
+        Boolean, one entry per image of the split, on the CPU;
+        ``100 * mask.float().mean()`` equals :func:`accuracy`.
+    """
+    split_data = get_split(data, split)
+    mean, std = _norm_stats(data, mean, std)
+    device = resolve_device(device)
+    model.to(device)
+    feed = _Feed.of_split(split_data, _check_batch_size(batch_size), mean, std, device, _model_dtype(model), False)
+    hits = []
+    with _Restore(model), torch.inference_mode():
+        if config is not None:
+            set_config(model, _gross_configs(model, [config])[0])
+        for x, y in feed:
+            hits.append((model(x).argmax(1) == y).cpu())
+    if not hits:
+        raise ValueError(f"split {split!r} is empty")
+    return torch.cat(hits)
 
 
 def count_correct(model: nn.Module, configs, batches, *, device=None, tree: bool = True,
