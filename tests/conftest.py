@@ -109,3 +109,31 @@ def load_script():
         return module
 
     return load
+
+
+@pytest.fixture
+def batched_rows(monkeypatch):
+    """Count (and optionally kill at) the epoch rows :mod:`gross.training.batched` writes.
+
+    ``batched_rows(kill_after=n)`` patches ``batched._history_row`` so that once ``n``
+    rows (networks x epochs) are written the next raises ``KeyboardInterrupt("killed")``
+    (a run killed mid-epoch, after its last checkpoint); ``batched_rows()`` only counts.
+    Returns the list that gets one entry per row written.
+    """
+    import gross.training.batched as batched
+
+    original = batched._history_row
+
+    def arm(kill_after: int | None = None) -> list:
+        calls = []
+
+        def row(*args):
+            calls.append(1)
+            if kill_after is not None and len(calls) > kill_after:
+                raise KeyboardInterrupt("killed")
+            return original(*args)
+
+        monkeypatch.setattr(batched, "_history_row", row)
+        return calls
+
+    return arm

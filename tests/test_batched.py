@@ -96,24 +96,14 @@ def test_packed_different_configs_equal_finetune_config(data):
         finetune_configs(gross, configs[:2], data, recipes, method="vmap", device="cpu")
 
 
-def test_batched_checkpoint_resume(data, tmp_path, monkeypatch):
-    import gross.training.batched as batched
-
+def test_batched_checkpoint_resume(data, tmp_path, batched_rows):
     recipes = _recipes([0, 1])
     full = [_net(1), _net(2)]
     train_stacked(full, data, recipes, device="cpu")
-    original, calls = batched._history_row, []
-
-    def crash_in_epoch_3(*args):
-        calls.append(1)
-        if len(calls) > 4:  # 2 networks x 2 epochs done and checkpointed
-            raise KeyboardInterrupt("killed")
-        return original(*args)
-
-    monkeypatch.setattr(batched, "_history_row", crash_in_epoch_3)
+    batched_rows(kill_after=4)  # 2 networks x 2 epochs done and checkpointed, killed in epoch 3
     with pytest.raises(KeyboardInterrupt):
         train_stacked([_net(1), _net(2)], data, recipes, device="cpu", run_dir=tmp_path)
-    monkeypatch.setattr(batched, "_history_row", original)
+    batched_rows()
     assert read_checkpoint(tmp_path / "batched.pt")["epoch"] == 2
     resumed = [_net(1), _net(2)]
     hist = train_stacked(resumed, data, recipes, device="cpu", run_dir=tmp_path, resume=True)

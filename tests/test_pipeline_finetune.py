@@ -233,7 +233,7 @@ def test_k_at_once_equals_one_at_a_time_through_the_pipeline(runs, float64_finet
     assert _max_diff(alone[((4, 8, 16), 0)], alone[((4, 8, 16), 1)]) > 1e-6  # seeds differ
 
 
-def test_killed_k_run_resumes_and_memory_splits(runs, monkeypatch, float64_finetunes):
+def test_killed_k_run_resumes_and_memory_splits(runs, monkeypatch, float64_finetunes, batched_rows):
     import gross.training.batched as batched
 
     cfg = _smoke(four_layer__config_epochs=3, networks_at_once=3)
@@ -241,21 +241,12 @@ def test_killed_k_run_resumes_and_memory_splits(runs, monkeypatch, float64_finet
     reference = finetune.make_individuals(cfg, "four_layer", configs, repeats)
     _drop(runs, AT_ONCE)
     shutil.rmtree(runs / "smoke" / "checkpoints" / "true")  # else the run below resumes the finished one
-    original, calls = batched._history_row, []
-
-    def killed_in_epoch_3(*args):
-        calls.append(1)
-        if len(calls) > 6:  # 3 networks x 2 epochs done and checkpointed
-            raise KeyboardInterrupt("killed")
-        return original(*args)
-
-    monkeypatch.setattr(batched, "_history_row", killed_in_epoch_3)
+    batched_rows(kill_after=6)  # 3 networks x 2 epochs done and checkpointed, killed in epoch 3
     with pytest.raises(KeyboardInterrupt):
         finetune.make_individuals(cfg, "four_layer", configs, repeats)
     ckpt = list((runs / "smoke" / "checkpoints" / "true").glob("four_layer_config_x3_*.pt"))
     assert len(ckpt) == 1 and batched.read_checkpoint(ckpt[0])["epoch"] == 2
-    after = []
-    monkeypatch.setattr(batched, "_history_row", lambda *args: after.append(1) or original(*args))
+    after = batched_rows()
     resumed = finetune.make_individuals(cfg, "four_layer", configs, repeats)
     assert len(after) == 3  # the resumed run trained epoch 3 only, of the 3 networks
     for ref, res in zip(reference, resumed):

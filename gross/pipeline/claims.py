@@ -13,8 +13,10 @@ effect beside a measured noise and gives a verdict:
 Noise sources, best first: the spread of the same quantity over seeds and thread settings
 (``seed_spread_summary``, written by ``scripts/seed_spread.py`` for the 4-layer network);
 a bootstrap over the configurations (Table 5's average precision); repeated timings
-(``latency_predictor_validation``'s repeat disagreement); the binomial standard error of an
-accuracy on the images it was measured on (a lower bound: it ignores training noise).
+(``latency_predictor_validation``'s repeat disagreement); the paired error of a change measured
+on the same images before and after (:func:`paired_se`, from the images lost and gained); the
+binomial standard error of an accuracy on the images it was measured on (a lower bound: it
+ignores training noise).
 Each row names its source.
 """
 
