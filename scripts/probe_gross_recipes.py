@@ -27,8 +27,9 @@ checkpoints, no channels-last layout): ``A`` is the control for the others.
 The base network is read from ``$GROSS_RUNS/cpu/four_layer_base.pt`` (as in
 ``probe_gross_spike.py``); the decompositions are made there (or read when stored).
 ``summarise`` writes ``probe_gross_recipes`` (one row per variant: runs, configurations
-lowered, worst change and its paired z) and ``probe_gross_recipes_runs`` (one row per variant,
-thread setting and repeat), CSV + Markdown + ``.meta.json``.
+lowered, worst change and its paired z), ``probe_gross_recipes_runs`` (one row per variant,
+thread setting and repeat) and ``probe_gross_recipes_configs`` (every configuration's change,
+images lost and gained, paired standard error and z), CSV + Markdown + ``.meta.json``.
 """
 
 from __future__ import annotations
@@ -143,7 +144,11 @@ def summarise(paths, to) -> pd.DataFrame:
     rows["paired_se"] = [paired_se(r.lost, r.gained, r.n_images) for r in rows.itertuples()]
     rows["z"] = rows["delta"] / rows["paired_se"].where(rows["paired_se"] > 0)
     keys = ["kind", "variant"]
-    per_run = rows.groupby(keys + ["threads", "repeat"], sort=False).agg(
+    run = keys + ["threads", "repeat"]
+    # a GroSS row carries its whole fine-tune's time (one fine-tune, every configuration); an individual row its own
+    rows["seconds"] = rows["seconds"].where(rows["kind"] == "config",
+                                            rows["seconds"] / rows.groupby(run)["seconds"].transform("size"))
+    per_run = rows.groupby(run, sort=False).agg(
         configs=("delta", "size"), lowered=("delta", lambda d: int((d < 0).sum())), worst=("delta", "min"),
         mean=("delta", "mean"), most_negative_z=("z", "min"), seconds=("seconds", "sum")).reset_index()
     table = per_run.groupby(keys, sort=False).agg(
@@ -156,6 +161,7 @@ def summarise(paths, to) -> pd.DataFrame:
                                    "validation accuracy points on 5000 images; z = change / paired standard error"])
     utils.save_table(table.round(4), "probe_gross_recipes", meta, directory=to)
     utils.save_table(per_run.round(4), "probe_gross_recipes_runs", meta, directory=to)
+    utils.save_table(rows.round(4), "probe_gross_recipes_configs", meta, directory=to)
     return table
 
 

@@ -90,5 +90,8 @@ def test_summary_counts_lowered_configurations_and_paired_z(tmp_path, load_scrip
     assert table.loc["A", "worst"] == pytest.approx(-0.2)
     assert table.loc["A", "most_negative_z"] == pytest.approx(-0.2 / paired_se(30, 20, 5000), abs=1e-4)
     assert table.loc["S", "lowered"] == 0 and table.loc["S", "worst"] == 0.0
+    runs = pd.read_csv(tmp_path / "out" / "probe_gross_recipes_runs.csv")
+    assert (runs["seconds"] == 1.0).all()  # one GroSS fine-tune per run, not one per configuration
     assert (tmp_path / "out" / "probe_gross_recipes.md").exists()
     assert (tmp_path / "out" / "probe_gross_recipes_runs.csv").exists()
+    assert (tmp_path / "out" / "probe_gross_recipes_configs.csv").exists()
