@@ -53,7 +53,7 @@ from gross.pipeline.claims import paired_se
 from gross.pipeline.common import eval_kwargs, prepare_data, recipe, setup, uniform_configs
 from gross.pipeline.decomposition import gross_decompose
 from gross.runs import config
-from gross.search.evaluation import correct_images
+from gross.search.evaluation import correct_images, paired_change
 from gross.training.loop import draw_config, group_size_sampler
 
 #: Variant -> (sandwich, warm-up epochs, learning rate or None for the recipe's).
@@ -93,10 +93,9 @@ def tune(model, layer_names, data, rec, *, sandwich=False, warmup=0.0, sampler_l
 
 
 def _row(tag, kind, variant, c, before, after, seconds) -> dict:
-    acc_b, acc_a = 100.0 * before.double().mean().item(), 100.0 * after.double().mean().item()
-    return {**tag, "kind": kind, "variant": variant, "config": config_str(c), "before": acc_b, "after": acc_a,
-            "delta": acc_a - acc_b, "lost": int((before & ~after).sum()), "gained": int((~before & after).sum()),
-            "n_images": len(before), "seconds": seconds}
+    pair = paired_change(before, after)
+    return {**tag, "kind": kind, "variant": variant, "config": config_str(c), **pair,
+            "delta": pair["after"] - pair["before"], "seconds": seconds}
 
 
 def probe(threads: int, repeat: int, variants, configs_variants, n_configs: int) -> list[dict]:

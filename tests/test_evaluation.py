@@ -14,7 +14,7 @@ from gross.training import loop as train
 from gross.data import Dataset, Split
 from gross.method.decomposition import enumerate_configs, export, get_config, search_space, set_config
 from gross.search.evaluation import (ConfigEvaluator, accuracy, correct_images, evaluate_configs, get_split,
-                                     time_switching_vs_rebuild)
+                                     paired_change, time_switching_vs_rebuild)
 from gross.method.layers import GroSSConv2d
 from gross.method.space import SearchSpace
 
@@ -223,6 +223,20 @@ def test_correct_images_are_the_forward_argmax_per_image(model, data):
         assert clear.sum() > 0.9 * len(clear)
         assert torch.equal(mask[clear], (logits.argmax(1) == data.val.labels)[clear])
     assert get_config(model) == before
+
+
+def test_paired_change_counts_the_images_that_moved(model, data):
+    before = correct_images(model, data, config="1 1 1")
+    after = correct_images(model, data, config="4 8 8")
+    pair = paired_change(before, after)
+    b, a = before.numpy(), after.numpy()  # independent: numpy on the same masks
+    assert pair["lost"] == int(np.sum(b & ~a)) and pair["gained"] == int(np.sum(~b & a))
+    assert pair["before"] == accuracy(model, data, config="1 1 1") and pair["after"] == accuracy(model, data,
+                                                                                               config="4 8 8")
+    assert pair["n_images"] == len(b)
+    assert pair["after"] - pair["before"] == pytest.approx(100 * (pair["gained"] - pair["lost"]) / len(b))
+    with pytest.raises(ValueError, match="same images"):
+        paired_change(before, after[:-1])
 
 
 def test_switching_vs_rebuild_reports_equal_accuracies(model, data):

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from gross.method.decomposition import gross_layers, search_space
-from gross.search.evaluation import accuracy, correct_images
+from gross.search.evaluation import accuracy, correct_images, paired_change
 from gross.method.space import config_str
 from gross.pipeline.common import (MODELS, NOTEBOOKS, check_models, eval_kwargs, evaluate, fan_out, n_repeats,
                                    networks_at_once, precision, prepare_data, recipe, resolve_device, true_repeats,
@@ -242,11 +242,11 @@ def uniform_accuracies(cfg: Mapping, models: Sequence[str] = MODELS) -> pd.DataF
         for r in range(n_repeats(cfg, name)):
             init, tuned = load_gross(cfg, name, r, tuned=False), load_gross(cfg, name, r)
             for c in uniform_configs(search_space(init)):
-                b, a = (correct_images(m, data, config=c, split="val", **eval_kwargs(cfg, data)) for m in (init, tuned))
-                before, after = 100.0 * b.double().mean().item(), 100.0 * a.double().mean().item()
-                rows.append({"model": name, "repeat": r, "config": config_str(c), "before": before, "after": after,
-                             "improved": after >= before, "lost": int((b & ~a).sum()), "gained": int((~b & a).sum()),
-                             "n_images": len(b)})
+                pair = paired_change(*(correct_images(m, data, config=c, split="val", **eval_kwargs(cfg, data))
+                                       for m in (init, tuned)))
+                rows.append({"model": name, "repeat": r, "config": config_str(c), "before": pair["before"],
+                             "after": pair["after"], "improved": pair["after"] >= pair["before"], "lost": pair["lost"],
+                             "gained": pair["gained"], "n_images": pair["n_images"]})
     return pd.DataFrame(rows)
 
 
@@ -275,11 +275,10 @@ def _individual_inputs(cfg: Mapping, name: str, config: tuple, repeat: int, kind
 def _individual_payload(cfg: Mapping, name: str, config: tuple, repeat: int, kind: str, rec, data, net, history,
                         no_ft: torch.Tensor) -> dict:
     """The stored result of one individual fine-tune; ``no_ft``: its validation images right before training."""
-    after = correct_images(net, data, split="val", **eval_kwargs(cfg, data))
+    pair = paired_change(no_ft, correct_images(net, data, split="val", **eval_kwargs(cfg, data)))
     return {"model": name, "config": list(config), "repeat": int(repeat), "kind": kind, "epochs": rec.epochs,
-            "val_acc": 100.0 * after.double().mean().item(), "test_acc": evaluate(cfg, net, data, "test"),
-            "no_finetune_val_acc": 100.0 * no_ft.double().mean().item(),
-            "val_lost": int((no_ft & ~after).sum()), "val_gained": int((~no_ft & after).sum()),
+            "val_acc": pair["after"], "test_acc": evaluate(cfg, net, data, "test"),
+            "no_finetune_val_acc": pair["before"], "val_lost": pair["lost"], "val_gained": pair["gained"],
             "history_val_acc": [float(v) for v in history["val_acc"]]}
 
 

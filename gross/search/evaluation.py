@@ -58,8 +58,8 @@ from gross.method.space import Config, SearchSpace
 from gross.utils import resolve_device
 from gross.utils.timing import timed
 
-__all__ = ["accuracy", "evaluate_configs", "count_correct", "correct_images", "units", "ConfigEvaluator",
-           "get_split", "time_switching_vs_rebuild"]
+__all__ = ["accuracy", "evaluate_configs", "count_correct", "correct_images", "paired_change", "units",
+           "ConfigEvaluator", "get_split", "time_switching_vs_rebuild"]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -273,14 +273,18 @@ def _count_correct(model: nn.Module, configs: Sequence[Config | None], feed: _Fe
     return correct.cpu().tolist()
 
 
-def _accuracies(model, configs, data, split, batch_size, device, mean, std, tree, channels_last) -> list[float]:
-    """Top-1 accuracy (percent) of each of the distinct ``configs`` (``[None]``: the model as is)."""
-    split_data = get_split(data, split)
+def _split_feed(model, data, split, batch_size, device, mean, std, channels_last) -> _Feed:
+    """The batches of one split of ``data`` for ``model``, moved to ``device`` (``None``: the default)."""
     mean, std = _norm_stats(data, mean, std)
-    batch_size = _check_batch_size(batch_size)
     device = resolve_device(device)
     model.to(device)
-    feed = _Feed.of_split(split_data, batch_size, mean, std, device, _model_dtype(model), channels_last)
+    return _Feed.of_split(get_split(data, split), _check_batch_size(batch_size), mean, std, device,
+                          _model_dtype(model), channels_last)
+
+
+def _accuracies(model, configs, data, split, batch_size, device, mean, std, tree, channels_last) -> list[float]:
+    """Top-1 accuracy (percent) of each of the distinct ``configs`` (``[None]``: the model as is)."""
+    feed = _split_feed(model, data, split, batch_size, device, mean, std, channels_last)
     correct = _count_correct(model, configs, feed, tree)
     if feed.n_images == 0:
         raise ValueError(f"split {split!r} is empty")
@@ -332,11 +336,7 @@ def correct_images(model: nn.Module, data, config=None, split: str = "val", batc
         Boolean, one entry per image of the split, on the CPU;
         ``100 * mask.float().mean()`` equals :func:`accuracy`.
     """
-    split_data = get_split(data, split)
-    mean, std = _norm_stats(data, mean, std)
-    device = resolve_device(device)
-    model.to(device)
-    feed = _Feed.of_split(split_data, _check_batch_size(batch_size), mean, std, device, _model_dtype(model), False)
+    feed = _split_feed(model, data, split, batch_size, device, mean, std, False)
     hits = []
     with _Restore(model), torch.inference_mode():
         if config is not None:
@@ -346,6 +346,23 @@ def correct_images(model: nn.Module, data, config=None, split: str = "val", batc
     if not hits:
         raise ValueError(f"split {split!r} is empty")
     return torch.cat(hits)
+
+
+def paired_change(before: torch.Tensor, after: torch.Tensor) -> dict:
+    """Two :func:`correct_images` masks of one split compared: accuracies (%) and the images that moved.
+
+    Returns
+    -------
+    dict
+        ``before``, ``after`` (accuracies in percent), ``lost`` (images right before and wrong
+        after), ``gained`` (wrong before, right after) and ``n_images``;
+        ``after - before = 100 * (gained - lost) / n_images``.
+    """
+    if before.shape != after.shape:
+        raise ValueError(f"paired_change needs two masks of the same images, got shapes {tuple(before.shape)} "
+                         f"and {tuple(after.shape)}")
+    return {"before": 100.0 * before.double().mean().item(), "after": 100.0 * after.double().mean().item(),
+            "lost": int((before & ~after).sum()), "gained": int((~before & after).sum()), "n_images": len(before)}
 
 
 def count_correct(model: nn.Module, configs, batches, *, device=None, tree: bool = True,
